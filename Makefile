@@ -1,0 +1,41 @@
+# The project's commands. Every install step lives here, so a fresh machine with only Python
+# and pip runs them as they are.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: install test lint typecheck pytest bench demo constraints clean
+
+# The virtualenv is (re)built when the project or its pinned constraints change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+demo: install
+	$(BIN)/python -m airflow_provider_bankapi.sandbox demo
+
+# Refresh the pins from a working install (run after changing dependencies, then commit).
+constraints: install
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(airflow-provider-bankapi|pip|setuptools)==' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo

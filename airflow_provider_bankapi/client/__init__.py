@@ -1,0 +1,1 @@
+"""The pure client layer: requests, cryptography and the standard library, never Airflow."""

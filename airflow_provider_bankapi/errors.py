@@ -1,0 +1,165 @@
+"""One error tree for everything the Banking API provider raises.
+
+::
+
+    BankingApiError
+    ├── ConfigurationError                 a connection field is missing or malformed (names it)
+    │   └── ClientIdentityError            cert/key/PFX unreadable, wrong password, key ≠ cert, expired
+    ├── TlsHandshakeError                  TLS failed: server not trusted, or client cert rejected in the handshake
+    ├── TokenResponseError                 the token endpoint answered 2xx with an unusable body
+    └── ApiError                           the bank answered an error status: status_code, body excerpt, hint
+        ├── InvalidCredentialsError        401 Invalid Credentials
+        ├── InvalidClientCertificateError  401 Invalid Client Certificate (or a gateway's 400/495/496)
+        ├── ForbiddenError                 403: the source IP is not on the credential's allowlist
+        ├── RateLimitedError               429 after retries
+        └── ServerError                    5xx after retries
+
+Callers branch on the types and their attributes, never on message text. No message or
+attribute ever holds a client_secret, a token, a password or key material. Standard library only.
+"""
+
+from __future__ import annotations
+
+# The bank's own troubleshooting checklists (seed document, "Troubleshooting"), in English.
+HINT_INVALID_CREDENTIALS = (
+    "Check the connection's Client ID (login) and Client secret (password), and that the credential "
+    "is active in the bank's back office (CORE)."
+)
+HINT_INVALID_CLIENT_CERTIFICATE = (
+    "Check that the client certificate sent is the one bound to the credential in CORE, that it has "
+    "not expired, that the private key matches the certificate, and that the certificate comes from "
+    "the right chain for this environment."
+)
+HINT_FORBIDDEN = (
+    "Check that the public source IP of this worker is on the credential's allowlist in CORE, and that "
+    "the call leaves through the expected IP (egress proxy, NAT)."
+)
+HINT_TLS_HANDSHAKE = (
+    "Check that the client really sends its certificate and key (client_cert + client_private_key, or "
+    "client_pfx_secret), that the PFX password is right, and that ca_cert trusts the bank's server "
+    "for this environment."
+)
+HINT_CLIENT_CERTIFICATE_REJECTED = (
+    "The bank closed the TLS connection because of the client certificate. " + HINT_INVALID_CLIENT_CERTIFICATE
+)
+HINT_SERVER_NOT_TRUSTED = (
+    "The bank's server certificate is not trusted: set ca_cert to the CA of this environment, and check "
+    "the host name in the Base URL."
+)
+HINT_RATE_LIMITED = (
+    "The bank is throttling requests. Lower the concurrency (max_workers, pools) or let the token "
+    "cache share one token (cache_scope host or cluster)."
+)
+HINT_SERVER_ERROR = "The bank's side failed; the call was retried with backoff. Try again later."
+
+
+class BankingApiError(Exception):
+    """Root of every error this provider raises.
+
+    :param message: what went wrong, free of secrets.
+    :param hint: what to check, usually the bank's own checklist.
+    """
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class ConfigurationError(BankingApiError):
+    """A connection field is missing or malformed; ``field`` names it."""
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
+
+
+class ClientIdentityError(ConfigurationError):
+    """The client certificate, key or PKCS#12 bundle cannot serve as a client identity."""
+
+
+class TlsHandshakeError(BankingApiError):
+    """The TLS connection failed before the bank answered over HTTP.
+
+    :param reason: OpenSSL's reason (``TLSV13_ALERT_CERTIFICATE_REQUIRED``...), if known.
+    :param verify_code: OpenSSL's verify code when the server's certificate was not trusted.
+    :param client_certificate_rejected: True when the bank (probably) refused the client certificate.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str = "",
+        reason: str | None = None,
+        verify_code: int | None = None,
+        client_certificate_rejected: bool = False,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+        self.verify_code = verify_code
+        self.client_certificate_rejected = client_certificate_rejected
+
+
+class TokenResponseError(BankingApiError):
+    """The token endpoint answered 2xx with a body that holds no usable token; ``field`` names the fault."""
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
+
+
+class ApiError(BankingApiError):
+    """The bank answered with an error status (or a 2xx body that is not what was asked for).
+
+    :param status_code: the HTTP status.
+    :param method: the HTTP method.
+    :param path: the path called, without the query string.
+    :param body_excerpt: a short, size-capped excerpt of the body (never a token or secret).
+    :param bank_reason: the bank's phrase found in the body ("Invalid Credentials"...), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        body_excerpt: str = "",
+        bank_reason: str | None = None,
+        hint: str = "",
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status_code = status_code
+        self.method = method
+        self.path = path
+        self.body_excerpt = body_excerpt
+        self.bank_reason = bank_reason
+
+
+class InvalidCredentialsError(ApiError):
+    """401 Invalid Credentials: client_id or client_secret wrong, or the credential inactive."""
+
+
+class InvalidClientCertificateError(ApiError):
+    """401 Invalid Client Certificate, or a TLS terminator's 400/495/496 page for a bad client certificate."""
+
+
+class ForbiddenError(ApiError):
+    """403 Forbidden: the source IP is not on the credential's allowlist."""
+
+
+class RateLimitedError(ApiError):
+    """429 after the retries ran out; ``retry_after`` is the bank's last advice in seconds, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ServerError(ApiError):
+    """5xx after the retries ran out."""

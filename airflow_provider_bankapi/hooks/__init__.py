@@ -1,0 +1,1 @@
+"""hooks of the Banking API provider."""
