@@ -47,7 +47,9 @@ class Issued:
             serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
         )
         extra = [ca.certificate] if ca else None
-        return pkcs12.serialize_key_and_certificates(name, self.private_key, self.certificate, extra, encryption)
+        return pkcs12.serialize_key_and_certificates(
+            name, self.private_key, self.certificate, extra, encryption
+        )
 
     @property
     def fingerprint_sha256(self) -> str:
@@ -74,7 +76,9 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def make_ca(common_name: str = "Banking API sandbox CA", *, days: int = 3650, key_type: KeyType = "ec") -> Issued:
+def make_ca(
+    common_name: str = "Banking API sandbox CA", *, days: int = 3650, key_type: KeyType = "ec"
+) -> Issued:
     """A self-signed CA able to sign server and client certificates."""
     key = new_private_key(key_type)
     now = _now()
@@ -139,7 +143,11 @@ def _leaf(
 
 
 def issue_server_certificate(
-    ca: Issued, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"), *, days: int = 825, key_type: KeyType = "ec"
+    ca: Issued,
+    hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    *,
+    days: int = 825,
+    key_type: KeyType = "ec",
 ) -> Issued:
     """A TLS server certificate for the given DNS names and IP addresses."""
     san: list[x509.GeneralName] = []
