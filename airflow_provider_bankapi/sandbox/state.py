@@ -1,0 +1,223 @@
+"""What a running sandbox remembers: its knobs, the faults waiting to be served, counters and tokens.
+
+One :class:`SandboxState` is shared by the HTTPS handler threads and the control endpoint, so
+every method takes the lock; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_bankapi.sandbox.provision import BASE_PATH
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+FAULT_KINDS = ("429", "503", "drop", "hang")
+ANY_PATH = "*"
+# How long a "hang" fault holds a request when nobody stops the server: longer than any sane
+# client read timeout, short enough that a forgotten hang does not pin a thread for good.
+HANG_LIMIT_SECONDS = 120.0
+
+
+def fault_path(path: str) -> str:
+    """The key a fault is stored under: the path relative to the base URL, without a query."""
+    path = path.split("?", 1)[0]
+    if path == ANY_PATH:
+        return path
+    if path.startswith(BASE_PATH + "/"):
+        path = path[len(BASE_PATH) :]
+    if not path.startswith("/"):
+        path = "/" + path
+    return path.rstrip("/") or "/"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected response: ``kind`` in :data:`FAULT_KINDS`; ``retry_after`` for 429/503."""
+
+    kind: str
+    retry_after: int | None = None
+
+
+@dataclass
+class _PendingFaults:
+    fault: Fault
+    remaining: int
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """What the sandbox knows about an access token (never the token itself: that is the key)."""
+
+    client_id: str
+    certificate_fingerprint: str
+    expires_at: float
+    revoked: bool = field(default=False)
+
+
+class TokenRegistry:
+    """Opaque random bearer tokens, each bound to the client certificate that fetched it (RFC 8705)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens: dict[str, IssuedToken] = {}
+
+    def issue(self, client_id: str, certificate_fingerprint: str, lifetime: int) -> str:
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+        with self._lock:
+            # Forget tokens long past expiry so a benchmark's thousands of tokens do not pile up.
+            if len(self._tokens) > 1000:
+                self._tokens = {k: v for k, v in self._tokens.items() if v.expires_at > now - 60}
+            self._tokens[token] = IssuedToken(client_id, certificate_fingerprint, now + lifetime)
+        return token
+
+    def lookup(self, token: str) -> IssuedToken | None:
+        with self._lock:
+            return self._tokens.get(token)
+
+    def is_expired(self, issued: IssuedToken) -> bool:
+        return self._clock() >= issued.expires_at
+
+    def revoke(self, client_id: str | None = None) -> int:
+        """Revoke every live token (of one credential when ``client_id`` is given); return how many."""
+        return self._change(client_id, revoked=True)
+
+    def expire(self, client_id: str | None = None) -> int:
+        """Make live tokens expire now, so tests of expiry need not wait for the clock."""
+        return self._change(client_id, expires_at=self._clock())
+
+    def _change(self, client_id: str | None, **changes: Any) -> int:
+        now = self._clock()
+        changed = 0
+        with self._lock:
+            for key, issued in self._tokens.items():
+                live = not issued.revoked and issued.expires_at > now
+                if live and client_id in (None, issued.client_id):
+                    self._tokens[key] = replace(issued, **changes)
+                    changed += 1
+        return changed
+
+
+class SandboxState:
+    """Knobs, faults, counters and tokens of one running sandbox.
+
+    :param latency: seconds added before every response.
+    :param token_lifetime: ``expires_in`` of new tokens, in seconds.
+    :param clock: the time source of token expiry (a seam for tests).
+    """
+
+    def __init__(
+        self, *, latency: float = 0.0, token_lifetime: int = 3600, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._lock = threading.Lock()
+        self._initial = (0.0, 3600)
+        self.set_latency(latency)
+        self.set_token_lifetime(token_lifetime)
+        self._initial = (self.latency, self.token_lifetime)
+        self._faults: dict[str, _PendingFaults] = {}
+        self._counters: Counter[str] = Counter()
+        self._refused: Counter[str] = Counter()
+        self._faults_served: Counter[str] = Counter()
+        self.tokens = TokenRegistry(clock)
+        # Set when the server stops: wakes every sleeping latency and hanging request at once.
+        self.stopping = threading.Event()
+
+    # -- knobs --------------------------------------------------------------------------------
+
+    def set_latency(self, seconds: float) -> None:
+        seconds = float(seconds)
+        if not 0 <= seconds <= 60:
+            raise ValueError(f"latency must be between 0 and 60 seconds, not {seconds}")
+        self.latency = seconds
+
+    def set_token_lifetime(self, seconds: int) -> None:
+        if isinstance(seconds, bool) or int(seconds) != seconds or seconds < 1:
+            raise ValueError(f"token lifetime must be a positive whole number of seconds, not {seconds!r}")
+        self.token_lifetime = int(seconds)
+
+    def settings(self) -> dict[str, Any]:
+        return {"latency": self.latency, "token_lifetime": self.token_lifetime}
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def inject_fault(self, path: str, kind: str, count: int = 1, retry_after: int | None = None) -> None:
+        """Make the next ``count`` requests to ``path`` (or ``"*"``: any path) fail as ``kind``."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {', '.join(FAULT_KINDS)}, not {kind!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"fault count must be a positive integer, not {count!r}")
+        if retry_after is not None and (
+            isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0
+        ):
+            raise ValueError(f"retry_after must be a whole number of seconds >= 0, not {retry_after!r}")
+        if retry_after is None and kind == "429":
+            retry_after = 1
+        with self._lock:
+            self._faults[fault_path(path)] = _PendingFaults(Fault(kind, retry_after), count)
+
+    def take_fault(self, path: str) -> Fault | None:
+        """The fault to serve for this request, if one is pending (an exact path wins over ``*``)."""
+        with self._lock:
+            for key in (fault_path(path), ANY_PATH):
+                pending = self._faults.get(key)
+                if pending is not None:
+                    pending.remaining -= 1
+                    if pending.remaining == 0:
+                        del self._faults[key]
+                    self._faults_served[pending.fault.kind] += 1
+                    return pending.fault
+        return None
+
+    def pending_faults(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {
+                path: {"kind": p.fault.kind, "remaining": p.remaining, "retry_after": p.fault.retry_after}
+                for path, p in self._faults.items()
+            }
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    # -- counters -----------------------------------------------------------------------------
+
+    def count(self, name: str) -> None:
+        """Add one to ``tls_connections``, ``tls_handshake_failures``, ``tokens_issued``..."""
+        with self._lock:
+            self._counters[name] += 1
+
+    def count_refused(self, reason: str) -> None:
+        with self._lock:
+            self._refused[reason] += 1
+
+    def counters(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "tokens_issued": self._counters["tokens_issued"],
+                "token_refused": dict(self._refused),
+                "api_requests": self._counters["api_requests"],
+                "tls_connections": self._counters["tls_connections"],
+                "tls_handshake_failures": self._counters["tls_handshake_failures"],
+                "faults_served": dict(self._faults_served),
+            }
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self._counters.clear()
+            self._refused.clear()
+            self._faults_served.clear()
+
+    def reset(self) -> None:
+        """Back to the start: counters zero, no faults, start-time knobs, every token revoked."""
+        self.reset_counters()
+        self.clear_faults()
+        self.latency, self.token_lifetime = self._initial
+        self.tokens.revoke()
