@@ -1,0 +1,210 @@
+"""The sandbox's HTTPS server: real mutual TLS, HTTP/1.1 keep-alive, faults and latency.
+
+A ThreadingHTTPServer whose worker threads do the TLS handshake themselves (a client that never
+finishes its handshake then blocks only its own thread, not the accept loop). The client
+certificate is required and verified against the sandbox CA, as the bank's gateway does; the
+rules of the contract are in bank.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_bankapi.sandbox.bank import BankApi, Request, Response, error
+from airflow_provider_bankapi.sandbox.state import HANG_LIMIT_SECONDS
+
+if TYPE_CHECKING:
+    from airflow_provider_bankapi.sandbox.provision import Layout
+    from airflow_provider_bankapi.sandbox.state import Fault, SandboxState
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
+IDLE_TIMEOUT_SECONDS = 60.0  # an idle keep-alive connection is closed after this long
+MAX_BODY_BYTES = 64 * 1024
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def tls_version(value: ssl.TLSVersion | str | None) -> ssl.TLSVersion | None:
+    """``"1.2"``/``"1.3"``/a :class:`ssl.TLSVersion`/None -> the TLSVersion (None: no maximum)."""
+    if value is None or isinstance(value, ssl.TLSVersion):
+        return value
+    try:
+        return TLS_VERSIONS[str(value)]
+    except KeyError:
+        raise ValueError(f"TLS version must be 1.2 or 1.3, not {value!r}") from None
+
+
+def server_context(layout: Layout, tls_max_version: ssl.TLSVersion | str | None = None) -> ssl.SSLContext:
+    """TLS 1.2 and 1.3; client certificate required and verified against the sandbox CA only."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    maximum = tls_version(tls_max_version)
+    if maximum is not None:
+        context.maximum_version = maximum
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cafile=str(layout.ca_cert))
+    context.load_cert_chain(str(layout.server_cert), str(layout.server_key))
+    return context
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    """Accepts plain TCP, then shakes hands over TLS in the connection's own thread."""
+
+    daemon_threads = False  # joined in server_close(), so a stopped sandbox leaves no thread behind
+    block_on_close = True
+
+    def __init__(
+        self, address: tuple[str, int], *, context: ssl.SSLContext, api: BankApi, state: SandboxState
+    ) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, BankRequestHandler)
+        self.context = context
+        self.api = api
+        self.state = state
+        self._connections: set[ssl.SSLSocket] = set()
+        self._connections_lock = threading.Lock()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # Nagle's algorithm plus delayed ACKs stall every keep-alive response ~40 ms (NOTES-TLS.md).
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+        try:
+            connection = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            # The client certificate was missing, expired or from another CA (or the client left).
+            self.state.count("tls_handshake_failures")
+            log.debug("TLS handshake with %s failed: %s", client_address[0], getattr(exc, "reason", exc))
+            return
+        self.state.count("tls_connections")
+        with self._connections_lock:
+            self._connections.add(connection)
+        try:
+            connection.settimeout(IDLE_TIMEOUT_SECONDS)
+            BankRequestHandler(connection, client_address, self)
+        except OSError as exc:  # the client reset the connection, or the server is stopping
+            log.debug("connection with %s ended: %s", client_address[0], exc)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(connection)
+            connection.close()
+
+    def close_connections(self) -> None:
+        """Cut every open connection, waking threads blocked on an idle keep-alive read."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                # The plain socket's shutdown: SSLSocket.shutdown() would also drop its TLS object
+                # under the feet of the thread still reading from it.
+                socket.socket.shutdown(connection, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class BankRequestHandler(BaseHTTPRequestHandler):
+    """One TLS connection: HTTP/1.1 requests, one after the other, until the client closes it."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "BankingApiSandbox/1.0"
+    sys_version = ""
+    server: SandboxHTTPServer
+    connection: ssl.SSLSocket
+
+    def setup(self) -> None:
+        super().setup()
+        certificate = self.connection.getpeercert(binary_form=True) or b""
+        # RFC 8705 thumbprint: SHA-256 over the DER certificate the client sent in this handshake.
+        self.certificate_fingerprint = hashlib.sha256(certificate).hexdigest()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        # Request lines hold paths and account ids only; headers (and so tokens) are never logged.
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self._send(error(411, "length_required", "Length Required", "send a Content-Length"), close=True)
+            return None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            self._send(error(413, "payload_too_large", "Payload Too Large", "body too large"), close=True)
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self, method: str) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        state = self.server.state
+        if state.latency and state.stopping.wait(state.latency):
+            self.close_connection = True
+            return
+        fault = state.take_fault(self.path)
+        if fault is not None:
+            if not self.path.split("?", 1)[0].endswith("/auth/token-v2"):
+                state.count("api_requests")
+            self._serve_fault(fault)
+            return
+        request = Request(
+            method=method,
+            target=self.path,
+            headers={key.lower(): value for key, value in self.headers.items()},
+            body=body,
+            peer_ip=self.client_address[0],
+            certificate_fingerprint=self.certificate_fingerprint,
+        )
+        self._send(self.server.api.handle(request))
+
+    def _serve_fault(self, fault: Fault) -> None:
+        if fault.kind == "drop":
+            # Close without a byte of response: the client sees a reset / "connection aborted".
+            self.close_connection = True
+            socket.socket.shutdown(self.connection, socket.SHUT_RDWR)
+            return
+        if fault.kind == "hang":
+            self.server.state.stopping.wait(HANG_LIMIT_SECONDS)
+            self.close_connection = True
+            return
+        headers = (("Retry-After", str(fault.retry_after)),) if fault.retry_after is not None else ()
+        if fault.kind == "429":
+            self._send(error(429, "too_many_requests", "Too Many Requests", "injected fault", headers))
+        else:
+            self._send(error(503, "service_unavailable", "Service Unavailable", "injected fault", headers))
+
+    def _send(self, response: Response, *, close: bool = False) -> None:
+        payload = json.dumps(response.body).encode()
+        self.send_response(response.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(payload)
