@@ -52,7 +52,7 @@ class ControlServer(ThreadingHTTPServer):
     def start(self) -> None:
         self.thread = threading.Thread(
             target=self.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.05},
             name="bankapi-sandbox-control",
             daemon=True,
         )

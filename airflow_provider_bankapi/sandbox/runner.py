@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.sandbox.core import CredentialStore
     from airflow_provider_bankapi.sandbox.provision import ClientFiles
 
+# How often the accept loops look for a stop request: the most a stop waits for them.
+POLL_SECONDS = 0.05
 _WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
@@ -86,7 +88,7 @@ class SandboxServer:
         set_base_url(self.layout, self.base_url)
         self._thread = threading.Thread(
             target=self.https.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": POLL_SECONDS},
             name="bankapi-sandbox",
             daemon=True,
         )
@@ -98,12 +100,15 @@ class SandboxServer:
     def stop(self) -> None:
         """Stop both servers, cut open connections and join every thread."""
         self.state.stopping.set()  # wakes requests sleeping on latency or hanging on a fault
+        # Both accept loops notice a shutdown only at their next poll: wait for them side by side.
+        control = threading.Thread(target=self.control.stop, name="bankapi-sandbox-control-stop")
+        control.start()
         if self._thread is not None:
             self.https.shutdown()
             self._thread.join()
         self.https.close_connections()
         self.https.server_close()  # joins the connection threads
-        self.control.stop()
+        control.join()
         self.layout.runtime.unlink(missing_ok=True)
 
 
@@ -201,6 +206,11 @@ class Sandbox:
     def reset_counters(self) -> None:
         self._control.call("POST", "/counters/reset")
 
+    def settings(self) -> dict[str, Any]:
+        """The knobs now: ``{"latency": seconds, "token_lifetime": seconds}``."""
+        result: dict[str, Any] = self._control.call("GET", "/settings")
+        return result
+
     def set_latency(self, seconds: float) -> None:
         self._control.call("POST", "/settings", {"latency": seconds})
 
@@ -221,6 +231,11 @@ class Sandbox:
         self._control.call(
             "POST", "/faults", {"path": path, "kind": kind, "count": count, "retry_after": retry_after}
         )
+
+    def pending_faults(self) -> dict[str, Any]:
+        """The faults not served yet: ``{path: {"kind", "remaining", "retry_after"}}``."""
+        result: dict[str, Any] = self._control.call("GET", "/faults")
+        return result
 
     def clear_faults(self) -> None:
         self._control.call("DELETE", "/faults")
