@@ -203,8 +203,9 @@ class BankRequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         for name, value in response.headers:
             self.send_header(name, value)
-        if close:
+        if close or self.close_connection:
+            # Say so when this response ends the connection (also when the client asked for it):
+            # a client that is not told may pool the connection and lose its next request on it.
             self.send_header("Connection", "close")
-            self.close_connection = True
         self.end_headers()
         self.wfile.write(payload)

@@ -250,3 +250,15 @@ def test_keep_alive_serves_many_requests_on_one_connection(client, sandbox):
     for _ in range(20):
         assert client.balance(token).status_code == 200
     assert sandbox.counters()["tls_connections"] == 1
+
+
+def test_connection_close_is_announced_and_honoured(client, sandbox):
+    token = client.access_token()
+    headers = {"Authorization": f"Bearer {token}", "Connection": "close"}
+    for _ in range(30):
+        response = client.session.get(f"{sandbox.base_url}/accounts/123/balance", headers=headers, timeout=10)
+        assert response.status_code == 200
+        # Unannounced, a closing connection goes back to the client's pool and loses the next request.
+        assert response.headers["Connection"] == "close"
+    # The first call reuses the token's connection; each of the 29 others needs a new one.
+    assert sandbox.counters()["tls_connections"] == 30
