@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest bench demo constraints clean
+.PHONY: install test lint typecheck pytest bench bench-sandbox demo constraints clean
 
 # The virtualenv is (re)built when the project or its pinned constraints change.
 $(STAMP): pyproject.toml constraints.txt
@@ -29,6 +29,10 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# The sandbox's own capacity (BENCHMARKS.md, "Sandbox capacity").
+bench-sandbox: install
+	$(BIN)/python -m benchmarks sandbox_capacity
 
 demo: install
 	$(BIN)/python -m airflow_provider_bankapi.sandbox demo
