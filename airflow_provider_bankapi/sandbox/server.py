@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +128,14 @@ class BankRequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         # Request lines hold paths and account ids only; headers (and so tokens) are never logged.
         log.debug("%s %s", self.address_string(), format % args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The base class answers malformed requests and unknown methods with an HTML page; every
+        # error of this server is JSON, like the bank's.
+        phrase = HTTPStatus(code).phrase
+        self._send(
+            error(code, phrase.lower().replace(" ", "_"), phrase, message or explain or ""), close=True
+        )
 
     def do_GET(self) -> None:
         self._serve("GET")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import socket
 import ssl
 
@@ -262,3 +263,26 @@ def test_connection_close_is_announced_and_honoured(client, sandbox):
         assert response.headers["Connection"] == "close"
     # The first call reuses the token's connection; each of the 29 others needs a new one.
     assert sandbox.counters()["tls_connections"] == 30
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        pytest.param(b"OPTIONS /public/gw_banking/v1/accounts HTTP/1.1", 501, id="unsupported-method"),
+        pytest.param(b"GET /public/gw_banking/v1/accounts extra HTTP/1.1", 400, id="malformed"),
+    ],
+)
+def test_protocol_errors_are_json_too(sandbox, request_line, status):
+    context = ssl.create_default_context(cafile=str(sandbox.ca_cert))
+    context.load_cert_chain(str(sandbox.client_cert), str(sandbox.client_key))
+    port = int(sandbox.base_url.split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(request_line + b"\r\nHost: 127.0.0.1\r\n\r\n")
+            reply = b""
+            while chunk := tls.recv(65536):
+                reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body)["status"] == status
