@@ -1,0 +1,315 @@
+"""Reading client-identity inputs: PEM text, base64 text, or a file path, told apart robustly.
+
+Connection extras arrive as strings typed into a form, pasted from a JSON file or a secret store,
+or mounted as files. This module only turns each field into bytes and PEM blocks; what those
+blocks mean (certificate, key, PKCS#12) is decided in :mod:`.identity`.
+
+No message raised here contains the value of a field: a value that is neither PEM nor a readable
+file may well be key material pasted into the wrong place.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
+
+from ..errors import ClientIdentityError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+#: The connection extras that make up a client identity, named exactly as the Airflow extras.
+IDENTITY_FIELDS = (
+    "client_cert",
+    "client_private_key",
+    "client_private_key_password",
+    "client_pfx_secret",
+    "client_pfx_password",
+    "ca_cert",
+)
+PASSWORD_FIELDS = frozenset({"client_private_key_password", "client_pfx_password"})
+
+# A CA bundle is the largest legitimate input (the system bundle is ~220 KB); the cap keeps a path
+# that points at something huge from being read into memory.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# No file path is this long or spans lines; such a value can only be (broken) content.
+_MAX_PATH_CHARS = 4096
+
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 #._-]+?)-----(.*?)-----END \1-----", re.DOTALL)
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 #._-]+?-----")
+# RFC 1421 headers of OpenSSL's "traditional" encrypted keys; rebuilt so that a key whose line
+# breaks were lost (pasted into a one-line field) still parses.
+_PEM_HEADERS = re.compile(r"^\s*Proc-Type:\s*(\S+)\s+DEK-Info:\s*(\S+)(.*)$", re.DOTALL)
+
+MaterialValue = str | bytes | os.PathLike[str]
+
+
+@dataclass(frozen=True, repr=False)
+class IdentityMaterial:
+    """The client identity as configured: each field is PEM/base64 text, a file path, or None.
+
+    Field names are the Airflow connection extras. ``bytes`` are taken as the content itself (PEM,
+    DER or PKCS#12), never as a path; an ``os.PathLike`` is always a path. Empty strings count as
+    unset, as an Airflow form sends them.
+
+    :param client_cert: the client certificate (and intermediates), PEM or DER.
+    :param client_private_key: its private key, PEM or DER, optionally encrypted.
+    :param client_private_key_password: the key's passphrase, if it is encrypted.
+    :param client_pfx_secret: a PKCS#12 bundle instead of the PEM pair: base64 text or a path.
+    :param client_pfx_password: the PKCS#12 password.
+    :param ca_cert: the CA bundle that signs the bank's server certificate (default: system trust).
+    """
+
+    client_cert: MaterialValue | None = None
+    client_private_key: MaterialValue | None = field(default=None, repr=False)
+    client_private_key_password: str | bytes | None = field(default=None, repr=False)
+    client_pfx_secret: MaterialValue | None = field(default=None, repr=False)
+    client_pfx_password: str | bytes | None = field(default=None, repr=False)
+    ca_cert: MaterialValue | None = None
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, object]) -> IdentityMaterial:
+        """Pick the identity fields out of a connection's extras (other keys are ignored).
+
+        :param extra: the connection's extra dict.
+        """
+        return cls(**{name: extra.get(name) for name in IDENTITY_FIELDS})  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        # Says which fields are set and nothing else: even client_cert may hold a pasted key.
+        shown = ", ".join(f"{f.name}=<set>" for f in fields(self) if getattr(self, f.name) is not None)
+        return f"IdentityMaterial({shown})"
+
+
+@dataclass(frozen=True)
+class PemBlock:
+    """One PEM block, re-serialised in canonical form (64-column base64, LF line ends).
+
+    :param label: the word after ``BEGIN`` (``CERTIFICATE``, ``PRIVATE KEY``...), or ``DER`` for a
+        binary input that had no PEM armour.
+    """
+
+    label: str
+    der: bytes
+    text: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class FieldContent:
+    """What one field held once read: its bytes, and whether they came from a file."""
+
+    name: str
+    data: bytes = field(repr=False)
+    from_file: bool = False
+
+    @property
+    def where(self) -> str:
+        """How messages refer to the input, without quoting it."""
+        return f"the file named in {self.name}" if self.from_file else f"the text in {self.name}"
+
+
+def present(name: str, value: object) -> MaterialValue | None:
+    """The field's value if it is set, None if empty; a clear error for a value of the wrong type.
+
+    :param name: the connection extra key, for the error.
+    :param value: what the caller gave.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, bytes):
+        return value if value.strip() else None
+    if isinstance(value, os.PathLike):
+        return value
+    if name in PASSWORD_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+        # A numeric password typed into JSON extras without quotes.
+        return str(value)
+    raise ClientIdentityError(
+        f"{name} must be text (PEM, base64 or a file path), not {type(value).__name__}.",
+        field=name,
+        hint=f"Set {name} to a single string in the connection's extras.",
+    )
+
+
+def password_bytes(value: str | bytes | os.PathLike[str] | None) -> bytes | None:
+    """A password as bytes (UTF-8 for text), or None when unset."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    # surrogatepass: a password that is not valid Unicode still gets a clear "wrong password".
+    return os.fspath(value).encode("utf-8", "surrogatepass")
+
+
+def read_field(name: str, value: MaterialValue, *, base64_text: bool = False) -> FieldContent:
+    """Read a field that holds either content or a file path.
+
+    Text with a ``-----BEGIN`` line is PEM; otherwise text naming an existing file is a path;
+    otherwise, when ``base64_text`` is set (PKCS#12), base64. Anything else is an error that names
+    the field and never quotes the value.
+
+    :param name: the connection extra key.
+    :param value: the field's (present) value.
+    :param base64_text: whether text may be base64 of a binary file (the PKCS#12 field).
+    """
+    if isinstance(value, bytes):
+        return FieldContent(name, value, from_file=False)
+    if isinstance(value, os.PathLike):
+        return FieldContent(name, _read_file(name, os.fspath(value)), from_file=True)
+    text = value.strip()
+    if "-----BEGIN" in text:
+        return FieldContent(name, text.encode("utf-8", "replace"), from_file=False)
+    if _could_be_path(text):
+        path = os.path.expanduser(text)
+        if os.path.isfile(path):
+            return FieldContent(name, _read_file(name, path), from_file=True)
+        if os.path.exists(path):
+            raise ClientIdentityError(
+                f"{name} names something that is not a regular file (a directory?).",
+                field=name,
+                hint=f"Point {name} at the file itself, or paste its content.",
+            )
+    if base64_text:
+        decoded = decode_base64(_unescape_json(text))
+        if decoded is not None:
+            return FieldContent(name, decoded, from_file=False)
+        raise ClientIdentityError(
+            f"{name} is neither the path of a readable file nor base64 text of a PKCS#12 (.pfx) file.",
+            field=name,
+            hint=(
+                f"Set {name} to the path of the .pfx/.p12 file on the worker, or to its content in base64 "
+                "(base64 -w0 client.pfx). A path must exist on every worker and triggerer."
+            ),
+        )
+    raise ClientIdentityError(
+        f"{name} is neither PEM text (no '-----BEGIN' line) nor the path of a readable file.",
+        field=name,
+        hint=(
+            f"Set {name} to the PEM text including its -----BEGIN/-----END lines, or to the path of the "
+            "file on the worker (it must exist on every worker and triggerer)."
+        ),
+    )
+
+
+def _unescape_json(text: str) -> str:
+    # PEM or base64 copied out of a JSON document keeps its escapes ("\n", "\/"): neither contains
+    # a backslash legitimately, so undoing them is safe (a path may, so paths are never unescaped).
+    if "\\n" in text or "\\r" in text:
+        text = text.replace("\\r\\n", "\n").replace("\\n", "\n").replace("\\r", "\n")
+    if "\\/" in text:
+        text = text.replace("\\/", "/")
+    return text
+
+
+def _could_be_path(text: str) -> bool:
+    return 0 < len(text) <= _MAX_PATH_CHARS and "\n" not in text and "\x00" not in text
+
+
+def _read_file(name: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        # strerror ("Permission denied") is safe to show; the path is left out like any value.
+        raise ClientIdentityError(
+            f"The file named in {name} cannot be read: {exc.strerror or type(exc).__name__}.",
+            field=name,
+            hint="Check that the file exists on this worker and is readable by the user running the task.",
+        ) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ClientIdentityError(
+            f"The file named in {name} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB: not a "
+            "certificate, key or PKCS#12 file.",
+            field=name,
+            hint=f"Check the path in {name}.",
+        )
+    return data
+
+
+def decode_base64(text: str) -> bytes | None:
+    """Decode base64 text that may hold whitespace, line breaks, the URL-safe alphabet or no padding.
+
+    :returns: the bytes, or None if the text is not base64.
+    """
+    compact = "".join(text.split())
+    if not compact:
+        return None
+    if "-" in compact or "_" in compact:
+        compact = compact.replace("-", "+").replace("_", "/")
+    compact = compact.rstrip("=")
+    if len(compact) % 4 == 1:
+        return None
+    compact += "=" * (-len(compact) % 4)
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def pem_blocks(content: FieldContent) -> list[PemBlock]:
+    """Split content into PEM blocks; binary content without PEM armour becomes one ``DER`` block.
+
+    Text outside the blocks is ignored (``openssl pkcs12`` writes "Bag Attributes" there). The
+    base64 of each block is re-wrapped, so lost or doubled line breaks, CRLF and indentation do
+    not matter.
+
+    :param content: a field as read by :func:`read_field`.
+    :raises ClientIdentityError: when a block is truncated or its base64 is damaged.
+    """
+    if b"-----BEGIN" not in content.data:
+        return [PemBlock("DER", content.data, "")] if content.data.strip() else []
+    text = _unescape_json(content.data.decode("utf-8", "replace"))
+    blocks = [
+        _canonical_block(content, match.group(1), match.group(2)) for match in _PEM_BLOCK.finditer(text)
+    ]
+    if len(_PEM_BEGIN.findall(text)) != len(blocks):
+        raise ClientIdentityError(
+            f"Malformed PEM in {content.where}: a -----BEGIN line has no matching -----END line "
+            "(truncated copy?).",
+            field=content.name,
+            hint=f"Copy the whole PEM into {content.name}, from -----BEGIN to -----END, both lines included.",
+        )
+    return blocks
+
+
+def _canonical_block(content: FieldContent, label: str, body: str) -> PemBlock:
+    headers = ""
+    found = _PEM_HEADERS.match(body)
+    if found:
+        headers = f"Proc-Type: {found.group(1)}\nDEK-Info: {found.group(2)}\n\n"
+        body = found.group(3)
+    compact = "".join(body.split())
+    try:
+        der = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        der = b""
+    if not der:
+        raise ClientIdentityError(
+            f"Malformed PEM in {content.where}: the base64 inside the {label} block is damaged.",
+            field=content.name,
+            hint=(
+                f"Copy the PEM into {content.name} again, unchanged. When it goes through JSON, keep the "
+                "line breaks as \\n escapes."
+            ),
+        )
+    lines = "\n".join(compact[i : i + 64] for i in range(0, len(compact), 64))
+    return PemBlock(label, der, f"-----BEGIN {label}-----\n{headers}{lines}\n-----END {label}-----\n")
+
+
+__all__ = [
+    "IDENTITY_FIELDS",
+    "FieldContent",
+    "IdentityMaterial",
+    "MaterialValue",
+    "PemBlock",
+    "decode_base64",
+    "password_bytes",
+    "pem_blocks",
+    "present",
+    "read_field",
+]
