@@ -5,7 +5,8 @@
     BankingApiError
     ├── ConfigurationError                 a connection field is missing or malformed (names it)
     │   └── ClientIdentityError            cert/key/PFX unreadable, wrong password, key ≠ cert, expired
-    ├── TlsHandshakeError                  TLS failed: server not trusted, or client cert rejected in the handshake
+    ├── TlsHandshakeError                  TLS failed: server not trusted, or client cert rejected
+    ├── ConnectionFailedError              no HTTP answer: refused, unresolved, timed out or dropped
     ├── TokenResponseError                 the token endpoint answered 2xx with an unusable body
     └── ApiError                           the bank answered an error status: status_code, body excerpt, hint
         ├── InvalidCredentialsError        401 Invalid Credentials
@@ -51,6 +52,10 @@ HINT_RATE_LIMITED = (
     "cache share one token (cache_scope host or cluster)."
 )
 HINT_SERVER_ERROR = "The bank's side failed; the call was retried with backoff. Try again later."
+HINT_CONNECTION_FAILED = (
+    "Check the Base URL (host and port), that this worker can reach it (DNS, firewall, the egress proxy "
+    "setting), and that the bank's environment is up."
+)
 
 
 class BankingApiError(Exception):
@@ -102,6 +107,35 @@ class TlsHandshakeError(BankingApiError):
         self.reason = reason
         self.verify_code = verify_code
         self.client_certificate_rejected = client_certificate_rejected
+
+
+class ConnectionFailedError(BankingApiError):
+    """No HTTP answer came back: connection refused, host not resolved, timed out, or dropped.
+
+    Raised after the transport's retries ran out (or at once where retrying was not safe).
+
+    :param method: the HTTP method.
+    :param path: the path called, without the query string.
+    :param timed_out: True when a connect or read timeout expired.
+    :param request_sent: True when the request was (or may have been) sent before the failure: a call
+        that is not idempotent may have taken effect at the bank.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str = "",
+        method: str | None = None,
+        path: str | None = None,
+        timed_out: bool = False,
+        request_sent: bool = False,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.method = method
+        self.path = path
+        self.timed_out = timed_out
+        self.request_sent = request_sent
 
 
 class TokenResponseError(BankingApiError):
