@@ -1,0 +1,314 @@
+"""The bank's HTTP answers, mapped to the error tree.
+
+The bank does not document the JSON shape of its error bodies (CONTRACT.md), so nothing here
+depends on one: the bank's phrase ("Invalid Credentials", "Invalid Client Certificate",
+"Forbidden") is looked for, case-insensitively, in every string of a JSON body however nested, or
+in the raw text of any other body; the status code decides when no phrase is found. Every error
+keeps a short excerpt of the body, scrubbed of anything that looks like a token or a secret.
+
+Decisions worth knowing:
+
+- A 401 without a phrase on a call that carried a Bearer token most likely means the token was
+  revoked or expired early: a plain :class:`ApiError` (``status_code`` 401) whose hint says so, so
+  the API layer can drop the token, fetch a new one and retry once. Without a Bearer token (the
+  token call) it points at both the credential and the certificate checklists.
+- A TLS terminator that rejects a client certificate answers 400 (nginx: "No required SSL
+  certificate was sent"), 495 or 496: :class:`InvalidClientCertificateError`, as the bank's own
+  401 Invalid Client Certificate.
+- The bank's phrase wins over the status for 4xx answers; 429 and 5xx keep their meaning whatever
+  the body says.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_bankapi.client.retry import parse_retry_after
+from airflow_provider_bankapi.errors import (
+    HINT_FORBIDDEN,
+    HINT_INVALID_CLIENT_CERTIFICATE,
+    HINT_INVALID_CREDENTIALS,
+    HINT_RATE_LIMITED,
+    HINT_SERVER_ERROR,
+    ApiError,
+    ForbiddenError,
+    InvalidClientCertificateError,
+    InvalidCredentialsError,
+    RateLimitedError,
+    ServerError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import requests
+
+# The bank's phrases (seed document, "Troubleshooting"), most specific first.
+INVALID_CLIENT_CERTIFICATE = "Invalid Client Certificate"
+INVALID_CREDENTIALS = "Invalid Credentials"
+FORBIDDEN = "Forbidden"
+BANK_PHRASES = (INVALID_CLIENT_CERTIFICATE, INVALID_CREDENTIALS, FORBIDDEN)
+
+HINT_TOKEN_REFUSED = (
+    "The bank refused the access token: it was revoked, expired early, or was fetched with another "
+    "client certificate. Fetch a new token and retry the call once."
+)
+HINT_UNAUTHENTICATED = HINT_INVALID_CREDENTIALS + " " + HINT_INVALID_CLIENT_CERTIFICATE
+HINT_NOT_FOUND = (
+    "Check the path and the identifiers in it: paths are relative to the Base URL (.../public/gw_banking/v1)."
+)
+HINT_NOT_JSON = "Check the endpoint path: it should name a JSON resource under the Base URL."
+
+EXCERPT_LIMIT = 300  # characters kept of a body on an error
+SCAN_LIMIT = 64 * 1024  # bytes of a body read to look for a phrase (a gateway page can be large)
+
+_PHRASE_PATTERNS = tuple((phrase, re.compile(rf"\b{re.escape(phrase.lower())}\b")) for phrase in BANK_PHRASES)
+_SEPARATORS = re.compile(r"[\s_\-]+")
+# What TLS terminators write when they refuse a client certificate (nginx, Envoy, AWS ALB, F5...).
+_CERTIFICATE_PAGE = re.compile(
+    r"ssl certificate|client certificate|certificate required|no required ssl|bad certificate"
+    r"|certificate (?:error|expired|revoked|unknown|verify)"
+)
+CERTIFICATE_PAGE_STATUSES = frozenset({400, 401, 495, 496})
+
+_SECRET_NAME = r"(?:token|secret|password|passwd|authorization|api_?key|private_?key)"
+_SECRET_KEY = re.compile(_SECRET_NAME, re.IGNORECASE)
+_SCRUBBERS = (
+    # PEM private keys, whole or cut off.
+    (
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
+        "[private key removed]",
+    ),
+    # "access_token": "..." in JSON that did not parse (cut off, or not quite JSON).
+    (
+        re.compile(r'("[^"]*' + _SECRET_NAME + r'[^"]*"\s*:\s*)"(?:[^"\\]|\\.)*"?', re.IGNORECASE),
+        r'\1"***"',
+    ),
+    # access_token=... in a form or query string.
+    (re.compile(r"(\b\w*" + _SECRET_NAME + r"\w*=)[^&\s\"']+", re.IGNORECASE), r"\1***"),
+    # Authorization values, wherever they are echoed.
+    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE), r"\1 ***"),
+    # JSON Web Tokens anywhere.
+    (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.?[A-Za-z0-9_-]*"), "***"),
+)
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+# -- pure questions ------------------------------------------------------------------------------
+
+
+def decode_body(content: bytes) -> str:
+    """The first :data:`SCAN_LIMIT` bytes of a body as text (undecodable bytes replaced)."""
+    return content[:SCAN_LIMIT].decode("utf-8", errors="replace")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _parse_json(text: str) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(text)
+    except (ValueError, RecursionError):
+        return False, None
+
+
+def _normalise(text: str) -> str:
+    # "INVALID_CREDENTIALS", "invalid-credentials" and "Invalid  Credentials" all read the same.
+    return _SEPARATORS.sub(" ", text).lower()
+
+
+def find_bank_phrase(text: str) -> str | None:
+    """The bank's phrase in a body: in any string of a JSON body (nested), else in the raw text.
+
+    :param text: the body as text.
+    :returns: the phrase as the bank spells it (:data:`BANK_PHRASES`), or None.
+    """
+    is_json, value = _parse_json(text)
+    haystacks = [_normalise(s) for s in _strings(value)] if is_json else [_normalise(text)]
+    for phrase, pattern in _PHRASE_PATTERNS:
+        if any(pattern.search(haystack) for haystack in haystacks):
+            return phrase
+    return None
+
+
+def speaks_of_client_certificate(text: str) -> bool:
+    """Does this body read like a TLS terminator's "bad client certificate" page?"""
+    return bool(_CERTIFICATE_PAGE.search(_normalise(text)))
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: "***" if _SECRET_KEY.search(str(key)) else _mask(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask(item) for item in value]
+    return value
+
+
+def scrub(text: str) -> str:
+    """``text`` with tokens, secrets, passwords, Authorization values and private keys masked."""
+    is_json, value = _parse_json(text)
+    if is_json and isinstance(value, (dict, list)):
+        text = json.dumps(_mask(value), ensure_ascii=False, separators=(",", ":"))
+    for pattern, replacement in _SCRUBBERS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def body_excerpt(text: str, *, limit: int = EXCERPT_LIMIT) -> str:
+    """A short, single-line, scrubbed excerpt of a body, for an error (HTML tags dropped)."""
+    text = scrub(text)
+    if text.lstrip().startswith("<"):
+        text = _TAG.sub(" ", text)
+    text = _SPACE.sub(" ", text).strip()
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def _status_label(status: int) -> str:
+    try:
+        return f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return {495: "495 SSL Certificate Error", 496: "496 SSL Certificate Required"}.get(
+            status, str(status)
+        )
+
+
+def error_for_status(
+    status: int,
+    text: str,
+    *,
+    method: str,
+    path: str,
+    retry_after: float | None = None,
+    bearer_sent: bool = False,
+    retries: int = 0,
+) -> ApiError | None:
+    """The error for an answer of the bank, or None for a 2xx.
+
+    :param status: the HTTP status.
+    :param text: the body as text (see :func:`decode_body`).
+    :param method: the HTTP method.
+    :param path: the path called (a query string is dropped).
+    :param retry_after: the bank's ``Retry-After`` in seconds, if any.
+    :param bearer_sent: whether the request carried a Bearer token.
+    :param retries: how many times the call was retried before this answer.
+    """
+    if 200 <= status < 300:
+        return None
+    method = method.upper()
+    path = path.split("?", 1)[0]
+    phrase = find_bank_phrase(text)
+    excerpt = body_excerpt(text)
+    after = f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
+    fields: dict[str, Any] = {
+        "status_code": status,
+        "method": method,
+        "path": path,
+        "body_excerpt": excerpt,
+        "bank_reason": phrase,
+    }
+
+    def message(label: str, *, with_excerpt: bool) -> str:
+        detail = f": {excerpt}" if with_excerpt and excerpt else "."
+        return f"{method} {path} answered {label}{after}{detail}"
+
+    if status == 429:
+        return RateLimitedError(
+            message(_status_label(status), with_excerpt=False),
+            retry_after=retry_after,
+            hint=HINT_RATE_LIMITED,
+            **fields,
+        )
+    if 500 <= status < 600 and status not in (495, 496):
+        return ServerError(
+            message(_status_label(status), with_excerpt=True), hint=HINT_SERVER_ERROR, **fields
+        )
+    label = f"{status} {phrase}" if phrase else _status_label(status)
+    if (
+        phrase == INVALID_CLIENT_CERTIFICATE
+        or status in (495, 496)
+        or (status in CERTIFICATE_PAGE_STATUSES and phrase is None and speaks_of_client_certificate(text))
+    ):
+        return InvalidClientCertificateError(
+            message(label, with_excerpt=phrase is None), hint=HINT_INVALID_CLIENT_CERTIFICATE, **fields
+        )
+    if phrase == INVALID_CREDENTIALS:
+        return InvalidCredentialsError(
+            message(label, with_excerpt=False), hint=HINT_INVALID_CREDENTIALS, **fields
+        )
+    if phrase == FORBIDDEN or status == 403:
+        return ForbiddenError(message(label, with_excerpt=phrase is None), hint=HINT_FORBIDDEN, **fields)
+    hint = {
+        401: HINT_TOKEN_REFUSED if bearer_sent else HINT_UNAUTHENTICATED,
+        404: HINT_NOT_FOUND,
+    }.get(status, "")
+    return ApiError(message(label, with_excerpt=True), hint=hint, **fields)
+
+
+# -- on a requests.Response ----------------------------------------------------------------------
+
+
+def _retries_of(response: requests.Response) -> int:
+    retry = getattr(response.raw, "retries", None)
+    return len(getattr(retry, "history", ()) or ())
+
+
+def raise_for_bank_status(response: requests.Response, *, method: str, path: str) -> None:
+    """Raise the error-tree error for a non-2xx answer; return quietly for a 2xx.
+
+    :param response: the bank's answer.
+    :param method: the HTTP method (for the message).
+    :param path: the path called, relative to the Base URL (for the message).
+    :raises ApiError: one of its subclasses where the bank's phrase or the status says which.
+    """
+    if 200 <= response.status_code < 300:
+        return
+    authorization = response.request.headers.get("Authorization", "") if response.request else ""
+    error = error_for_status(
+        response.status_code,
+        decode_body(response.content),
+        method=method,
+        path=path,
+        retry_after=parse_retry_after(response.headers.get("Retry-After"), now=time.time()),
+        bearer_sent=str(authorization).lower().startswith("bearer "),
+        retries=_retries_of(response),
+    )
+    if error is not None:
+        raise error
+
+
+def json_body(response: requests.Response, *, method: str, path: str) -> Any:
+    """The JSON body of a 2xx answer; a body that is not JSON is an :class:`ApiError`, not a JSONDecodeError.
+
+    :param response: a 2xx answer (call :func:`raise_for_bank_status` first).
+    :param method: the HTTP method (for the message).
+    :param path: the path called (for the message).
+    """
+    try:
+        return json.loads(response.content)
+    except (ValueError, RecursionError) as exc:
+        path = path.split("?", 1)[0]
+        content_type = response.headers.get("Content-Type") or "none"
+        raise ApiError(
+            f"{method.upper()} {path} answered {response.status_code} with a body that is not JSON "
+            f"(Content-Type {content_type}): {body_excerpt(decode_body(response.content)) or 'empty body'}",
+            status_code=response.status_code,
+            method=method.upper(),
+            path=path,
+            body_excerpt=body_excerpt(decode_body(response.content)),
+            hint=HINT_NOT_JSON,
+        ) from exc
