@@ -1,10 +1,22 @@
-"""Shared test configuration."""
+"""Shared test configuration.
+
+The first import below gives the session its own AIRFLOW_HOME before anything imports Airflow
+(see ``tests/airflow_harness.py``). Tests marked ``@pytest.mark.airflow`` get the session's
+metadata DB, migrated once by the first of them; the others never pay for it.
+"""
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+# First: sets AIRFLOW_HOME and the rest of the session's configuration before Airflow is imported.
+import airflow_harness
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
 
 SANDBOX_PLUGIN = "airflow_provider_bankapi.sandbox.pytest_plugin"
 
@@ -16,3 +28,46 @@ def pytest_configure(config: pytest.Config) -> None:
     plugin = importlib.import_module(SANDBOX_PLUGIN)
     if not config.pluginmanager.is_registered(plugin):
         config.pluginmanager.register(plugin, SANDBOX_PLUGIN)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    airflow_harness.remove_home()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """The session's migrated metadata DB (migrated on first use); the value is the AIRFLOW_HOME path."""
+    airflow_harness.ensure_db()
+    return airflow_harness.AIRFLOW_HOME
+
+
+@pytest.fixture(autouse=True)
+def _airflow_marker(request: pytest.FixtureRequest) -> None:
+    # Requested lazily so that only tests marked `airflow` pay for the migration.
+    if request.node.get_closest_marker("airflow") is not None:
+        request.getfixturevalue("airflow_db")
+
+
+@pytest.fixture(scope="session")
+def airflow_api_server(airflow_db: Any) -> Iterator[airflow_harness.ApiServer]:
+    """``airflow api-server`` for the session (~12 s to start), all users admins, on 127.0.0.1."""
+    server = airflow_harness.ApiServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def airflow_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Mapping[str, Any] | str], None]:
+    """Define a connection for this test as an ``AIRFLOW_CONN_*`` variable: ``airflow_connection(id, conn)``.
+
+    Seen by this process (hooks, ``run_dag``) and by subprocesses started afterwards (``run_airflow``).
+    """
+
+    def define(conn_id: str, connection: Mapping[str, Any] | str) -> None:
+        for name, value in airflow_harness.connection_env({conn_id: connection}).items():
+            monkeypatch.setenv(name, value)
+
+    return define
