@@ -23,8 +23,10 @@ Facts this harness relies on (Airflow 3.3.2):
   the dag is not serialized"). :func:`run_dag` copies the file into an otherwise empty DAGs folder,
   because every ``dag.test()`` re-parses the whole folder.
 - Without an executor, ``dag.test()`` runs every task in the calling process and runs a deferred
-  task's trigger inline (first event only), so no triggerer is needed. Task output goes to the
-  console and is NOT passed through the secrets masker.
+  task's trigger inline (first event only; the trigger is rebuilt from its serialized kwargs by
+  class path, as a triggerer would), so no triggerer is needed. The defer timeout is not enforced
+  (the scheduler does that). The trigger rows stay in the DB: :meth:`DagRunResult.triggers`.
+  Task output goes to the console and is NOT passed through the secrets masker.
 - With ``use_executor=True`` (LocalExecutor), every task runs in a process of its own, its log is a
   file under ``AIRFLOW_HOME/logs`` passed through the masker, and the task talks to the Execution
   API of a running API server (the ``airflow_api_server`` fixture); a deferred task then waits for
@@ -211,12 +213,35 @@ class DagRunResult:
     :param state: ``"success"`` or ``"failed"``.
     :param task_states: ``(task_id, map_index) -> state`` of every task instance (``map_index`` -1
         when not mapped).
+    :param first_trigger_id: the first trigger row this run may have created (see :meth:`triggers`).
     """
 
     dag_id: str
     run_id: str
     state: str
     task_states: Mapping[tuple[str, int], str | None]
+    first_trigger_id: int = 1
+
+    def triggers(self) -> list[tuple[str, str]]:
+        """Every trigger the run deferred to: ``(classpath, kwargs as the stored JSON text)``.
+
+        Airflow 3.3.2 stores the kwargs of worker deferrals as plain JSON; decrypted here if not.
+        """
+        from airflow.models.crypto import get_fernet
+        from airflow.models.trigger import Trigger
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            rows = session.execute(
+                select(Trigger.classpath, Trigger.encrypted_kwargs)
+                .where(Trigger.id >= self.first_trigger_id)
+                .order_by(Trigger.id)
+            ).all()
+        return [
+            (classpath, stored if stored.startswith("{") else get_fernet().decrypt(stored.encode()).decode())
+            for classpath, stored in rows
+        ]
 
     def xcoms(self) -> dict[tuple[str, int, str], Any]:
         """Every XCom of the run: ``(task_id, map_index, key) -> value`` (deserialized)."""
@@ -267,10 +292,13 @@ def run_dag(
     ensure_db()
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
     from airflow.utils.session import create_session
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     target = install_dag(dag_file)
+    with create_session() as session:
+        first_trigger_id = (session.scalar(select(func.max(Trigger.id))) or 0) + 1
     with patched_environ({**connection_env(connections), **(env or {})}):
         bag = DagBag(str(target))
         if bag.import_errors:
@@ -291,7 +319,11 @@ def run_dag(
             (ti.task_id, ti.map_index): None if ti.state is None else str(ti.state) for ti in instances
         }
     return DagRunResult(
-        dag_id=dag_id, run_id=dag_run.run_id, state=str(dag_run.state), task_states=task_states
+        dag_id=dag_id,
+        run_id=dag_run.run_id,
+        state=str(dag_run.state),
+        task_states=task_states,
+        first_trigger_id=first_trigger_id,
     )
 
 

@@ -26,6 +26,9 @@ def test_dag_test_runs_tasks_in_this_process_with_variables_masker_and_an_inline
     assert "AIRFLOW_CONN_HARNESS_PROBE" not in os.environ  # ...and only then
     # resume() only runs on a trigger event: the deferral was served inline, without a triggerer.
     assert result.xcom("defer_once") == {"resumed": True, "pid": os.getpid(), "event_type": "DateTime"}
+    ((classpath, kwargs),) = result.triggers()  # what a triggerer would have been handed
+    assert classpath == "airflow.providers.standard.triggers.temporal.DateTimeTrigger"
+    assert '"moment"' in kwargs
     assert [path.name for path in DAGS_FOLDER.iterdir()] == ["harness_probe.py"]
 
 
