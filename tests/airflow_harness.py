@@ -96,6 +96,9 @@ AIRFLOW_SETTINGS: dict[str, str] = {
     "AIRFLOW__API__BASE_URL": API_URL,
     # The machine has 2 cores: a handful of LocalExecutor workers is plenty.
     "AIRFLOW__CORE__PARALLELISM": "4",
+    # The provider's host token store follows XDG_CACHE_HOME: the suite's tokens stay in the
+    # session's home, never in the user's ~/.cache, and every session starts cold.
+    "XDG_CACHE_HOME": str(AIRFLOW_HOME / "cache"),
 }
 
 DAGS_FOLDER.mkdir()

@@ -1,0 +1,383 @@
+"""BankingApiClient: one client identity, one token, many protected calls.
+
+Everything here is plain Python: the Airflow hook is a thin layer that builds ``ClientSettings`` from a
+Connection. The same mTLS material serves the token call and the protected calls (the bank's advice, and
+RFC 8705: the token is bound to the certificate that fetched it).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from airflow_provider_bankapi.client.host_store import HostTokenStore
+from airflow_provider_bankapi.client.identity import IdentityMaterial, load_identity
+from airflow_provider_bankapi.client.tokens import (
+    PROCESS_TOKENS,
+    TokenCache,
+    TokenStore,
+    cache_key,
+    parse_token_response,
+)
+from airflow_provider_bankapi.client.transport import (
+    TransportSettings,
+    json_body,
+    make_session,
+    map_transport_error,
+    probe_tls,
+    raise_for_bank_status,
+)
+from airflow_provider_bankapi.errors import ApiError, BankingApiError, ConfigurationError
+
+if TYPE_CHECKING:
+    import requests
+
+    from airflow_provider_bankapi.client.identity import CertificateDescription, ClientIdentity
+    from airflow_provider_bankapi.client.tokens import AccessToken
+
+log = logging.getLogger(__name__)
+
+CACHE_SCOPES = ("host", "cluster", "process", "off")
+PRODUCTION_BASE_URL = "https://api.bancodigital.com/public/gw_banking/v1"
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What the client needs to reach the bank; field errors name the Airflow connection field.
+
+    :param base_url: the API's base URL, ending in ``/public/gw_banking/v1``.
+    :param client_id: the credential's client_id (connection login).
+    :param client_secret: the credential's client_secret (connection password).
+    :param identity: the mTLS material.
+    :param auth_endpoint: the token path under the base URL.
+    :param refresh_margin: seconds before expiry at which a token counts as stale (the bank: 5 minutes).
+    :param transport: timeouts, retries, pool size, proxy.
+    :param expiry_warning_days: warn when the client certificate expires within this many days.
+    """
+
+    base_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    identity: IdentityMaterial = field(default_factory=IdentityMaterial)
+    auth_endpoint: str = "/auth/token-v2"
+    refresh_margin: float = 300.0
+    transport: TransportSettings = field(default_factory=TransportSettings)
+    expiry_warning_days: int = 30
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url or "")
+        if parts.scheme != "https" or not parts.hostname:
+            raise ConfigurationError(
+                "The Base URL must be an https:// URL such as " + PRODUCTION_BASE_URL + ".",
+                field="host",
+            )
+        if not self.client_id:
+            raise ConfigurationError(
+                "The Client ID is empty: copy it from the credential in CORE.", field="login"
+            )
+        if not self.client_secret:
+            raise ConfigurationError(
+                "The Client secret is empty: copy it from the credential in CORE.", field="password"
+            )
+        if not self.auth_endpoint.startswith("/"):
+            raise ConfigurationError(
+                "auth_endpoint must be a path such as /auth/token-v2.", field="auth_endpoint"
+            )
+        if self.refresh_margin < 0:
+            raise ConfigurationError("refresh_margin must be zero or more seconds.", field="refresh_margin")
+
+    def url(self, path: str) -> str:
+        """The absolute URL of a path under the base URL (a full URL elsewhere is refused)."""
+        if "://" in path:
+            raise ConfigurationError(
+                "Give a path under the Base URL (such as /accounts/123/balance), not a full URL: the "
+                "client certificate and token are only sent to the bank.",
+                field="endpoint",
+            )
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+def token_stores_for(scope: str) -> list[TokenStore]:
+    """The token stores of a cache scope that the client layer knows (``cluster`` is added by the hook)."""
+    if scope == "off":
+        return []
+    if scope == "process":
+        return [PROCESS_TOKENS]
+    if scope in ("host", "cluster"):
+        return [PROCESS_TOKENS, HostTokenStore()]
+    raise ConfigurationError(
+        f"cache_scope must be one of {', '.join(CACHE_SCOPES)}; got {scope!r}.", field="cache_scope"
+    )
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Every success and every failure of a call made for many keys (account ids)."""
+
+    succeeded: dict[str, Any]
+    failed: dict[str, BankingApiError]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        """One line for logs and errors: how many succeeded, and each failure by key with its error type."""
+        failures = "; ".join(
+            f"{key}: {type(error).__name__}: {error.message}" for key, error in self.failed.items()
+        )
+        text = f"{len(self.succeeded)} succeeded, {len(self.failed)} failed"
+        return f"{text} ({failures})" if failures else text
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    """The outcome of a connection test: the step that failed (or "done") and what to check."""
+
+    ok: bool
+    step: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+def next_cursor_params(page: Any) -> dict[str, Any] | None:
+    """Cursor pagination: ``{"next_cursor": "..."}`` in a page means ask again with ``cursor=...``."""
+    cursor = page.get("next_cursor") if isinstance(page, Mapping) else None
+    return {"cursor": cursor} if cursor else None
+
+
+class _BearerAuth:
+    """requests auth hook: the client's current token on each request (fetched or cached as needed)."""
+
+    def __init__(self, client: BankingApiClient) -> None:
+        self._client = client
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._client.get_token().access_token}"
+        return request
+
+
+class BankingApiClient:
+    """A token and protected calls over one mTLS client identity.
+
+    :param settings: where and who.
+    :param token_stores: where tokens are cached, fastest first (see :func:`token_stores_for`).
+    :param clock: seconds since the epoch; injected so tests control time.
+    :param on_secret: called with every secret value as soon as it exists (client_secret, each token), so
+        that a host (Airflow's secret masker) can hide it from logs.
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        token_stores: Sequence[TokenStore] | None = None,
+        clock: Callable[[], float] = time.time,
+        on_secret: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._on_secret = on_secret or (lambda value: None)
+        self._on_secret(settings.client_secret)
+        stores = list(token_stores) if token_stores is not None else token_stores_for("host")
+        self._tokens = TokenCache(stores, margin=settings.refresh_margin, clock=clock)
+        # A Session per thread at a time, all on one SSLContext: requests does not promise a Session is
+        # thread-safe, and idle sessions keep their keep-alive connection for the next borrower.
+        self._idle_sessions: queue.SimpleQueue[requests.Session] = queue.SimpleQueue()
+        self._all_sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+
+    # -- identity and token -------------------------------------------------------------------------
+
+    @cached_property
+    def identity(self) -> ClientIdentity:
+        """The validated client identity (loaded once; errors name the connection field)."""
+        return load_identity(self.settings.identity, expiry_warning_days=self.settings.expiry_warning_days)
+
+    def describe_certificate(self) -> CertificateDescription:
+        return self.identity.describe()
+
+    @property
+    def token_url(self) -> str:
+        return self.settings.url(self.settings.auth_endpoint)
+
+    @cached_property
+    def _token_key(self) -> str:
+        return cache_key(self.token_url, self.settings.client_id, self.identity.fingerprint_sha256)
+
+    def get_token(self) -> AccessToken:
+        """A fresh access token: from the cache when one is fresh, else fetched once for all sharers."""
+        return self._tokens.get(self._token_key, self._fetch_token)
+
+    def _fetch_token(self) -> AccessToken:
+        body = {
+            "client_id": self.settings.client_id,
+            "client_secret": self.settings.client_secret,
+            "grant_type": "client_credentials",
+        }
+        # The bank wants JSON here, where most OAuth libraries send a form (CONTRACT.md).
+        response = self._send("POST", self.settings.auth_endpoint, json=body)
+        raise_for_bank_status(response, method="POST", path=self.settings.auth_endpoint)
+        token = parse_token_response(response.content, now=self._clock())
+        self._on_secret(token.access_token)
+        log.info(
+            "Fetched a new access token for client_id %s (expires in %d s).",
+            self.settings.client_id,
+            token.expires_at - token.issued_at,
+        )
+        return token
+
+    # -- transport --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[requests.Session]:
+        try:
+            session = self._idle_sessions.get_nowait()
+        except queue.Empty:
+            session = make_session(self.identity.ssl_context(), self.settings.transport)
+            with self._sessions_lock:
+                self._all_sessions.append(session)
+        try:
+            yield session
+        finally:
+            self._idle_sessions.put(session)
+
+    def _send(
+        self, method: str, path: str, *, token: AccessToken | None = None, **kwargs: Any
+    ) -> requests.Response:
+        import requests
+
+        headers = dict(kwargs.pop("headers", None) or {})
+        headers.setdefault("Accept", "application/json")
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.access_token}"
+        with self._session() as session:
+            try:
+                return session.request(method, self.settings.url(path), headers=headers, **kwargs)
+            except requests.RequestException as exc:
+                raise map_transport_error(exc, method=method, path=path) from exc
+
+    def session(self) -> requests.Session:
+        """A new Session with this identity's TLS and the Bearer token on every request, for callers that
+        want raw requests (URLs must be absolute: see ``settings.url``).
+        """
+        session = make_session(self.identity.ssl_context(), self.settings.transport)
+        session.auth = _BearerAuth(self)
+        with self._sessions_lock:
+            self._all_sessions.append(session)
+        return session
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A protected call; non-2xx answers raise the error tree.
+
+        A 401 means the token was revoked or expired early: drop it, fetch a new one, retry once.
+        """
+        token = self.get_token()
+        response = self._send(method, path, token=token, **kwargs)
+        if response.status_code == 401:
+            self._tokens.invalidate(self._token_key, token)
+            response = self._send(method, path, token=self.get_token(), **kwargs)
+        raise_for_bank_status(response, method=method, path=path)
+        return response
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET a protected resource and decode its JSON body (a non-JSON 2xx body is an ApiError)."""
+        return json_body(self.request("GET", path, params=params), method="GET", path=path)
+
+    # -- typed conveniences -------------------------------------------------------------------------
+
+    def get_balance(self, account_id: str | int) -> Any:
+        """The balance of one account (``GET /accounts/{id}/balance``, the bank's documented example)."""
+        return self.get_json(f"/accounts/{quote(str(account_id), safe='')}/balance")
+
+    def get_balances(self, account_ids: Sequence[str | int], *, max_workers: int = 4) -> BatchResult:
+        """Balances of many accounts, at most ``max_workers`` at once; every success and failure by id."""
+        ids = list(dict.fromkeys(str(account_id) for account_id in account_ids))
+        succeeded: dict[str, Any] = {}
+        failed: dict[str, BankingApiError] = {}
+        if not ids:
+            return BatchResult(succeeded, failed)
+        self.get_token()  # one token for the whole batch, fetched before the workers start
+        workers = max(1, min(max_workers, len(ids)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bankapi-balance") as pool:
+            futures = {account_id: pool.submit(self.get_balance, account_id) for account_id in ids}
+            for account_id, future in futures.items():
+                try:
+                    succeeded[account_id] = future.result()
+                except BankingApiError as exc:
+                    failed[account_id] = exc
+        return BatchResult(succeeded, failed)
+
+    def paginate(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        next_page: Callable[[Any], Mapping[str, Any] | None] = next_cursor_params,
+        max_pages: int = 10_000,
+    ) -> Iterator[Any]:
+        """Yield each page's JSON body; ``next_page(page)`` gives the params to add for the next one."""
+        current = dict(params or {})
+        for _ in range(max_pages):
+            page = self.get_json(path, current)
+            yield page
+            following = next_page(page)
+            if not following:
+                return
+            current = {**current, **following}
+        raise ApiError(
+            f"GET {path} kept returning a next page after {max_pages} pages; stopped.",
+            method="GET",
+            path=path,
+            hint="Check the pagination function: it must return None on the last page.",
+        )
+
+    # -- connection test ----------------------------------------------------------------------------
+
+    def probe(self) -> ProbeReport:
+        """Identity -> TLS handshake -> token, reporting the first step that fails and what to check."""
+        step = "client identity"
+        try:
+            identity = self.identity
+            description = identity.describe()
+            step = "TLS handshake"
+            tls = probe_tls(
+                identity.ssl_context(),
+                self.settings.base_url,
+                timeout=self.settings.transport.connect_timeout,
+            )
+            step = "token"
+            token = self._fetch_token()
+        except BankingApiError as exc:
+            return ProbeReport(False, step, f"Failed at the {step} step: {exc.message}", exc.hint)
+        warnings = " ".join(identity.warnings)
+        message = (
+            f"Connected over {tls} with client certificate {description.subject} "
+            f"(expires in {description.days_left} days); the bank issued a token valid for "
+            f"{int(token.expires_at - token.issued_at)} s. {warnings}"
+        )
+        return ProbeReport(True, "done", message.strip())
+
+    def close(self) -> None:
+        with self._sessions_lock:
+            for session in self._all_sessions:
+                session.close()
+            self._all_sessions.clear()
+
+    def __enter__(self) -> BankingApiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
