@@ -1,0 +1,190 @@
+"""BankingApiHook: an Airflow Connection of type ``bankapi`` turned into a BankingApiClient.
+
+The hook is thin on purpose: it maps the connection's fields to ``ClientSettings``, chooses the token
+stores of the connection's ``cache_scope``, registers every secret with Airflow's masker, and delegates
+the rest to the client.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
+from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    import requests
+
+    from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult, ClientSettings
+    from airflow_provider_bankapi.client.identity import CertificateDescription
+    from airflow_provider_bankapi.client.tokens import AccessToken, TokenStore
+
+# Airflow 2's form saved extras as ``extra__<conn_type>__<field>``; accept that spelling too.
+_LEGACY_PREFIX = "extra__bankapi__"
+
+
+def connection_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The connection's extras by their plain key; an unknown key is an error, never an HTTP header."""
+    extras: dict[str, Any] = {}
+    for raw_key, value in extra.items():
+        key = raw_key.removeprefix(_LEGACY_PREFIX)
+        if key not in EXTRA_KEYS:
+            raise ConfigurationError(
+                f"Unknown extra field {key!r} in the connection. "
+                f"Valid fields: {', '.join(sorted(EXTRA_KEYS))}.",
+                field=key,
+                hint="Remove it or fix its spelling; this provider never turns extras into HTTP headers.",
+            )
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue  # the UI saves an untouched field as an empty string
+        extras[key] = value
+    return extras
+
+
+def _number(extras: Mapping[str, Any], key: str, default: float, *, integer: bool = False) -> float:
+    value = extras.get(key, default)
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        kind = "a whole number" if integer else "a number of seconds"
+        raise ConfigurationError(f"The extra field {key!r} must be {kind}.", field=key) from None
+    if isinstance(value, bool) or number < 0:
+        raise ConfigurationError(f"The extra field {key!r} must be zero or more.", field=key)
+    return number
+
+
+def settings_from_connection(
+    host: str | None, login: str | None, password: str | None, extra: Mapping[str, Any]
+) -> tuple[ClientSettings, str]:
+    """``ClientSettings`` and the cache scope from a connection's fields."""
+    from airflow_provider_bankapi.client.api import CACHE_SCOPES, ClientSettings
+    from airflow_provider_bankapi.client.identity import IdentityMaterial
+    from airflow_provider_bankapi.client.transport import TransportSettings
+
+    extras = connection_extras(extra)
+    scope = str(extras.get("cache_scope", "host")).strip().lower()
+    if scope not in CACHE_SCOPES:
+        raise ConfigurationError(
+            f"cache_scope must be one of {', '.join(CACHE_SCOPES)}; got {scope!r}.", field="cache_scope"
+        )
+    identity = IdentityMaterial.from_extra(extras)
+    transport_defaults = TransportSettings()
+    read_timeout = _number(extras, "timeout", transport_defaults.read_timeout)
+    transport = TransportSettings(
+        connect_timeout=min(transport_defaults.connect_timeout, read_timeout)
+        or transport_defaults.connect_timeout,
+        read_timeout=read_timeout,
+        max_retries=int(_number(extras, "max_retries", transport_defaults.max_retries, integer=True)),
+        proxy=extras.get("proxy"),
+    )
+    settings = ClientSettings(
+        base_url=(host or "").strip(),
+        client_id=(login or "").strip(),
+        client_secret=password or "",
+        identity=identity,
+        auth_endpoint=str(extras.get("auth_endpoint", "/auth/token-v2")),
+        refresh_margin=_number(extras, "refresh_margin", 300.0),
+        transport=transport,
+    )
+    return settings, scope
+
+
+class BankingApiHook(BaseHook):
+    """Talks to the Banking API over mutual TLS with a token shared across task runs.
+
+    :param bankapi_conn_id: the id of a connection of type ``bankapi``.
+    """
+
+    conn_name_attr = "bankapi_conn_id"
+    default_conn_name = "bankapi_default"
+    conn_type = "bankapi"
+    hook_name = "Banking API"
+
+    def __init__(self, bankapi_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bankapi_conn_id = bankapi_conn_id
+
+    @cached_property
+    def client(self) -> BankingApiClient:
+        """The client, built once on first use (no I/O in ``__init__``: DAG parsing makes hooks too)."""
+        from airflow_provider_bankapi.client.api import BankingApiClient
+
+        connection = self.get_connection(self.bankapi_conn_id)
+        settings, scope = settings_from_connection(
+            connection.host, connection.login, connection.password, connection.extra_dejson
+        )
+        for secret in (
+            settings.identity.client_private_key,
+            settings.identity.client_private_key_password,
+            settings.identity.client_pfx_secret,
+            settings.identity.client_pfx_password,
+        ):
+            _mask(secret)
+        return BankingApiClient(settings, token_stores=self._token_stores(scope), on_secret=_mask)
+
+    def _token_stores(self, scope: str) -> Sequence[TokenStore]:
+        from airflow_provider_bankapi.client.api import token_stores_for
+
+        stores = token_stores_for(scope)
+        if scope == "cluster":
+            from airflow_provider_bankapi.hooks.variable_store import cluster_store
+
+            stores.extend(cluster_store())
+        return stores
+
+    def get_conn(self) -> requests.Session:
+        """A requests Session with the mTLS identity and the Bearer token set (paths need the full URL)."""
+        return self.client.session()
+
+    def get_token(self) -> AccessToken:
+        return self.client.get_token()
+
+    def get_balance(self, account_id: str | int) -> Any:
+        return self.client.get_balance(account_id)
+
+    def get_balances(self, account_ids: Sequence[str | int], *, max_workers: int = 4) -> BatchResult:
+        return self.client.get_balances(account_ids, max_workers=max_workers)
+
+    def request(self, method: str, endpoint: str, **kwargs: Any) -> requests.Response:
+        return self.client.request(method, endpoint, **kwargs)
+
+    def get_json(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self.client.get_json(endpoint, params)
+
+    def paginate(
+        self,
+        endpoint: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        next_page: Callable[[Any], Mapping[str, Any] | None] | None = None,
+    ) -> Iterator[Any]:
+        if next_page is None:
+            return self.client.paginate(endpoint, params=params)
+        return self.client.paginate(endpoint, params=params, next_page=next_page)
+
+    def describe_certificate(self) -> CertificateDescription:
+        return self.client.describe_certificate()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The Airflow UI's and CLI's connection test: identity -> TLS handshake -> token."""
+        try:
+            report = self.client.probe()
+        except BankingApiError as exc:  # the connection's fields themselves are wrong
+            return False, f"Connection {self.bankapi_conn_id!r}: {exc}"
+        return report.ok, str(report)
+
+
+def _mask(secret: object) -> None:
+    if not isinstance(secret, str) or not secret:
+        return  # paths given as PathLike, and unset fields, are not secrets
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(secret)
+    # Key material and JSON-escaped copies of it must not surface either (a PEM in a JSON log line).
+    if "\n" in secret:
+        mask_secret(secret.replace("\n", "\\n"))

@@ -1,0 +1,100 @@
+"""The ``cluster`` token store: one token for every worker of a deployment, in an Airflow Variable.
+
+Airflow's secrets backends are read-only and Variables have no compare-and-set (last writer wins), so
+this store has no lock of its own: the host store's file lock, taken first, makes each worker machine
+fetch at most once, and a cold start on N machines at the same instant costs at most N tokens.
+The Variable's name holds ``token``, so the UI, the API and the logs mask its value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_bankapi.client.tokens import AccessToken
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from airflow_provider_bankapi.client.tokens import TokenStore
+
+log = logging.getLogger(__name__)
+
+VARIABLE_PREFIX = "bankapi_token_"
+
+
+def variable_name(key: str) -> str:
+    """The Variable that holds the token of a cache key (the key is already a hash: no secret in it)."""
+    return VARIABLE_PREFIX + key[:32]
+
+
+def in_task_context() -> bool:
+    """True inside a task run by the Task SDK, where Variables go through the API server."""
+    from airflow.sdk.execution_time import task_runner
+
+    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+
+class VariableTokenStore:
+    """Tokens in Airflow Variables, shared by every worker that reaches the same API server."""
+
+    name = "cluster"
+
+    def load(self, key: str) -> AccessToken | None:
+        from airflow.sdk import Variable
+
+        raw = Variable.get(variable_name(key), default=None)
+        if raw is None:
+            return None
+        try:
+            record: dict[str, Any] = json.loads(raw)
+            if record.pop("key") != key:
+                return None  # another credential or certificate whose hash shares the prefix
+            return AccessToken(**record)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("Ignoring the unreadable token Variable %s; it will be replaced.", variable_name(key))
+            return None
+
+    def save(self, key: str, token: AccessToken) -> None:
+        from airflow.sdk import Variable
+
+        record = {
+            "key": key,
+            "access_token": token.access_token,
+            "token_type": token.token_type,
+            "issued_at": token.issued_at,
+            "expires_at": token.expires_at,
+        }
+        Variable.set(
+            variable_name(key),
+            json.dumps(record),
+            description="Banking API access token shared by the workers (cache_scope=cluster).",
+        )
+
+    def discard(self, key: str, token: AccessToken | None = None) -> None:
+        from airflow.sdk import Variable
+
+        if token is not None:
+            current = self.load(key)
+            if current is None or current.access_token != token.access_token:
+                return
+        with contextlib.suppress(Exception):  # already gone is fine
+            Variable.delete(variable_name(key))
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        # No compare-and-set in Variables: the host store's lock, taken before this one, is the guard.
+        yield
+
+
+def cluster_store() -> list[TokenStore]:
+    """The cluster store inside a task; outside one (no API server to reach), nothing, with a warning."""
+    if in_task_context():
+        return [VariableTokenStore()]
+    log.warning(
+        "cache_scope=cluster needs a running task to reach Airflow Variables; "
+        "falling back to cache_scope=host here."
+    )
+    return []
