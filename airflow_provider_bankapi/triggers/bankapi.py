@@ -1,0 +1,259 @@
+"""BankingApiTrigger: polls a protected endpoint in the triggerer until a condition holds.
+
+What it carries to the triggerer is plain values only (Airflow 3.3.2 stores a worker deferral's
+kwargs unencrypted): the connection id, the endpoint and its params, the condition, the intervals
+and the deadline. The client is rebuilt in the triggerer from the connection id, with the same token
+stores as the workers (the host file store is shared on one machine), so the trigger rarely fetches
+a token of its own.
+
+Every blocking step (reading the connection, loading the client identity, the HTTPS call, the
+condition's check function) runs in a worker thread, so that one slow bank never stalls the other
+triggers of the event loop. Sync Task SDK calls made from a worker thread are bridged to the loop
+by the triggerer itself.
+
+Events (``TriggerEvent.payload``):
+
+- ``{"status": "success", "value": <observed>, "polls": n}``
+- ``{"status": "error", "error_type": "InvalidCredentialsError", "message", "hint", "status_code",
+  "bank_reason", "polls"}``: an error that waiting cannot fix (credentials, certificate, allowlist,
+  configuration, a 4xx). Never retried here: no hot loop on a 401.
+- ``{"status": "timeout", "message", "polls", "last_error"}``: the deadline passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_bankapi import errors
+from airflow_provider_bankapi.errors import BankingApiError
+from airflow_provider_bankapi.triggers.polling import (
+    Condition,
+    ends_the_wait,
+    import_check,
+    wait_before_next_poll,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Mapping
+
+    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.triggers.polling import Outcome
+
+DEFAULT_POKE_INTERVAL = 60.0
+DEFAULT_BACKOFF_MAX = 600.0
+
+
+class BankingApiTrigger(BaseTrigger):
+    """Polls ``GET endpoint`` every ``poke_interval`` seconds until ``condition`` holds.
+
+    :param bankapi_conn_id: the connection to rebuild the client from (never the secrets themselves).
+    :param endpoint: the path under the Base URL, e.g. ``/accounts/123/balance``.
+    :param params: query parameters (plain values).
+    :param condition: a :class:`~airflow_provider_bankapi.triggers.polling.Condition` as a dict
+        (``Condition.to_dict()``); None: the first 2xx answer ends the wait.
+    :param poke_interval: seconds between polls; also the least wait after an error.
+    :param backoff_max: cap, in seconds, of the exponential backoff after transient errors.
+    :param deadline: epoch seconds after which the wait ends with a ``timeout`` event (None: no limit).
+    :param next_poll_at: epoch seconds before which the first poll is not made (the sensor already
+        looked once from the worker; the interval holds across the hand-over).
+    """
+
+    def __init__(
+        self,
+        *,
+        bankapi_conn_id: str,
+        endpoint: str,
+        params: Mapping[str, Any] | None = None,
+        condition: Mapping[str, Any] | None = None,
+        poke_interval: float = DEFAULT_POKE_INTERVAL,
+        backoff_max: float = DEFAULT_BACKOFF_MAX,
+        deadline: float | None = None,
+        next_poll_at: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.bankapi_conn_id = bankapi_conn_id
+        self.endpoint = endpoint
+        self.params = dict(params) if params else None
+        self.condition = Condition.from_dict(condition or {})
+        self.poke_interval = float(poke_interval)
+        self.backoff_max = float(backoff_max)
+        self.deadline = None if deadline is None else float(deadline)
+        self.next_poll_at = None if next_poll_at is None else float(next_poll_at)
+        if self.poke_interval < 0 or self.backoff_max < 0:
+            raise ValueError("poke_interval and backoff_max must be zero or more seconds.")
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "bankapi_conn_id": self.bankapi_conn_id,
+                "endpoint": self.endpoint,
+                "params": self.params,
+                "condition": self.condition.to_dict(),
+                "poke_interval": self.poke_interval,
+                "backoff_max": self.backoff_max,
+                "deadline": self.deadline,
+                "next_poll_at": self.next_poll_at,
+            },
+        )
+
+    # -- the blocking parts, run in worker threads --------------------------------------------------
+
+    def _make_client(self) -> tuple[BankingApiClient, Callable[[Any], Any] | None]:
+        from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
+
+        client = BankingApiHook(bankapi_conn_id=self.bankapi_conn_id).client
+        try:
+            _ = client.identity  # validate the certificate and key now: a bad one ends the wait at once
+            check = import_check(self.condition.check) if self.condition.check else None
+        except BaseException:
+            client.close()
+            raise
+        return client, check
+
+    def _poll(self, client: BankingApiClient, check: Callable[[Any], Any] | None) -> Outcome:
+        return self.condition.evaluate(client.get_json(self.endpoint, self.params), check)
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def _remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.time()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        polls = 0
+        try:
+            client, check = await asyncio.to_thread(self._make_client)
+        except BankingApiError as exc:
+            yield TriggerEvent(error_payload(exc, polls))
+            return
+        try:
+            failures = 0
+            last_error: BankingApiError | None = None
+            if self.next_poll_at is not None:
+                first_wait = self.next_poll_at - time.time()
+                remaining = self._remaining()
+                if remaining is not None and first_wait >= remaining:
+                    await asyncio.sleep(max(0.0, remaining))
+                    yield TriggerEvent(self._timeout_payload(polls, last_error))
+                    return
+                if first_wait > 0:
+                    await asyncio.sleep(first_wait)
+            while True:
+                remaining = self._remaining()
+                if remaining is not None and remaining <= 0:
+                    yield TriggerEvent(self._timeout_payload(polls, last_error))
+                    return
+                polls += 1
+                retry_after: float | None = None
+                try:
+                    # The thread is not stopped by the deadline, only no longer waited for: the
+                    # transport's own timeouts end it.
+                    outcome = await asyncio.wait_for(asyncio.to_thread(self._poll, client, check), remaining)
+                except asyncio.TimeoutError:
+                    yield TriggerEvent(self._timeout_payload(polls, last_error))
+                    return
+                except BankingApiError as exc:
+                    if ends_the_wait(exc):
+                        self.log.error(
+                            "Poll %d of %s: %s: %s (not retried)",
+                            polls,
+                            self.endpoint,
+                            type(exc).__name__,
+                            exc,
+                        )
+                        yield TriggerEvent(error_payload(exc, polls))
+                        return
+                    failures += 1
+                    last_error = exc
+                    retry_after = getattr(exc, "retry_after", None)
+                    self.log.warning(
+                        "Poll %d of %s: %s: %s (transient, %d in a row)",
+                        polls,
+                        self.endpoint,
+                        type(exc).__name__,
+                        exc.message,
+                        failures,
+                    )
+                except Exception as exc:  # the user's check function failed: say so, do not loop on it
+                    yield TriggerEvent(error_payload(exc, polls))
+                    return
+                else:
+                    if outcome.met:
+                        self.log.info(
+                            "Poll %d of %s: %s holds.", polls, self.endpoint, self.condition.describe()
+                        )
+                        yield TriggerEvent({"status": "success", "value": outcome.observed, "polls": polls})
+                        return
+                    failures = 0
+                    self.log.info(
+                        "Poll %d of %s: waiting until %s (now %r).",
+                        polls,
+                        self.endpoint,
+                        self.condition.describe(),
+                        outcome.observed,
+                    )
+                wait = wait_before_next_poll(
+                    self.poke_interval, failures, backoff_max=self.backoff_max, retry_after=retry_after
+                )
+                remaining = self._remaining()
+                if remaining is not None and wait >= remaining:
+                    await asyncio.sleep(max(0.0, remaining))
+                    yield TriggerEvent(self._timeout_payload(polls, last_error))
+                    return
+                await asyncio.sleep(wait)
+        finally:
+            client.close()
+
+    def _timeout_payload(self, polls: int, last_error: BankingApiError | None) -> dict[str, Any]:
+        message = (
+            f"{self.endpoint}: {self.condition.describe()} did not hold before the deadline ({polls} polls)."
+        )
+        return {
+            "status": "timeout",
+            "message": message,
+            "polls": polls,
+            "last_error": None
+            if last_error is None
+            else f"{type(last_error).__name__}: {last_error.message}",
+        }
+
+
+def error_payload(error: BaseException, polls: int) -> dict[str, Any]:
+    """The ``error`` event of an exception: its type, message, hint and the bank's reason (no secret:
+    the error tree's messages never hold one).
+    """
+    if isinstance(error, BankingApiError):
+        message, hint = error.message, error.hint
+    else:
+        message, hint = str(error), "The condition's check function raised."
+    return {
+        "status": "error",
+        "error_type": type(error).__name__,
+        "message": message,
+        "hint": hint,
+        "status_code": getattr(error, "status_code", None),
+        "bank_reason": getattr(error, "bank_reason", None),
+        "polls": polls,
+    }
+
+
+def error_from_payload(payload: Mapping[str, Any]) -> BankingApiError:
+    """The error an ``error`` event stands for, as its own class of the error tree when it is one
+    (so that callbacks can branch on the type), else a plain :class:`BankingApiError`.
+    """
+    name = str(payload.get("error_type") or "BankingApiError")
+    cls = getattr(errors, name, None)
+    reason = payload.get("bank_reason")
+    message = str(payload.get("message") or "the wait ended with an error")
+    if reason and str(reason).lower() not in message.lower():
+        message = f"{message} (the bank said: {reason})"
+    hint = str(payload.get("hint") or "")
+    if not (isinstance(cls, type) and issubclass(cls, BankingApiError)):
+        return BankingApiError(f"{name}: {message}", hint=hint)
+    if issubclass(cls, errors.ApiError):
+        return cls(message, hint=hint, status_code=payload.get("status_code"), bank_reason=reason)
+    return cls(message, hint=hint)

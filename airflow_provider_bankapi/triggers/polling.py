@@ -1,0 +1,261 @@
+"""What a wait on the Banking API decides, shared by the sensors and the trigger: pure, no Airflow, no I/O.
+
+- :class:`Condition`: when is a response good enough? A field compared with a plain value (as
+  ``Decimal`` when both sides are numbers: money is never a float here), and/or an importable check
+  function named by its dotted path. Only plain values, so a condition survives the trip to the
+  triggerer (a lambda cannot be serialized; a dotted path can be imported there).
+- :func:`ends_the_wait`: which errors no amount of waiting fixes (credentials, certificate, allowlist,
+  configuration), as opposed to transient ones (429, 5xx, no answer) that call for a backoff.
+- :func:`wait_before_next_poll`: how long to wait before the next poll. Never less than the poke
+  interval, whatever happened: the peer's trigger that re-polled a 401 1,601 times in 2 s is the bug
+  this prevents.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import operator
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from airflow_provider_bankapi.errors import (
+    ApiError,
+    BankingApiError,
+    ConfigurationError,
+    ConnectionFailedError,
+    RateLimitedError,
+    ServerError,
+    TlsHandshakeError,
+)
+
+COMPARISONS: Mapping[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_ORDERING = frozenset({">=", ">", "<=", "<"})
+PlainValue = str | int | float | bool | None
+
+
+def _condition_error(message: str, hint: str = "") -> BankingApiError:
+    # A ConfigurationError: the sensor's arguments are wrong, waiting longer cannot help.
+    return ConfigurationError(message, field="condition", hint=hint)
+
+
+def as_decimal(value: Any) -> Decimal | None:
+    """``value`` as a Decimal, or None when it is no number (booleans are not numbers here).
+
+    Floats go through ``repr`` so that ``0.1`` means 0.1, not its binary approximation.
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    else:
+        return None
+    return number if number.is_finite() else None
+
+
+def field_value(document: Any, path: str) -> Any:
+    """The value at a dotted path (``"available"``, ``"items.0.status"``) of a JSON document.
+
+    :raises KeyError: when the path does not exist in the document.
+    """
+    current = document
+    for part in path.split("."):
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+        elif isinstance(current, Sequence) and not isinstance(current, str) and part.lstrip("-").isdigit():
+            try:
+                current = current[int(part)]
+            except IndexError:
+                raise KeyError(path) from None
+        else:
+            raise KeyError(path)
+    return current
+
+
+def import_check(dotted_path: str) -> Callable[[Any], Any]:
+    """The function named ``"package.module.function"`` (importable wherever the check runs)."""
+    module_name, _, name = dotted_path.rpartition(".")
+    if not module_name or not name:
+        raise _condition_error(
+            f"check {dotted_path!r} is not a dotted path such as 'my_package.checks.funds_arrived'."
+        )
+    try:
+        function = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise _condition_error(
+            f"check {dotted_path!r} cannot be imported: {type(exc).__name__}: {exc}",
+            hint="The function must live in a module importable by the workers and the triggerer "
+            "(a package on their Python path, not the DAG file).",
+        ) from exc
+    if not callable(function):
+        raise _condition_error(f"check {dotted_path!r} is not callable.")
+    return function  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One evaluation: was the condition met, and the value observed (the field's, else the response)."""
+
+    met: bool
+    observed: Any
+
+
+@dataclass(frozen=True)
+class Condition:
+    """When a response ends the wait. With neither a field comparison nor a check, any 2xx answer does.
+
+    :param field: dotted path of the field to look at (``"available"``); None for the whole response.
+    :param comparison: one of ``>= > <= < == !=``; with ``field``, compares its value with ``value``.
+    :param value: the plain value to compare with (a threshold as a string keeps its exact decimals).
+    :param check: dotted path of a function ``(response_json) -> bool``; both must hold when both are set.
+    """
+
+    field: str | None = None
+    comparison: str | None = None
+    value: PlainValue = None
+    check: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.comparison is not None and self.comparison not in COMPARISONS:
+            raise _condition_error(f"comparison {self.comparison!r} is not one of {' '.join(COMPARISONS)}.")
+        if self.comparison is not None and self.field is None:
+            raise _condition_error("a comparison needs the field it compares (field='available', ...).")
+        if self.comparison in _ORDERING and as_decimal(self.value) is None:
+            raise _condition_error(
+                f"comparison {self.comparison!r} needs a number to compare with; got {self.value!r}."
+            )
+        if self.field is not None and not self.field.strip():
+            raise _condition_error("field must be a dotted path such as 'available'.")
+        if self.check is not None and "." not in self.check:
+            raise _condition_error(
+                f"check {self.check!r} must be the dotted path of an importable function "
+                "('my_package.checks.funds_arrived')."
+            )
+
+    def to_dict(self) -> dict[str, PlainValue]:
+        """Plain values only: what the trigger serializes."""
+        return {"field": self.field, "comparison": self.comparison, "value": self.value, "check": self.check}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Condition:
+        return cls(
+            field=data.get("field"),
+            comparison=data.get("comparison"),
+            value=data.get("value"),
+            check=data.get("check"),
+        )
+
+    def describe(self) -> str:
+        parts = []
+        if self.comparison is not None:
+            parts.append(f"{self.field} {self.comparison} {self.value}")
+        if self.check is not None:
+            parts.append(f"{self.check}(response) is true")
+        return " and ".join(parts) or "the call succeeds"
+
+    def evaluate(self, response: Any, check: Callable[[Any], Any] | None = None) -> Outcome:
+        """Evaluate against one response.
+
+        :param response: the decoded JSON of the answer.
+        :param check: the already imported check function (else imported from ``self.check``).
+        :raises ConfigurationError: the field is missing, or holds no number for an ordering comparison.
+        """
+        observed = response
+        met = True
+        if self.field is not None:
+            try:
+                observed = field_value(response, self.field)
+            except KeyError:
+                keys = ", ".join(sorted(map(str, response))) if isinstance(response, Mapping) else "none"
+                raise _condition_error(
+                    f"The response has no field {self.field!r} (top-level fields: {keys}).",
+                    hint="Check the field's name, a dotted path such as 'available' or 'items.0.status'.",
+                ) from None
+        if self.comparison is not None:
+            met = self._compare(observed)
+        if self.check is not None:
+            function = check if check is not None else import_check(self.check)
+            met = met and bool(function(response))
+        return Outcome(met=met, observed=observed)
+
+    def _compare(self, observed: Any) -> bool:
+        assert self.comparison is not None
+        compare = COMPARISONS[self.comparison]
+        left, right = as_decimal(observed), as_decimal(self.value)
+        if left is not None and right is not None:
+            return compare(left, right)
+        if self.comparison in _ORDERING:
+            raise _condition_error(
+                f"The field {self.field!r} holds {observed!r}, which is not a number to compare "
+                f"with {self.comparison} {self.value}.",
+                hint="Compare a numeric field, or use == / != for text.",
+            )
+        return compare(observed, self.value)
+
+
+def ends_the_wait(error: BaseException) -> bool:
+    """True when waiting longer cannot help: wrong credentials, certificate, allowlist, configuration,
+    or a 4xx the bank will keep answering. False for what passes: 429, 5xx, no answer, a dropped TLS
+    connection that was not about the client certificate.
+    """
+    if isinstance(error, (RateLimitedError, ServerError, ConnectionFailedError)):
+        return False
+    if isinstance(error, TlsHandshakeError):
+        # A rejected client certificate or an untrusted server stays that way; a reset mid-handshake may not.
+        return error.client_certificate_rejected or error.verify_code is not None
+    if isinstance(error, ApiError) and error.status_code in (408, 425):
+        return False
+    return True
+
+
+def wait_before_next_poll(
+    poke_interval: float,
+    consecutive_failures: int,
+    *,
+    backoff_max: float,
+    retry_after: float | None = None,
+    jitter: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait after a poll before the next one: never less than ``poke_interval``.
+
+    After ``n`` transient failures in a row the wait doubles ``n`` times, capped at ``backoff_max`` (or
+    at the poke interval, if that is larger), plus up to 10 % jitter upwards so that sensors failed by
+    the same outage do not come back in step; the bank's ``Retry-After`` is honoured when longer.
+
+    :param poke_interval: seconds between polls when all is well.
+    :param consecutive_failures: transient failures since the last good answer.
+    :param backoff_max: the cap of the exponential backoff, in seconds.
+    :param retry_after: the bank's ``Retry-After`` of the last answer, in seconds, if any.
+    :param jitter: a number in [0, 1) (injected so tests are exact).
+    """
+    interval = max(0.0, float(poke_interval))
+    if consecutive_failures <= 0:
+        wait = interval
+    else:
+        cap = max(interval, float(backoff_max))
+        exponent = min(consecutive_failures, 62)  # 2**62 seconds already outlives every cap
+        base = interval if interval > 0 else 1.0
+        wait = min(cap, base * math.pow(2, exponent))
+        wait += wait * 0.1 * max(0.0, min(jitter(), 1.0))
+    if retry_after is not None and retry_after > wait:
+        wait = float(retry_after)
+    return max(wait, interval)
