@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -123,90 +124,91 @@ class BankingApiTrigger(BaseTrigger):
     def _remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.time()
 
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds``, or until the deadline if that comes first; False when the deadline came."""
+        remaining = self._remaining()
+        if remaining is not None and seconds >= remaining:
+            await asyncio.sleep(max(0.0, remaining))
+            return False
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+        return True
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        polls = 0
         try:
             client, check = await asyncio.to_thread(self._make_client)
-        except BankingApiError as exc:
-            yield TriggerEvent(error_payload(exc, polls))
+        except Exception as exc:  # no such connection, unreadable certificate, check not importable...
+            yield TriggerEvent(error_payload(exc, 0, hint="Check the connection and the sensor's arguments."))
             return
         try:
-            failures = 0
-            last_error: BankingApiError | None = None
-            if self.next_poll_at is not None:
-                first_wait = self.next_poll_at - time.time()
-                remaining = self._remaining()
-                if remaining is not None and first_wait >= remaining:
-                    await asyncio.sleep(max(0.0, remaining))
-                    yield TriggerEvent(self._timeout_payload(polls, last_error))
+            async with aclosing(self._poll_until_done(client, check)) as events:
+                async for event in events:
+                    yield event  # one event per run: the triggerer ends the trigger after it
                     return
-                if first_wait > 0:
-                    await asyncio.sleep(first_wait)
-            while True:
-                remaining = self._remaining()
-                if remaining is not None and remaining <= 0:
-                    yield TriggerEvent(self._timeout_payload(polls, last_error))
-                    return
-                polls += 1
-                retry_after: float | None = None
-                try:
-                    # The thread is not stopped by the deadline, only no longer waited for: the
-                    # transport's own timeouts end it.
-                    outcome = await asyncio.wait_for(asyncio.to_thread(self._poll, client, check), remaining)
-                except asyncio.TimeoutError:
-                    yield TriggerEvent(self._timeout_payload(polls, last_error))
-                    return
-                except BankingApiError as exc:
-                    if ends_the_wait(exc):
-                        self.log.error(
-                            "Poll %d of %s: %s: %s (not retried)",
-                            polls,
-                            self.endpoint,
-                            type(exc).__name__,
-                            exc,
-                        )
-                        yield TriggerEvent(error_payload(exc, polls))
-                        return
-                    failures += 1
-                    last_error = exc
-                    retry_after = getattr(exc, "retry_after", None)
-                    self.log.warning(
-                        "Poll %d of %s: %s: %s (transient, %d in a row)",
-                        polls,
-                        self.endpoint,
-                        type(exc).__name__,
-                        exc.message,
-                        failures,
-                    )
-                except Exception as exc:  # the user's check function failed: say so, do not loop on it
-                    yield TriggerEvent(error_payload(exc, polls))
-                    return
-                else:
-                    if outcome.met:
-                        self.log.info(
-                            "Poll %d of %s: %s holds.", polls, self.endpoint, self.condition.describe()
-                        )
-                        yield TriggerEvent({"status": "success", "value": outcome.observed, "polls": polls})
-                        return
-                    failures = 0
-                    self.log.info(
-                        "Poll %d of %s: waiting until %s (now %r).",
-                        polls,
-                        self.endpoint,
-                        self.condition.describe(),
-                        outcome.observed,
-                    )
-                wait = wait_before_next_poll(
-                    self.poke_interval, failures, backoff_max=self.backoff_max, retry_after=retry_after
-                )
-                remaining = self._remaining()
-                if remaining is not None and wait >= remaining:
-                    await asyncio.sleep(max(0.0, remaining))
-                    yield TriggerEvent(self._timeout_payload(polls, last_error))
-                    return
-                await asyncio.sleep(wait)
         finally:
             client.close()
+
+    async def _poll_until_done(
+        self, client: BankingApiClient, check: Callable[[Any], Any] | None
+    ) -> AsyncIterator[TriggerEvent]:
+        polls, failures = 0, 0
+        last_error: BankingApiError | None = None
+        first_wait = 0.0 if self.next_poll_at is None else self.next_poll_at - time.time()
+        if not await self._sleep(first_wait):
+            yield TriggerEvent(self._timeout_payload(polls, last_error))
+            return
+        while True:
+            remaining = self._remaining()
+            if remaining is not None and remaining <= 0:
+                yield TriggerEvent(self._timeout_payload(polls, last_error))
+                return
+            polls += 1
+            retry_after: float | None = None
+            try:
+                # The deadline stops the waiting, not the thread: the transport's own timeouts end that.
+                outcome = await asyncio.wait_for(asyncio.to_thread(self._poll, client, check), remaining)
+            except asyncio.TimeoutError:
+                yield TriggerEvent(self._timeout_payload(polls, last_error))
+                return
+            except BankingApiError as exc:
+                if ends_the_wait(exc):
+                    self.log.error(
+                        "Poll %d of %s: %s: %s (not retried)", polls, self.endpoint, type(exc).__name__, exc
+                    )
+                    yield TriggerEvent(error_payload(exc, polls))
+                    return
+                failures, last_error = failures + 1, exc
+                retry_after = getattr(exc, "retry_after", None)
+                self.log.warning(
+                    "Poll %d of %s: %s: %s (transient, %d in a row)",
+                    polls,
+                    self.endpoint,
+                    type(exc).__name__,
+                    exc.message,
+                    failures,
+                )
+            except Exception as exc:  # the user's check function failed: say so, never loop on it
+                yield TriggerEvent(error_payload(exc, polls, hint="The condition's check function raised."))
+                return
+            else:
+                if outcome.met:
+                    self.log.info("Poll %d of %s: %s holds.", polls, self.endpoint, self.condition.describe())
+                    yield TriggerEvent({"status": "success", "value": outcome.observed, "polls": polls})
+                    return
+                failures = 0
+                self.log.info(
+                    "Poll %d of %s: waiting until %s (now %r).",
+                    polls,
+                    self.endpoint,
+                    self.condition.describe(),
+                    outcome.observed,
+                )
+            wait = wait_before_next_poll(
+                self.poke_interval, failures, backoff_max=self.backoff_max, retry_after=retry_after
+            )
+            if not await self._sleep(wait):
+                yield TriggerEvent(self._timeout_payload(polls, last_error))
+                return
 
     def _timeout_payload(self, polls: int, last_error: BankingApiError | None) -> dict[str, Any]:
         message = (
@@ -222,14 +224,16 @@ class BankingApiTrigger(BaseTrigger):
         }
 
 
-def error_payload(error: BaseException, polls: int) -> dict[str, Any]:
-    """The ``error`` event of an exception: its type, message, hint and the bank's reason (no secret:
-    the error tree's messages never hold one).
+def error_payload(error: BaseException, polls: int, *, hint: str = "") -> dict[str, Any]:
+    """The ``error`` event of an exception: its type, message, hint and the bank's reason.
+
+    No secret: the error tree's messages never hold one, and other exceptions come from the
+    connection lookup or the user's check function, which see no token.
     """
     if isinstance(error, BankingApiError):
-        message, hint = error.message, error.hint
+        message, hint = error.message, error.hint or hint
     else:
-        message, hint = str(error), "The condition's check function raised."
+        message = str(error)
     return {
         "status": "error",
         "error_type": type(error).__name__,

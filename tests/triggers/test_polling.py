@@ -238,7 +238,7 @@ def test_error_events_come_back_as_the_same_type_with_reason_and_hint(error):
 
 
 def test_an_error_event_of_a_check_function_that_raised():
-    again = error_from_payload(error_payload(KeyError("items"), polls=2))
+    again = error_from_payload(error_payload(KeyError("items"), polls=2, hint="The check function raised."))
 
     assert type(again).__name__ == "BankingApiError"
     assert "KeyError" in str(again)

@@ -280,7 +280,20 @@ def test_a_check_function_that_raises_ends_with_an_error_event(bankapi_sandbox, 
 
     assert event.payload["status"] == "error"
     assert event.payload["error_type"] == "TypeError"
+    assert "check function" in event.payload["hint"]
     assert len(trigger.polls) == 1
+
+
+def test_a_connection_the_triggerer_cannot_find_ends_with_an_error_event_before_any_poll(bankapi_sandbox):
+    trigger = RecordingTrigger(bankapi_conn_id="no_such_connection", endpoint="/accounts", poke_interval=0.05)
+
+    event = first_event(trigger)
+
+    assert event.payload["status"] == "error"
+    assert "no_such_connection" in event.payload["message"]
+    assert event.payload["polls"] == 0
+    assert trigger.polls == []
+    assert bankapi_sandbox.counters()["tls_connections"] == 0
 
 
 def test_the_trigger_in_another_process_uses_the_token_the_worker_cached_on_the_host(
