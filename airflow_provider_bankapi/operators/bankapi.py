@@ -1,0 +1,389 @@
+"""Operators for the Banking API: any protected call, and the balances of many accounts.
+
+Both build their hook at execute time (nothing touches the connection while the DAG is parsed), return
+plain JSON to XCom, or write JSON Lines / CSV to an object-storage URL and return where and how much.
+No token ever reaches XCom: the token endpoint is not a resource these operators call.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import re
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import AssetAlias, BaseOperator
+
+from airflow_provider_bankapi.errors import ApiError, BankingApiError, ConfigurationError
+from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
+from airflow_provider_bankapi.operators.outputs import (
+    counted_pages,
+    default_asset_alias,
+    emit_asset_event,
+    output_format,
+    output_location,
+    page_records,
+    write_csv,
+    write_jsonl,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_bankapi.client.api import BatchResult
+
+#: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
+MAX_WORKERS = 16
+_ACCOUNT_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+class ResponseCheckFailed(BankingApiError):
+    """The operator's ``response_check`` returned False for an answer."""
+
+
+class BalancesPartlyFailedError(BankingApiError):
+    """Some balances could not be fetched; the others were delivered first.
+
+    :param succeeded: the account ids whose balance was delivered.
+    :param failed: account id -> the error that account's call ended with.
+    :param delivered_to: where the successes went (a URL, or the XCom key).
+    """
+
+    def __init__(
+        self, message: str, *, succeeded: list[str], failed: dict[str, BankingApiError], delivered_to: str
+    ) -> None:
+        super().__init__(
+            message, hint="Each failed account's hint is in the message; the others need no rerun."
+        )
+        self.succeeded = succeeded
+        self.failed = failed
+        self.delivered_to = delivered_to
+
+
+def _with_alias(outlets: Any, alias: str) -> list[Any]:
+    current = list(outlets or [])
+    if not any(isinstance(item, AssetAlias) and item.name == alias for item in current):
+        current.append(AssetAlias(name=alias))
+    return current
+
+
+class _BankingApiBaseOperator(BaseOperator):
+    """What both operators share: the connection, the hook, the output file and its asset event."""
+
+    def __init__(
+        self,
+        *,
+        bankapi_conn_id: str,
+        output_path: str | None,
+        asset_alias: str | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bankapi_conn_id = bankapi_conn_id
+        self.output_path = output_path
+        self.asset_alias = asset_alias
+        if output_path is not None and asset_alias != "":
+            # The path is usually templated, so the asset is only known at run time: an alias says so.
+            self.asset_alias = asset_alias or default_asset_alias(
+                self.dag_id if self.has_dag() else None, self.task_id
+            )
+            self.outlets = _with_alias(self.outlets, self.asset_alias)
+
+    @cached_property
+    def hook(self) -> BankingApiHook:
+        """Made on first use at execute time, never while the DAG file is parsed."""
+        return BankingApiHook(bankapi_conn_id=self.bankapi_conn_id)
+
+    def _announce(self, context: Context, path: ObjectStoragePath, extra: dict[str, Any]) -> None:
+        if self.asset_alias:
+            uri = emit_asset_event(context, self.asset_alias, path, extra)
+            self.log.info("Asset event for %s (alias %s).", uri, self.asset_alias)
+
+
+class BankingApiOperator(_BankingApiBaseOperator):
+    """Calls any protected endpoint of the Banking API and returns its JSON, or writes it as JSON Lines.
+
+    :param endpoint: the path under the connection's Base URL (templated), e.g. ``/accounts``.
+    :param method: the HTTP method (templated), default ``GET``.
+    :param query_params: query parameters (templated). Not ``params``: that name is Airflow's own.
+    :param json: a JSON body (templated), for POST/PUT/PATCH.
+    :param bankapi_conn_id: the ``bankapi`` connection.
+    :param response_check: ``callable(response_json) -> bool``; False fails the task. With pagination,
+        called for every page.
+    :param response_filter: ``callable(response_json) -> value``: what the task returns (with
+        pagination it receives the list of pages; with ``output_path`` a list it returns is written
+        one item per line).
+    :param pagination_function: ``callable(page_json) -> dict | None``: the params to add for the next
+        page, None on the last one (:func:`~airflow_provider_bankapi.client.api.next_cursor_params` fits
+        ``{"next_cursor": ...}`` pages). GET only. The result is then the list of pages.
+    :param max_pages: stop with an error after this many pages (a pagination function that never ends).
+    :param output_path: an object-storage URL (templated), e.g. ``file:///data/tx-{{ ds }}.jsonl`` or
+        ``s3://bucket/tx.jsonl``: the records are written there as JSON Lines, one per item of each
+        page's ``"items"`` list (else one per page), and the task returns
+        ``{"path": ..., "records": N, "pages": M}``.
+    :param asset_alias: the name of the asset alias the written file is announced through (default
+        ``bankapi__<dag_id>__<task_id>``; ``""`` announces nothing).
+    """
+
+    template_fields: Sequence[str] = ("endpoint", "method", "query_params", "json", "output_path")
+    template_fields_renderers = {"query_params": "json", "json": "json"}
+    ui_color = "#dbe9f6"
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        method: str = "GET",
+        query_params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        bankapi_conn_id: str = BankingApiHook.default_conn_name,
+        response_check: Callable[[Any], bool] | None = None,
+        response_filter: Callable[[Any], Any] | None = None,
+        pagination_function: Callable[[Any], Mapping[str, Any] | None] | None = None,
+        max_pages: int = 10_000,
+        output_path: str | None = None,
+        asset_alias: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            bankapi_conn_id=bankapi_conn_id, output_path=output_path, asset_alias=asset_alias, **kwargs
+        )
+        self.endpoint = endpoint
+        self.method = method
+        self.query_params = query_params
+        self.json = json
+        self.response_check = response_check
+        self.response_filter = response_filter
+        self.pagination_function = pagination_function
+        self.max_pages = max_pages
+        if max_pages < 1:
+            raise ValueError("max_pages must be at least 1.")
+
+    # -- calls --------------------------------------------------------------------------------------
+
+    def _validate(self) -> str:
+        method = str(self.method).strip().upper()
+        if self.pagination_function is not None and method != "GET":
+            raise ConfigurationError("pagination_function pages through GET answers only.", field="method")
+        path = "/" + str(self.endpoint).strip().lstrip("/")
+        auth_endpoint = "/" + self.hook.client.settings.auth_endpoint.lstrip("/")
+        if path.split("?", 1)[0].rstrip("/") == auth_endpoint.rstrip("/"):
+            raise ConfigurationError(
+                "The token endpoint is not a resource: its answer is a token, which must never reach XCom "
+                "or a file. The hook fetches and caches tokens by itself.",
+                field="endpoint",
+            )
+        return method
+
+    def _call(self, method: str) -> Any:
+        response = self.hook.request(method, self.endpoint, params=self.query_params, json=self.json)
+        if not response.content:
+            return None  # 204 No Content and friends
+        try:
+            return jsonlib.loads(response.content)
+        except ValueError as exc:
+            raise ApiError(
+                f"{method} {self.endpoint} answered {response.status_code} with a body that is not JSON.",
+                status_code=response.status_code,
+                method=method,
+                path=str(self.endpoint),
+            ) from exc
+
+    def _checked(self, page: Any, number: int | None = None) -> Any:
+        if self.response_check is not None and not self.response_check(page):
+            where = f"page {number} of " if number is not None else ""
+            raise ResponseCheckFailed(
+                f"response_check returned False for {where}{self.method} {self.endpoint}.",
+                hint="The bank answered 2xx, but not what this task expects; see the answer with the "
+                "task's XCom of a run without the check, or in the bank's sandbox.",
+            )
+        return page
+
+    def _pages(self) -> Any:
+        assert self.pagination_function is not None
+        pages = self.hook.client.paginate(
+            self.endpoint,
+            params=self.query_params,
+            next_page=self.pagination_function,
+            max_pages=self.max_pages,
+        )
+        for number, page in enumerate(pages, start=1):
+            yield self._checked(page, number)
+
+    # -- execute ------------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        method = self._validate()
+        if self.output_path is not None:
+            return self._write(context, method)
+        if self.pagination_function is not None:
+            result: Any = list(self._pages())
+            self.log.info("%s %s: %d pages.", method, self.endpoint, len(result))
+        else:
+            result = self._checked(self._call(method))
+        return self.response_filter(result) if self.response_filter is not None else result
+
+    def _write(self, context: Context, method: str) -> dict[str, Any]:
+        path = output_location(str(self.output_path))
+        pages = [0]
+        if self.pagination_function is not None and self.response_filter is None:
+            records = write_jsonl(path, counted_pages(self._pages(), pages))  # streamed, page by page
+        else:
+            if self.pagination_function is not None:
+                result: Any = list(self._pages())
+                pages[0] = len(result)
+            else:
+                result = self._checked(self._call(method))
+                pages[0] = 1
+            if self.response_filter is not None:
+                filtered = self.response_filter(result)
+                lines = filtered if isinstance(filtered, list) else [filtered]
+            else:
+                lines = page_records(result)
+            records = write_jsonl(path, lines)
+        summary = {"path": str(path), "records": records, "pages": pages[0]}
+        self.log.info("Wrote %d records from %d pages to %s.", records, pages[0], path)
+        self._announce(context, path, {"records": records, "pages": pages[0]})
+        return summary
+
+
+class BankingApiBalanceOperator(_BankingApiBaseOperator):
+    """Fetches the balances of one or many accounts at once, to XCom or to a JSON Lines / CSV file.
+
+    Every account is tried. The successes are delivered first (written to ``output_path``, or pushed to
+    XCom under the key ``balances``); then, if any account failed, the task fails with an error that
+    lists what was delivered and where, and each failed account with its error type and the bank's
+    reason. Nothing is lost, and the error says which accounts to rerun.
+
+    :param account_ids: the accounts (templated): a list, or one string of ids separated by commas or
+        spaces. Works with ``.expand(account_ids=...)``.
+    :param account_id: one account (templated); the natural name for ``.expand(account_id=[...])``.
+    :param bankapi_conn_id: the ``bankapi`` connection.
+    :param max_workers: how many balance calls at once (1 to 16); they all share one token.
+    :param output_path: an object-storage URL (templated), e.g. ``file:///data/balances-{{ ds }}.csv``;
+        the task then returns ``{"path", "records", "format"}`` and announces an asset event.
+    :param output_format: ``"jsonl"`` or ``"csv"``; default from the path's suffix (JSON Lines unless
+        ``.csv``).
+    :param asset_alias: the name of the asset alias the written file is announced through (default
+        ``bankapi__<dag_id>__<task_id>``; ``""`` announces nothing).
+
+    Without ``output_path`` the task returns ``{account_id: balance}``.
+    """
+
+    template_fields: Sequence[str] = ("account_ids", "account_id", "output_path", "output_format")
+    ui_color = "#dbe9f6"
+
+    def __init__(
+        self,
+        *,
+        account_ids: Sequence[str | int] | str | None = None,
+        account_id: str | int | None = None,
+        bankapi_conn_id: str = BankingApiHook.default_conn_name,
+        max_workers: int = 4,
+        output_path: str | None = None,
+        output_format: str | None = None,
+        asset_alias: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            bankapi_conn_id=bankapi_conn_id, output_path=output_path, asset_alias=asset_alias, **kwargs
+        )
+        if account_ids is None and account_id is None:
+            raise ValueError("Give account_ids (one or many) or account_id.")
+        if (
+            not isinstance(max_workers, int)
+            or isinstance(max_workers, bool)
+            or not 1 <= max_workers <= MAX_WORKERS
+        ):
+            raise ValueError(
+                f"max_workers must be a whole number from 1 to {MAX_WORKERS}; got {max_workers!r}."
+            )
+        self.account_ids = account_ids
+        self.account_id = account_id
+        self.max_workers = max_workers
+        self.output_format = output_format
+
+    def accounts(self) -> list[str]:
+        """The rendered account ids, in order, without duplicates."""
+        given: list[Any] = []
+        for value in (self.account_ids, self.account_id):
+            if value is None:
+                continue
+            if isinstance(value, str):
+                given.extend(part for part in _ACCOUNT_SEPARATORS.split(value) if part)
+            elif isinstance(value, (int, float)):
+                given.append(value)
+            else:
+                given.extend(value)
+        ids = list(dict.fromkeys(str(item).strip() for item in given if str(item).strip()))
+        if not ids:
+            raise ConfigurationError(
+                "No account id to fetch (account_ids rendered empty).", field="account_ids"
+            )
+        return ids
+
+    def execute(self, context: Context) -> Any:
+        accounts = self.accounts()
+        batch = self.hook.get_balances(accounts, max_workers=min(self.max_workers, len(accounts)))
+        succeeded = {account: batch.succeeded[account] for account in accounts if account in batch.succeeded}
+        if self.output_path is not None:
+            result = self._write(context, succeeded, batch)
+            delivered_to = str(result["path"])
+        else:
+            result, delivered_to = succeeded, "XCom key 'balances' of this task"
+            if batch.failed:
+                # The return value is lost when the task fails: push the successes where they survive.
+                context["ti"].xcom_push(key="balances", value=succeeded)
+        self.log.info("Balances: %s.", batch.summary())
+        if batch.failed:
+            raise self._partial_failure(accounts, batch, succeeded, delivered_to)
+        return result
+
+    def _write(self, context: Context, succeeded: dict[str, Any], batch: BatchResult) -> dict[str, Any]:
+        path = output_location(str(self.output_path))
+        fmt = output_format(path, self.output_format)
+        rows = [_balance_row(account, balance) for account, balance in succeeded.items()]
+        records = (
+            write_csv(path, rows, first_column="account_id") if fmt == "csv" else write_jsonl(path, rows)
+        )
+        self.log.info("Wrote %d balances to %s (%s).", records, path, fmt)
+        if not batch.failed:  # an asset event says "this file is complete"; a partial one is not
+            self._announce(context, path, {"records": records, "format": fmt})
+        return {"path": str(path), "records": records, "format": fmt}
+
+    def _partial_failure(
+        self, accounts: list[str], batch: BatchResult, succeeded: dict[str, Any], delivered_to: str
+    ) -> BalancesPartlyFailedError:
+        lines = [
+            f"{len(batch.failed)} of {len(accounts)} balances failed; the {len(succeeded)} others were "
+            f"delivered to {delivered_to}."
+        ]
+        hints: dict[str, None] = {}
+        for account, error in batch.failed.items():
+            lines.append(f"  account {account}: {_describe(error)}")
+            if error.hint:
+                hints[f"{type(error).__name__}: {error.hint}"] = None
+        lines.extend(f"  hint, {hint}" for hint in hints)
+        return BalancesPartlyFailedError(
+            "\n".join(lines), succeeded=list(succeeded), failed=dict(batch.failed), delivered_to=delivered_to
+        )
+
+
+def _balance_row(account: str, balance: Any) -> dict[str, Any]:
+    if isinstance(balance, dict):
+        return {"account_id": account, **{k: v for k, v in balance.items() if k != "account_id"}}
+    return {"account_id": account, "balance": balance}
+
+
+def _describe(error: BankingApiError) -> str:
+    parts = [type(error).__name__]
+    status = getattr(error, "status_code", None)
+    if status is not None:
+        parts.append(str(status))
+    reason = getattr(error, "bank_reason", None)
+    text = f"{' '.join(parts)}: {error.message}"
+    if reason and reason.lower() not in error.message.lower():
+        text += f" (the bank said: {reason})"
+    return text

@@ -1,0 +1,87 @@
+"""Operator DAGs run with dag.test() by tests/operators/test_operators.py against the sandbox bank.
+
+Paths and account ids come from the run's conf; ``render_template_as_native_obj`` keeps a list a list.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from airflow.sdk import DAG
+
+from airflow_provider_bankapi.client.api import next_cursor_params
+from airflow_provider_bankapi.operators.bankapi import BankingApiBalanceOperator, BankingApiOperator
+
+START = datetime.datetime(2024, 1, 1)
+OUT = "{{ dag_run.conf['out'] }}"
+
+with DAG(
+    "bankapi_generic_calls",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    render_template_as_native_obj=True,
+):
+    BankingApiOperator(task_id="accounts", endpoint="/accounts")
+    BankingApiOperator(
+        task_id="transaction_count",
+        endpoint="/accounts/{{ dag_run.conf['account'] }}/transactions",
+        query_params={"limit": 10},
+        pagination_function=next_cursor_params,
+        response_filter=lambda pages: {"pages": len(pages), "items": sum(len(p["items"]) for p in pages)},
+    )
+    BankingApiOperator(
+        task_id="transactions_file",
+        endpoint="/accounts/{{ dag_run.conf['account'] }}/transactions",
+        query_params={"limit": "{{ dag_run.conf['limit'] }}"},
+        pagination_function=next_cursor_params,
+        output_path=OUT + "/transactions-{{ ds }}.jsonl",
+        asset_alias="bankapi_test_transactions",
+    )
+    BankingApiOperator(
+        task_id="balance_file", endpoint="/accounts/123/balance", output_path=OUT + "/one.jsonl"
+    )
+
+with DAG("bankapi_generic_refusals", schedule=None, start_date=START, catchup=False):
+    BankingApiOperator(
+        task_id="check_fails",
+        endpoint="/accounts",
+        response_check=lambda response: len(response["items"]) > 99,
+    )
+    BankingApiOperator(task_id="token_endpoint", endpoint="/auth/token-v2", method="POST")
+
+with DAG(
+    "bankapi_balances", schedule=None, start_date=START, catchup=False, render_template_as_native_obj=True
+):
+    BankingApiBalanceOperator(task_id="to_xcom", account_ids="{{ dag_run.conf['accounts'] }}", max_workers=3)
+    BankingApiBalanceOperator(
+        task_id="to_csv", account_ids="{{ dag_run.conf['accounts'] }}", output_path=OUT + "/balances.csv"
+    )
+    BankingApiBalanceOperator(
+        task_id="to_jsonl",
+        account_ids="{{ dag_run.conf['accounts'] }}",
+        output_path=OUT + "/balances-{{ ds }}.data",
+        output_format="jsonl",
+        asset_alias="bankapi_test_balances",
+    )
+    BankingApiBalanceOperator.partial(task_id="mapped", max_workers=1).expand(
+        account_id=["123", "456", "789"]
+    )
+
+with DAG(
+    "bankapi_balances_partly_failing",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    render_template_as_native_obj=True,
+):
+    BankingApiBalanceOperator(
+        task_id="to_file", account_ids="{{ dag_run.conf['accounts'] }}", output_path=OUT + "/partial.jsonl"
+    )
+    BankingApiBalanceOperator(task_id="to_xcom", account_ids="{{ dag_run.conf['accounts'] }}")
+
+with DAG("bankapi_in_processes", schedule=None, start_date=START, catchup=False):
+    # Run with the LocalExecutor: every task instance in a process of its own, logs through the masker.
+    BankingApiOperator(task_id="accounts", endpoint="/accounts")
+    BankingApiBalanceOperator(task_id="balances", account_ids=["123", "456"], output_path=OUT + "/b.jsonl")
+    BankingApiBalanceOperator.partial(task_id="mapped").expand(account_id=["123", "456"])

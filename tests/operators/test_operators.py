@@ -1,0 +1,221 @@
+"""The operators in real DAG runs (dag.test() against the session's Airflow) and the sandbox bank."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+from airflow_harness import run_dag
+
+from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
+from airflow_provider_bankapi.operators.bankapi import BankingApiBalanceOperator, BankingApiOperator
+from airflow_provider_bankapi.sandbox import data
+
+pytestmark = pytest.mark.airflow
+
+DAG_FILE = Path(__file__).parent / "dags" / "bankapi_operators.py"
+ACCOUNTS = ["123", "456", "789"]
+
+
+@pytest.fixture
+def bank(bankapi_sandbox, airflow_connection):
+    """The sandbox, as the connection ``bankapi_default`` for the whole test (DAG run and checks)."""
+    airflow_connection("bankapi_default", bankapi_sandbox.connection)
+    return bankapi_sandbox
+
+
+def secrets_of(sandbox) -> list[str]:
+    """client_secret, PFX password, lines of the private key, and the live token (from the host cache)."""
+    key_lines = [line for line in sandbox.client_key.read_text().splitlines() if line and "-----" not in line]
+    token = BankingApiHook(bankapi_conn_id="bankapi_default").get_token().access_token
+    pfx_password = sandbox.connection_pfx["extra"]["client_pfx_password"]
+    return [sandbox.connection["password"], pfx_password, token, *key_lines[:3]]
+
+
+def assert_no_secret(sandbox, *texts: str) -> None:
+    for secret in secrets_of(sandbox):
+        for text in texts:
+            assert secret not in text
+
+
+def all_xcoms(result) -> str:
+    return json.dumps({str(key): value for key, value in result.xcoms().items()}, default=str)
+
+
+def asset_events(uri_prefix: str) -> dict[str, list[dict]]:
+    """Asset events recorded in the metadata DB for URIs under a prefix: uri -> [event extra, ...]."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetModel.uri, AssetEvent.extra)
+            .join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri.startswith(uri_prefix))
+        ).all()
+    events: dict[str, list[dict]] = {}
+    for uri, extra in rows:
+        events.setdefault(uri, []).append(extra)
+    return events
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# -- BankingApiOperator -------------------------------------------------------------------------------
+
+
+def test_generic_calls_to_xcom_and_to_json_lines_with_pagination(bank, tmp_path):
+    account, limit = "123", 7
+    total = data.transaction_count(account)
+
+    result = run_dag(
+        DAG_FILE, "bankapi_generic_calls", conf={"out": tmp_path.as_uri(), "account": account, "limit": limit}
+    )
+
+    assert result.state == "success", result.task_states
+    assert result.xcom("accounts") == data.accounts(bank.client_id)
+    assert result.xcom("transaction_count") == {"pages": math.ceil(total / 10), "items": total}
+    summary = result.xcom("transactions_file")
+    (written,) = tmp_path.glob("transactions-*.jsonl")
+    assert summary == {"path": written.as_uri(), "records": total, "pages": math.ceil(total / limit)}
+    records = read_jsonl(written)
+    assert [r["transaction_id"] for r in records] == [f"{account}-{i:05d}" for i in range(total)]
+    # A page without an "items" list is one record.
+    assert read_jsonl(tmp_path / "one.jsonl") == [data.balance("123")]
+    assert result.xcom("balance_file")["records"] == 1
+    events = asset_events(tmp_path.as_uri())
+    assert events[written.as_uri()] == [{"records": total, "pages": math.ceil(total / limit)}]
+    assert bank.counters()["tokens_issued"] == 1  # four tasks, one token
+    assert_no_secret(bank, all_xcoms(result), written.read_text())
+
+
+def test_a_failed_response_check_and_the_token_endpoint_fail_their_tasks(bank, capfd):
+    result = run_dag(DAG_FILE, "bankapi_generic_refusals")
+
+    assert result.task_states == {("check_fails", -1): "failed", ("token_endpoint", -1): "failed"}
+    console = "".join(capfd.readouterr())
+    assert "response_check returned False for GET /accounts" in console
+    assert "The token endpoint is not a resource" in console
+    assert bank.counters()["api_requests"] == 1  # the token endpoint was never called as a resource
+    assert bank.counters()["tokens_issued"] == 1
+
+
+# -- BankingApiBalanceOperator -------------------------------------------------------------------------
+
+
+def test_balances_to_xcom_csv_json_lines_and_mapped_tasks_with_one_token(bank, tmp_path):
+    result = run_dag(DAG_FILE, "bankapi_balances", conf={"out": tmp_path.as_uri(), "accounts": ACCOUNTS})
+
+    assert result.state == "success", result.task_states
+    expected = {account: data.balance(account) for account in ACCOUNTS}
+    assert result.xcom("to_xcom") == expected
+    for index, account in enumerate(ACCOUNTS):
+        assert result.xcom("mapped", map_index=index) == {account: expected[account]}
+
+    csv_path = tmp_path / "balances.csv"
+    assert result.xcom("to_csv") == {"path": csv_path.as_uri(), "records": 3, "format": "csv"}
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["account_id"] for row in rows] == ACCOUNTS
+    assert [row["available"] for row in rows] == [expected[a]["available"] for a in ACCOUNTS]  # exact text
+    assert list(rows[0]) == ["account_id", "available", "current", "blocked", "currency", "as_of"]
+
+    (jsonl_path,) = tmp_path.glob("balances-*.data")  # output_format wins over the suffix
+    assert read_jsonl(jsonl_path) == [expected[a] for a in ACCOUNTS]
+    events = asset_events(tmp_path.as_uri())
+    assert events == {
+        csv_path.as_uri(): [{"records": 3, "format": "csv"}],
+        jsonl_path.as_uri(): [{"records": 3, "format": "jsonl"}],
+    }
+    counters = bank.counters()
+    assert counters["tokens_issued"] == 1  # 6 task runs (3 mapped), one token
+    assert counters["api_requests"] == 4 * 3
+    assert_no_secret(bank, all_xcoms(result), csv_path.read_text(), jsonl_path.read_text())
+
+
+def test_a_partial_failure_delivers_the_successes_then_fails_naming_each_failed_account(
+    bank, tmp_path, capfd
+):
+    bank.inject_fault("/accounts/789/balance", "503", count=100)  # down for the whole run, retries included
+    accounts = ["123", "bad.id", "456", "789"]  # the sandbox answers 404 for an id with a dot
+
+    result = run_dag(
+        DAG_FILE, "bankapi_balances_partly_failing", conf={"out": tmp_path.as_uri(), "accounts": accounts}
+    )
+
+    assert result.task_states == {("to_file", -1): "failed", ("to_xcom", -1): "failed"}
+    assert read_jsonl(tmp_path / "partial.jsonl") == [data.balance("123"), data.balance("456")]
+    assert result.xcom("to_xcom", key="balances") == {a: data.balance(a) for a in ("123", "456")}
+    assert asset_events(tmp_path.as_uri()) == {}  # a partial file is not announced as the asset
+    console = "".join(capfd.readouterr())
+    assert "BalancesPartlyFailedError" in console
+    assert (
+        f"2 of 4 balances failed; the 2 others were delivered to {(tmp_path / 'partial.jsonl').as_uri()}"
+        in (console)
+    )
+    assert "delivered to XCom key 'balances' of this task" in console
+    assert "account bad.id: ApiError 404" in console
+    assert "account 789: ServerError 503" in console
+    assert_no_secret(bank, console, all_xcoms(result))
+
+
+def test_task_processes_share_one_token_and_their_logs_hold_no_secret(bank, tmp_path, airflow_api_server):
+    result = run_dag(DAG_FILE, "bankapi_in_processes", conf={"out": tmp_path.as_uri()}, use_executor=True)
+
+    assert result.state == "success", result.task_states
+    logs = {
+        (task_id, index): result.task_log(task_id, map_index=index)
+        for task_id, index in (("accounts", -1), ("balances", -1), ("mapped", 0), ("mapped", 1))
+    }
+    assert result.xcom("balances")["records"] == 2
+    assert read_jsonl(tmp_path / "b.jsonl") == [data.balance("123"), data.balance("456")]
+    # Four task processes, one token: the first fetched it, the others found it in the host cache.
+    assert bank.counters()["tokens_issued"] == 1
+    assert sum("Fetched a new access token" in log for log in logs.values()) == 1
+    assert_no_secret(bank, *logs.values(), all_xcoms(result))
+
+
+# -- construction and validation (no I/O) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        pytest.param({"account_ids": ["1", 2, "1"]}, ["1", "2"], id="list-deduplicated"),
+        pytest.param({"account_ids": "1, 2;3  4"}, ["1", "2", "3", "4"], id="separated-text"),
+        pytest.param({"account_id": 7}, ["7"], id="one-account"),
+        pytest.param({"account_ids": ("9",), "account_id": "8"}, ["9", "8"], id="both"),
+    ],
+)
+def test_account_ids_in_every_shape(kwargs, expected):
+    assert BankingApiBalanceOperator(task_id="b", **kwargs).accounts() == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({}, id="no-account"),
+        pytest.param({"account_id": "1", "max_workers": 0}, id="no-workers"),
+        pytest.param({"account_id": "1", "max_workers": 17}, id="too-many-workers"),
+    ],
+)
+def test_balance_operator_arguments_are_checked_when_the_dag_is_parsed(kwargs):
+    with pytest.raises(ValueError, match="account|max_workers"):
+        BankingApiBalanceOperator(task_id="b", **kwargs)
+
+
+def test_operators_touch_no_connection_until_they_run(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_BANKAPI_DEFAULT", raising=False)
+    operator = BankingApiOperator(task_id="o", endpoint="/accounts", output_path="file:///tmp/x.jsonl")
+
+    assert "hook" not in operator.__dict__
+    assert [alias.name for alias in operator.outlets] == ["bankapi__o"]
+    assert (
+        BankingApiOperator(task_id="p", endpoint="/a", output_path="/x.jsonl", asset_alias="").outlets == []
+    )
