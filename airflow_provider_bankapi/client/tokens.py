@@ -1,113 +1,86 @@
-"""Access tokens: parsing the bank's answer, freshness, and the cache that shares one token.
+"""Access tokens: one token per (token URL, credential, client certificate), shared as widely as allowed.
 
-A token is bound to the certificate that fetched it (RFC 8705; the bank: "reuse the same mTLS material
-for the token and the protected calls"), so the cache key includes the certificate's fingerprint.
+:class:`TokenCache` looks a token up in its stores, fastest first (``process`` memory, ``host`` files,
+later an Airflow ``cluster`` store), copies a fresh hit back into the faster stores, and on a miss takes
+every store's lock in order, looks again inside (another sharer may just have fetched), and only then
+fetches, once, saving the token to every store (single flight, as authlib refreshes under a lock).
+
+A store is an optimisation, never a point of failure: whatever a store raises is logged (without
+secrets) and the call goes on without that store; the worst case is one more token fetch.
+
+The values (:class:`AccessToken`, :func:`parse_token_response`, :func:`cache_key`) live in
+``token_values``, the host files in ``host_store``; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
+import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+import weakref
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
 
+from airflow_provider_bankapi.client.host_store import DEFAULT_LOCK_TIMEOUT, HostTokenStore, default_cache_dir
+from airflow_provider_bankapi.client.token_values import (
+    DEFAULT_REFRESH_MARGIN,
+    MAX_LIFETIME,
+    AccessToken,
+    cache_key,
+    parse_token_response,
+    token_from_record,
+    token_record,
+)
 from airflow_provider_bankapi.errors import TokenResponseError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "DEFAULT_REFRESH_MARGIN",
+    "MAX_LIFETIME",
+    "PROCESS_TOKENS",
+    "AccessToken",
+    "HostTokenStore",
+    "MemoryTokenStore",
+    "TokenCache",
+    "TokenStore",
+    "cache_key",
+    "default_cache_dir",
+    "parse_token_response",
+    "token_from_record",
+    "token_record",
+]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REFRESH_MARGIN = 300.0  # the bank's sample client renews 5 minutes early
-MAX_LIFETIME = 366 * 24 * 3600  # a stated lifetime beyond a year is absurd, not generous
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    """A bearer token with an absolute expiry (epoch seconds)."""
-
-    access_token: str = field(repr=False)
-    token_type: str
-    issued_at: float
-    expires_at: float
-
-    @property
-    def lifetime(self) -> float:
-        return self.expires_at - self.issued_at
-
-    def is_fresh(self, now: float, margin: float = DEFAULT_REFRESH_MARGIN) -> bool:
-        """Usable until ``margin`` before expiry; the margin never eats more than half the lifetime."""
-        return now < self.expires_at - min(margin, self.lifetime / 2)
-
-
-def _expires_in(value: object) -> int:
-    # The contract leaves the type open: a positive integer, or a string of digits, and nothing else.
-    if isinstance(value, bool):
-        raise TokenResponseError("expires_in must be a number of seconds, not a boolean.", field="expires_in")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if not isinstance(value, int):
-        raise TokenResponseError(
-            "expires_in must be a positive whole number of seconds (or a string of digits).",
-            field="expires_in",
-        )
-    if not 0 < value <= MAX_LIFETIME:
-        raise TokenResponseError(
-            f"expires_in must be between 1 and {MAX_LIFETIME} seconds; the bank said {value}.",
-            field="expires_in",
-        )
-    return value
-
-
-def parse_token_response(body: bytes | str | Mapping[str, Any], *, now: float) -> AccessToken:
-    """The token in the bank's 2xx answer, strictly: anything unusable names the field at fault.
-
-    :param body: the response body (or its decoded JSON object).
-    :param now: the time the answer arrived (epoch seconds).
-    """
-    data: object = body
-    if isinstance(body, (bytes, str)):
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise TokenResponseError(
-                "The token endpoint answered 2xx with a body that is not JSON.",
-                field="body",
-                hint="Check auth_endpoint: it should be the token path, /auth/token-v2.",
-            ) from None
-    if not isinstance(data, Mapping):
-        raise TokenResponseError("The token endpoint answered with JSON that is not an object.", field="body")
-    access_token = data.get("access_token")
-    if not isinstance(access_token, str) or not access_token.strip():
-        raise TokenResponseError(
-            "The token answer has no access_token (a non-empty string).", field="access_token"
-        )
-    token_type = data.get("token_type")
-    if not isinstance(token_type, str) or token_type.strip().lower() != "bearer":
-        raise TokenResponseError(f"token_type must be Bearer; got {token_type!r:.40}.", field="token_type")
-    if "expires_in" not in data:
-        raise TokenResponseError("The token answer has no expires_in.", field="expires_in")
-    lifetime = _expires_in(data["expires_in"])
-    if not math.isfinite(now):
-        raise ValueError("now must be a finite number of seconds")
-    return AccessToken(access_token.strip(), "Bearer", float(now), float(now) + lifetime)
-
-
-def cache_key(token_url: str, client_id: str, certificate_fingerprint: str) -> str:
-    """The cache key of a token: who asked where, with which certificate; never the secret."""
-    material = json.dumps([token_url, client_id, certificate_fingerprint.lower()], separators=(",", ":"))
-    return hashlib.sha256(material.encode()).hexdigest()
-
 
 class TokenStore(Protocol):
-    """Where tokens are kept between calls; a store with no lock of its own yields at once in ``lock``."""
+    """Where tokens are kept between calls. What :class:`TokenCache` relies on, and what it does not:
 
-    name: str
+    - ``load`` may return a stale token, or None; the cache judges freshness itself.
+    - ``save`` replaces whatever the store holds for the key; last writer wins is fine.
+    - ``discard(key, token)`` forgets the entry only if it still holds that token (same ``access_token``).
+      A store without compare-and-set may load, compare and delete: losing that race deletes a newer
+      token, which costs one extra fetch and nothing else.
+    - ``lock`` serialises fetches over what the store spans (threads, processes of a host...). A store
+      with no lock of its own returns ``contextlib.nullcontext()``: correctness never depends on a lock,
+      only the number of fetches does. Locks are taken in store order, so the fastest store's lock
+      guards the slower ones (the host file lock makes each machine fetch at most once, even over a
+      cluster store that has none).
+    - Anything a store raises is logged and that store is skipped for the rest of the call.
+    - Tokens are certificate-bound secrets: a store must keep them where only this credential's owner
+      can read them, and must never log them (a repr of :class:`AccessToken` hides the token).
+    """
+
+    @property
+    def name(self) -> str:
+        """A short label for logs: ``process``, ``host``, ``cluster``."""
+        ...
 
     def load(self, key: str) -> AccessToken | None: ...
 
@@ -115,48 +88,84 @@ class TokenStore(Protocol):
 
     def discard(self, key: str, token: AccessToken | None = None) -> None: ...
 
-    def lock(self, key: str) -> Any:  # a context manager
-        ...
+    def lock(self, key: str) -> AbstractContextManager[object]: ...
+
+
+# Every memory store, so that a forked child (Airflow forks task processes) gets fresh locks: a lock held
+# by another thread of the parent at fork time would otherwise stay locked in the child for ever.
+_MEMORY_STORES: weakref.WeakSet[MemoryTokenStore] = weakref.WeakSet()
 
 
 class MemoryTokenStore:
-    """Tokens in this process's memory, guarded by a lock per key (single flight across threads)."""
+    """Tokens in this process's memory, with a lock per key: threads of one process fetch one token.
+
+    :param lock_timeout: seconds to wait for another thread's fetch before going on without the lock
+        (None: wait for ever). A fetch is itself bounded by the transport's timeouts.
+    """
 
     name = "process"
 
-    def __init__(self) -> None:
+    def __init__(self, *, lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT) -> None:
+        self.lock_timeout = lock_timeout
         self._tokens: dict[str, AccessToken] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._reset_locks()
+        _MEMORY_STORES.add(self)
+
+    def _reset_locks(self) -> None:
         self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
 
     def load(self, key: str) -> AccessToken | None:
-        return self._tokens.get(key)
+        with self._guard:
+            return self._tokens.get(key)
 
     def save(self, key: str, token: AccessToken) -> None:
-        self._tokens[key] = token
+        with self._guard:
+            self._tokens[key] = token
 
     def discard(self, key: str, token: AccessToken | None = None) -> None:
         with self._guard:
-            if token is None or self._tokens.get(key) == token:
-                self._tokens.pop(key, None)
+            held = self._tokens.get(key)
+            if held is not None and (token is None or held.access_token == token.access_token):
+                del self._tokens[key]
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        timeout = -1.0 if self.lock_timeout is None else max(self.lock_timeout, 0.0)
+        if not lock.acquire(timeout=timeout):
+            # TimeoutError is an OSError: the cache goes on without this lock (one extra fetch at worst).
+            raise TimeoutError(f"another thread held the token lock for more than {self.lock_timeout} s")
+        try:
             yield
+        finally:
+            lock.release()
 
 
-#: The process-wide memory store: every client of this process shares it (``cache_scope=process``).
+def _after_fork_in_child() -> None:
+    for store in list(_MEMORY_STORES):
+        store._reset_locks()  # noqa: SLF001 - the module's own fork hook
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+#: The process-wide memory store: every client of this process shares it (every ``cache_scope`` but off).
 PROCESS_TOKENS = MemoryTokenStore()
 
 
-class TokenCache:
-    """One token per key for every sharer: stores looked up fastest first, one fetch on a miss.
+def _describe(exc: BaseException) -> str:
+    # Our stores' messages hold paths and reasons only; cap a foreign store's message all the same.
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
-    :param stores: memory first, then slower and wider stores.
-    :param margin: seconds before expiry at which a token counts as stale.
+
+class TokenCache:
+    """One fresh token per key for every sharer: stores looked up fastest first, one fetch on a miss.
+
+    :param stores: fastest and narrowest first (memory, host, cluster). With none, the cache keeps a
+        private memory store, so one client still reuses its own token (``cache_scope=off``).
+    :param margin: seconds before expiry at which a token is renewed (capped at half its lifetime).
     :param clock: epoch seconds, injected so tests control time.
     """
 
@@ -167,60 +176,102 @@ class TokenCache:
         margin: float = DEFAULT_REFRESH_MARGIN,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.stores = list(stores)
-        self.margin = margin
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin):
+            raise ValueError("margin must be a finite number of seconds.")
+        if margin < 0:
+            raise ValueError("margin must be zero or more seconds.")
+        self.stores: tuple[TokenStore, ...] = tuple(stores) or (MemoryTokenStore(),)
+        self.margin = float(margin)
         self.clock = clock
-        # With no store at all, a client still keeps its own token for its own calls.
-        self._own = MemoryTokenStore() if not self.stores else None
-
-    def _all(self) -> list[TokenStore]:
-        return self.stores if self._own is None else [self._own]
-
-    def _lookup(self, key: str) -> AccessToken | None:
-        stores = self._all()
-        for position, store in enumerate(stores):
-            token: AccessToken | None = _safely(store, "load", key)
-            if token is not None and token.is_fresh(self.clock(), self.margin):
-                for earlier in stores[:position]:
-                    _safely(earlier, "save", key, token)
-                return token
-        return None
 
     def get(self, key: str, fetch: Callable[[], AccessToken]) -> AccessToken:
-        """A fresh token for ``key``: cached, or fetched once while every sharer waits on the locks."""
-        token = self._lookup(key)
+        """A fresh token for ``key``: from the first store that holds one, else fetched once for all.
+
+        :param key: from :func:`cache_key`.
+        :param fetch: asks the bank for a new token; called at most once, under every store's lock.
+        :raises TokenResponseError: the new token had already expired when ``fetch`` returned it.
+        """
+        failed: set[int] = set()  # positions of the stores that failed during this call
+        token = self._lookup(key, failed)
         if token is not None:
             return token
-        with ExitStack() as locks:
-            for store in self._all():
-                try:
-                    locks.enter_context(store.lock(key))
-                except OSError as exc:
-                    log.warning("Token store %s could not lock (%s); going on without it.", store.name, exc)
-            token = self._lookup(key)  # someone may have fetched while we waited
+        with ExitStack() as held:
+            for position in range(len(self.stores)):
+                if position not in failed:
+                    held.enter_context(self._locked(position, key, failed))
+            token = self._lookup(key, failed)  # another sharer may have fetched while we waited
             if token is not None:
                 return token
             token = fetch()
-            for store in self._all():
-                _safely(store, "save", key, token)
+            now = self.clock()
+            if now >= token.expires_at:
+                raise TokenResponseError(
+                    "The new access token had expired by the time it arrived (expires_in shorter than the "
+                    "call, or the clock jumped).",
+                    field="expires_in",
+                )
+            if token.is_fresh(now, self.margin):  # a token that is already stale would never be read back
+                for position, store in enumerate(self.stores):
+                    if position not in failed:
+                        self._safely(position, "save", failed, partial(store.save, key, token))
             return token
 
     def invalidate(self, key: str, token: AccessToken) -> None:
-        """Forget ``token`` everywhere (a protected call said 401): the next ``get`` fetches anew."""
-        for store in self._all():
-            _safely(store, "discard", key, token)
+        """Forget ``token`` in every store that still holds it (a protected call got 401): the next
+        :meth:`get` fetches anew, unless another sharer already saved a newer token.
+        """
+        failed: set[int] = set()
+        for position, store in enumerate(self.stores):
+            self._safely(position, "discard", failed, partial(store.discard, key, token))
 
-
-def _safely(store: TokenStore, operation: str, *args: Any) -> Any:  # noqa: ANN401
-    # A cache that fails must never fail the call: the worst case is one more token fetch.
-    try:
-        return getattr(store, operation)(*args)
-    except Exception as exc:  # noqa: BLE001 - any store failure degrades to a miss
-        log.warning(
-            "Token store %s failed to %s (%s: %s); going on without it.",
-            store.name,
-            operation,
-            type(exc).__name__,
-            exc,
-        )
+    def _lookup(self, key: str, failed: set[int]) -> AccessToken | None:
+        for position, store in enumerate(self.stores):
+            if position in failed:
+                continue
+            found = self._safely(position, "load", failed, partial(store.load, key))
+            if found is None:
+                continue
+            if not isinstance(found, AccessToken):
+                log.warning("Token store %s returned %s, not a token; ignoring it.", store.name, type(found))
+                continue
+            if found.is_fresh(self.clock(), self.margin):
+                for earlier in range(position):
+                    if earlier not in failed:
+                        self._safely(earlier, "save", failed, partial(self.stores[earlier].save, key, found))
+                return found
         return None
+
+    @contextmanager
+    def _locked(self, position: int, key: str, failed: set[int]) -> Iterator[None]:
+        # Like ExitStack.enter_context, but a lock that cannot be taken or released is only a warning.
+        store = self.stores[position]
+        try:
+            manager = store.lock(key)
+            manager.__enter__()
+        except Exception as exc:  # noqa: BLE001 - any store failure degrades to no lock
+            self._report(position, "lock", exc, failed)
+            yield
+            return
+        try:
+            yield
+        finally:
+            try:
+                manager.__exit__(None, None, None)
+            except Exception as exc:  # noqa: BLE001
+                self._report(position, "unlock", exc, failed)
+
+    def _safely(self, position: int, operation: str, failed: set[int], call: Callable[[], object]) -> object:
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - a cache that fails must never fail the call
+            self._report(position, operation, exc, failed)
+            return None
+
+    def _report(self, position: int, operation: str, exc: Exception, failed: set[int]) -> None:
+        failed.add(position)
+        log.warning(
+            "Token store %s failed to %s (%s); going on without it for this call.",
+            self.stores[position].name,
+            operation,
+            _describe(exc),
+        )

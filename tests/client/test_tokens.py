@@ -1,31 +1,30 @@
-"""Tokens: strict parsing, freshness with the bank's margin, the cache's single flight, the host store."""
+"""Tokens without I/O: strict parsing, freshness with the bank's margin, the cache key, the stored
+record, and the cache's rules (lookup order, copy-back, single flight, failing stores, invalidation).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import stat
-import subprocess
-import sys
-import textwrap
+import logging
 import threading
-import time
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from airflow_provider_bankapi.client.host_store import HostTokenStore, default_cache_dir
 from airflow_provider_bankapi.client.tokens import (
+    MAX_LIFETIME,
     AccessToken,
     MemoryTokenStore,
     TokenCache,
     cache_key,
     parse_token_response,
+    token_from_record,
+    token_record,
 )
 from airflow_provider_bankapi.errors import ConfigurationError, TokenResponseError
 
 NOW = 1_800_000_000.0
+SECRET = "eyJTOKEN.SECRET-VALUE_0123456789"
 KEY = cache_key("https://bank/v1/auth/token-v2", "client", "ab" * 32)
 
 
@@ -33,316 +32,601 @@ def token(value: str = "tok", *, issued: float = NOW, lifetime: float = 3600) ->
     return AccessToken(value, "Bearer", issued, issued + lifetime)
 
 
+def body(**fields: object) -> dict[str, object]:
+    return {"access_token": "a", "token_type": "Bearer", "expires_in": 3600} | fields
+
+
+def without(name: str) -> dict[str, object]:
+    return {key: value for key, value in body().items() if key != name}
+
+
 # -- parsing ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("body", "lifetime"),
+    ("raw", "lifetime"),
     [
-        pytest.param(
-            {"access_token": "a", "token_type": "Bearer", "expires_in": 3600}, 3600, id="documented"
-        ),
-        pytest.param(
-            {"access_token": "a", "token_type": "bearer", "expires_in": "60"}, 60, id="string-lower"
-        ),
-        pytest.param({"access_token": "a", "token_type": "BEARER", "expires_in": 5.0}, 5, id="whole-float"),
+        pytest.param(body(), 3600, id="documented"),
+        pytest.param(body(token_type="bearer"), 3600, id="type-lowercase"),
+        pytest.param(body(token_type="BEARER"), 3600, id="type-uppercase"),
+        pytest.param(body(expires_in="60"), 60, id="expires-digit-string"),
+        pytest.param(body(expires_in="0060"), 60, id="expires-leading-zeros"),
+        pytest.param(body(expires_in=5.0), 5, id="expires-whole-float"),
+        pytest.param(body(expires_in=1), 1, id="expires-one-second"),
+        pytest.param(body(expires_in=MAX_LIFETIME), MAX_LIFETIME, id="expires-a-year"),
+        pytest.param(body(scope="accounts", refresh_token="r"), 3600, id="extra-fields-ignored"),
         pytest.param(b'{"access_token":"a","token_type":"Bearer","expires_in":1}', 1, id="bytes"),
+        pytest.param('{"access_token":"a","token_type":"Bearer","expires_in":3.6e3}', 3600, id="exponent"),
+        pytest.param(json.dumps(body()).encode("utf-16"), 3600, id="utf-16-bytes"),
     ],
 )
-def test_parse_accepts_the_contracts_shapes(body, lifetime):
-    parsed = parse_token_response(body, now=NOW)
+def test_parse_accepts_the_contracts_shapes(raw, lifetime):
+    parsed = parse_token_response(raw, now=NOW)
     assert (parsed.access_token, parsed.token_type, parsed.issued_at) == ("a", "Bearer", NOW)
     assert parsed.expires_at == NOW + lifetime
 
 
+def test_parse_keeps_a_jwt_whole():
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjbGllbnQifQ.c2lnbmF0dXJl-_+/=="
+    assert parse_token_response(body(access_token=jwt), now=NOW).access_token == jwt
+
+
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("raw", "field"),
     [
         pytest.param(b"<html>", "body", id="not-json"),
-        pytest.param(b"[1]", "body", id="not-an-object"),
-        pytest.param({"token_type": "Bearer", "expires_in": 1}, "access_token", id="no-token"),
+        pytest.param(b"\xff\xfe\xfa", "body", id="not-utf"),
+        pytest.param(b"", "body", id="empty"),
+        pytest.param(b"[1]", "body", id="array"),
+        pytest.param(b"null", "body", id="null"),
+        pytest.param(b'"token"', "body", id="string"),
+        pytest.param(b"[" * 100_000, "body", id="deeply-nested"),
+        pytest.param(b" " * (1024 * 1024 + 1), "body", id="too-large"),
+        pytest.param(without("access_token"), "access_token", id="token-missing"),
+        pytest.param(body(access_token=""), "access_token", id="token-empty"),
+        pytest.param(body(access_token=None), "access_token", id="token-null"),
+        pytest.param(body(access_token=7), "access_token", id="token-number"),
+        pytest.param(body(access_token=["a"]), "access_token", id="token-array"),
+        pytest.param(body(access_token=" a"), "access_token", id="token-leading-space"),
+        pytest.param(body(access_token="a\r\nX-Injected: 1"), "access_token", id="token-header-injection"),
+        pytest.param(body(access_token="tøken"), "access_token", id="token-non-ascii"),
+        pytest.param(body(access_token="a" * (16 * 1024 + 1)), "access_token", id="token-too-long"),
+        pytest.param(without("token_type"), "token_type", id="type-missing"),
+        pytest.param(body(token_type="MAC"), "token_type", id="type-mac"),
+        pytest.param(body(token_type="Bearer "), "token_type", id="type-trailing-space"),
+        pytest.param(body(token_type=None), "token_type", id="type-null"),
+        pytest.param(body(token_type=1), "token_type", id="type-number"),
+        pytest.param(without("expires_in"), "expires_in", id="expires-missing"),
+        pytest.param(body(expires_in=None), "expires_in", id="expires-null"),
+        pytest.param(body(expires_in=0), "expires_in", id="expires-zero"),
+        pytest.param(body(expires_in=-5), "expires_in", id="expires-negative"),
+        pytest.param(body(expires_in="-5"), "expires_in", id="expires-negative-string"),
+        pytest.param(body(expires_in="0"), "expires_in", id="expires-zero-string"),
+        pytest.param(body(expires_in=True), "expires_in", id="expires-bool"),
+        pytest.param(body(expires_in=1.5), "expires_in", id="expires-fraction"),
+        pytest.param(body(expires_in="1.5"), "expires_in", id="expires-fraction-string"),
+        pytest.param(body(expires_in=float("nan")), "expires_in", id="expires-nan"),
+        pytest.param(body(expires_in=float("inf")), "expires_in", id="expires-inf"),
         pytest.param(
-            {"access_token": "", "token_type": "Bearer", "expires_in": 1}, "access_token", id="empty"
+            b'{"access_token":"a","token_type":"Bearer","expires_in":NaN}', "expires_in", id="nan-json"
         ),
-        pytest.param(
-            {"access_token": 7, "token_type": "Bearer", "expires_in": 1}, "access_token", id="number"
-        ),
-        pytest.param({"access_token": "a", "token_type": "MAC", "expires_in": 1}, "token_type", id="mac"),
-        pytest.param({"access_token": "a", "expires_in": 1}, "token_type", id="no-type"),
-        pytest.param({"access_token": "a", "token_type": "Bearer"}, "expires_in", id="no-expiry"),
-        pytest.param({"access_token": "a", "token_type": "Bearer", "expires_in": 0}, "expires_in", id="zero"),
-        pytest.param(
-            {"access_token": "a", "token_type": "Bearer", "expires_in": -5}, "expires_in", id="negative"
-        ),
-        pytest.param(
-            {"access_token": "a", "token_type": "Bearer", "expires_in": "1h"}, "expires_in", id="text"
-        ),
-        pytest.param(
-            {"access_token": "a", "token_type": "Bearer", "expires_in": True}, "expires_in", id="bool"
-        ),
-        pytest.param(
-            {"access_token": "a", "token_type": "Bearer", "expires_in": 1.5}, "expires_in", id="fraction"
-        ),
-        pytest.param(
-            {"access_token": "a", "token_type": "Bearer", "expires_in": 10**12}, "expires_in", id="absurd"
-        ),
-        pytest.param(
-            {"access_token": "a", "token_type": "Bearer", "expires_in": None}, "expires_in", id="null"
-        ),
+        pytest.param(body(expires_in="1h"), "expires_in", id="expires-text"),
+        pytest.param(body(expires_in=" 60"), "expires_in", id="expires-padded"),
+        pytest.param(body(expires_in="+60"), "expires_in", id="expires-plus-sign"),
+        pytest.param(body(expires_in="6_0"), "expires_in", id="expires-underscore"),
+        pytest.param(body(expires_in="٣٦٠٠"), "expires_in", id="expires-arabic-indic-digits"),
+        pytest.param(body(expires_in="²"), "expires_in", id="expires-superscript"),
+        pytest.param(body(expires_in="9" * 5000), "expires_in", id="expires-5000-digits"),
+        pytest.param(body(expires_in=10**400), "expires_in", id="expires-huge-int"),
+        pytest.param(body(expires_in=MAX_LIFETIME + 1), "expires_in", id="expires-above-a-year"),
+        pytest.param(body(expires_in=[3600]), "expires_in", id="expires-array"),
     ],
 )
-def test_parse_names_the_field_at_fault(body, field):
+def test_parse_names_the_field_at_fault(raw, field):
     with pytest.raises(TokenResponseError) as caught:
-        parse_token_response(body, now=NOW)
+        parse_token_response(raw, now=NOW)
     assert caught.value.field == field
-
-
-def test_parse_error_never_shows_the_token():
-    with pytest.raises(TokenResponseError) as caught:
-        parse_token_response({"access_token": "SECRET-TOKEN-VALUE", "token_type": "x"}, now=NOW)
-    assert "SECRET-TOKEN-VALUE" not in str(caught.value)
-    assert "SECRET-TOKEN-VALUE" not in repr(
-        parse_token_response(
-            {"access_token": "SECRET-TOKEN-VALUE", "token_type": "Bearer", "expires_in": 9}, now=NOW
-        )
-    )
-
-
-JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=10,
-)
-
-
-@given(
-    st.dictionaries(
-        st.sampled_from(["access_token", "token_type", "expires_in", "scope"]), JSONISH, max_size=4
-    )
-    | JSONISH
-    | st.binary(max_size=64)
-)
-def test_parse_raises_only_token_response_errors(body):
-    try:
-        parsed = parse_token_response(body, now=NOW)
-    except TokenResponseError:
-        return
-    assert parsed.expires_at > parsed.issued_at
-    assert parsed.access_token
-
-
-@given(st.text(min_size=1, max_size=64).filter(str.strip), st.integers(1, 366 * 24 * 3600), st.booleans())
-def test_parse_accepts_every_valid_token(value, lifetime, as_string):
-    body = {
-        "access_token": value,
-        "token_type": "Bearer",
-        "expires_in": str(lifetime) if as_string else lifetime,
-    }
-    parsed = parse_token_response(json.dumps(body), now=NOW)
-    assert parsed.access_token == value.strip()
-    assert parsed.lifetime == lifetime
-
-
-# -- freshness -------------------------------------------------------------------------------------
+    assert "auth_endpoint" in caught.value.hint
 
 
 @pytest.mark.parametrize(
-    ("lifetime", "age", "fresh"),
+    "raw",
     [
-        pytest.param(3600, 0, True, id="new"),
-        pytest.param(3600, 3299, True, id="just-before-the-5-minutes"),
-        pytest.param(3600, 3300, False, id="5-minutes-before-expiry"),
-        pytest.param(3600, 4000, False, id="expired"),
-        pytest.param(60, 29, True, id="short-lived-margin-capped-at-half"),
-        pytest.param(60, 30, False, id="short-lived-half-gone"),
+        pytest.param(body(access_token=SECRET, token_type=SECRET), id="token-in-type"),
+        pytest.param(body(access_token=SECRET, expires_in=SECRET), id="token-in-expires"),
+        pytest.param(body(access_token=SECRET + "\n"), id="bad-token"),
+        pytest.param(body(access_token=SECRET + " x"), id="token-with-space"),
+        pytest.param({"client_secret": SECRET, "token_type": "Bearer"}, id="secret-beside"),
+        pytest.param(json.dumps({"access_token": SECRET, "expires_in": 1}) + SECRET, id="broken-json"),
     ],
 )
-def test_freshness_keeps_the_banks_margin_but_never_more_than_half(lifetime, age, fresh):
-    assert token(lifetime=lifetime).is_fresh(NOW + age, margin=300) is fresh
+def test_parse_errors_never_show_a_value_from_the_body(raw):
+    with pytest.raises(TokenResponseError) as caught:
+        parse_token_response(raw, now=NOW)
+    shown = f"{caught.value} {caught.value!r} {caught.value.args} {caught.value.__cause__!r}"
+    assert SECRET not in shown
+    assert "SECRET" not in shown
 
 
-def test_cache_key_depends_on_certificate_and_never_on_the_secret():
-    base = cache_key("https://bank/v1/auth/token-v2", "client", "aa" * 32)
-    assert base != cache_key("https://bank/v1/auth/token-v2", "client", "bb" * 32)
-    assert base != cache_key("https://other/v1/auth/token-v2", "client", "aa" * 32)
-    assert base != cache_key("https://bank/v1/auth/token-v2", "client2", "aa" * 32)
-    assert len(base) == 64
-    assert set(base) <= set("0123456789abcdef")
+def test_the_token_is_never_in_a_repr():
+    parsed = parse_token_response(body(access_token=SECRET), now=NOW)
+    assert SECRET not in repr(parsed)
+    assert SECRET not in repr([parsed, {"token": parsed}])
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        pytest.param(float("nan"), id="nan"),
+        pytest.param(float("inf"), id="inf"),
+        pytest.param(True, id="bool"),
+        pytest.param("1800000000", id="string"),
+    ],
+)
+def test_parse_refuses_a_bad_now_as_the_callers_bug(now):
+    with pytest.raises(ValueError, match="now"):
+        parse_token_response(body(), now=now)
+
+
+# -- AccessToken and freshness ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param(("", "Bearer", NOW, NOW + 1), id="empty-token"),
+        pytest.param(("a b", "Bearer", NOW, NOW + 1), id="space-in-token"),
+        pytest.param((None, "Bearer", NOW, NOW + 1), id="token-not-a-string"),
+        pytest.param(("a", "", NOW, NOW + 1), id="empty-type"),
+        pytest.param(("a", "Bearer", "x", "y"), id="times-as-text"),
+        pytest.param(("a", "Bearer", NOW, float("nan")), id="nan-expiry"),
+        pytest.param(("a", "Bearer", NOW, float("inf")), id="infinite-expiry"),
+        pytest.param(("a", "Bearer", True, NOW), id="bool-issued"),
+        pytest.param(("a", "Bearer", NOW, NOW), id="no-lifetime"),
+        pytest.param(("a", "Bearer", NOW, NOW - 1), id="expires-before-issued"),
+        pytest.param(("a", "Bearer", NOW, NOW + MAX_LIFETIME + 1), id="lives-over-a-year"),
+    ],
+)
+def test_an_access_token_refuses_insane_fields(fields):
+    with pytest.raises(ValueError, match="access_token|token_type|issued_at|lives") as caught:
+        AccessToken(*fields)
+    assert "a b" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "age", "margin", "fresh"),
+    [
+        pytest.param(3600, 0, 300, True, id="new"),
+        pytest.param(3600, 3299.9, 300, True, id="just-before-the-5-minutes"),
+        pytest.param(3600, 3300, 300, False, id="at-the-5-minutes"),
+        pytest.param(3600, 3600, 300, False, id="at-expiry"),
+        pytest.param(3600, 4000, 300, False, id="expired"),
+        pytest.param(60, 29.9, 300, True, id="short-lived-first-half"),
+        pytest.param(60, 30, 300, False, id="short-lived-margin-capped-at-half"),
+        pytest.param(600, 299.9, 300, True, id="margin-equals-half"),
+        pytest.param(600, 300, 300, False, id="margin-equals-half-reached"),
+        pytest.param(3600, 3599.9, 0, True, id="no-margin-until-expiry"),
+        pytest.param(3600, 3600, 0, False, id="no-margin-at-expiry"),
+        pytest.param(3600, 3600, -100, False, id="negative-margin-never-past-expiry"),
+        pytest.param(3600, 3600, float("nan"), False, id="nan-margin-never-past-expiry"),
+        pytest.param(3600, float("nan"), 300, False, id="nan-clock"),
+        pytest.param(3600, -10, 300, True, id="clock-before-issue"),
+    ],
+)
+def test_freshness_keeps_the_banks_margin_but_never_more_than_half(lifetime, age, margin, fresh):
+    assert token(lifetime=lifetime).is_fresh(NOW + age, margin) is fresh
+
+
+def test_the_default_margin_is_the_banks_five_minutes():
+    assert token().is_fresh(NOW + 3299) is True
+    assert token().is_fresh(NOW + 3300) is False
+
+
+# -- cache key -------------------------------------------------------------------------------------
+
+URL, CLIENT, FINGERPRINT = "https://bank/v1/auth/token-v2", "client", "aa" * 32
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param((URL, CLIENT, "bb" * 32), id="another-certificate"),
+        pytest.param(("https://other/v1/auth/token-v2", CLIENT, FINGERPRINT), id="another-token-url"),
+        pytest.param((URL, "client2", FINGERPRINT), id="another-client-id"),
+    ],
+)
+def test_the_cache_key_separates_every_part(other):
+    assert cache_key(*other) != cache_key(URL, CLIENT, FINGERPRINT)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param((URL + "c", "lient"), (URL, "client"), id="concatenation"),
+        pytest.param((URL + '","c', "lient"), (URL, 'c","lient'), id="json-quotes"),
+        pytest.param((URL + "|c", "lient"), (URL, "c|lient"), id="separator"),
+    ],
+)
+def test_the_cache_key_encoding_is_unambiguous(first, second):
+    assert cache_key(*first, FINGERPRINT) != cache_key(*second, FINGERPRINT)
+
+
+@pytest.mark.parametrize(
+    "fingerprint",
+    [
+        pytest.param("AA" * 32, id="uppercase"),
+        pytest.param(":".join(["AA"] * 32), id="colon-separated"),
+    ],
+)
+def test_the_cache_key_reads_a_fingerprint_in_any_notation(fingerprint):
+    assert cache_key(URL, CLIENT, fingerprint) == cache_key(URL, CLIENT, FINGERPRINT)
+
+
+def test_the_cache_key_is_a_sha256_hex_digest():
+    key = cache_key(URL, CLIENT, FINGERPRINT)
+    assert len(key) == 64
+    assert set(key) <= set("0123456789abcdef")
+    assert CLIENT not in key
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        pytest.param((URL, CLIENT, ""), id="no-fingerprint"),
+        pytest.param((URL, CLIENT, "ab" * 20), id="sha1-fingerprint"),
+        pytest.param((URL, CLIENT, "zz" * 32), id="not-hex"),
+        pytest.param(("", CLIENT, FINGERPRINT), id="no-url"),
+        pytest.param((URL, "", FINGERPRINT), id="no-client-id"),
+    ],
+)
+def test_the_cache_key_refuses_to_pool_tokens_of_unknown_certificates(parts):
+    with pytest.raises(ValueError, match="fingerprint|empty"):
+        cache_key(*parts)
+
+
+# -- stored record ---------------------------------------------------------------------------------
+
+
+def test_a_record_reads_back_the_same_token():
+    assert token_from_record(KEY, token_record(KEY, token(SECRET))) == token(SECRET)
+    assert token_from_record(KEY, token_record(KEY, token(SECRET)).encode()) == token(SECRET)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        pytest.param("{not json", id="corrupt"),
+        pytest.param("[]", id="not-an-object"),
+        pytest.param(token_record("0" * 64, token(SECRET)), id="another-key"),
+        pytest.param(
+            token_record(KEY, token(SECRET)).replace("bankapi-token/1", "bankapi-token/0"), id="old-format"
+        ),
+        pytest.param(
+            json.dumps({"format": "bankapi-token/1", "key": KEY, "access_token": SECRET}), id="no-expiry"
+        ),
+        pytest.param(
+            token_record(KEY, token(SECRET)).replace('"issued_at":', '"issued_at":-1e300,"x":'), id="absurd"
+        ),
+    ],
+)
+def test_a_record_that_is_not_ours_or_not_sane_is_refused_without_showing_the_token(record):
+    with pytest.raises(ValueError, match="token record") as caught:
+        token_from_record(KEY, record)
+    assert SECRET not in str(caught.value)
 
 
 # -- the cache -------------------------------------------------------------------------------------
 
 
-def test_cache_fetches_once_then_serves_until_stale():
-    clock = [NOW]
-    fetched = []
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
 
-    def fetch():
-        fetched.append(1)
-        return token(str(len(fetched)), issued=clock[0])
-
-    cache = TokenCache([MemoryTokenStore()], margin=300, clock=lambda: clock[0])
-    assert cache.get(KEY, fetch).access_token == "1"
-    clock[0] += 3000
-    assert cache.get(KEY, fetch).access_token == "1"
-    clock[0] += 400
-    assert cache.get(KEY, fetch).access_token == "2"
-    assert len(fetched) == 2
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_cache_copies_a_hit_from_a_slower_store_into_faster_ones(tmp_path):
-    memory, host = MemoryTokenStore(), HostTokenStore(tmp_path / "tokens")
-    host.save(KEY, token("from-disk"))
-    cache = TokenCache([memory, host], clock=lambda: NOW)
-    assert cache.get(KEY, lambda: pytest.fail("must not fetch")).access_token == "from-disk"
-    assert memory.load(KEY).access_token == "from-disk"
+class Fetcher:
+    """A fetch that counts its calls and issues tokens at the clock's time."""
+
+    def __init__(self, clock: Clock, lifetime: float = 3600) -> None:
+        self.clock, self.lifetime, self.calls = clock, lifetime, 0
+
+    def __call__(self) -> AccessToken:
+        self.calls += 1
+        return token(f"token-{self.calls}", issued=self.clock(), lifetime=self.lifetime)
 
 
-def test_threads_on_a_cold_cache_fetch_one_token():
-    fetched = []
+class DictStore:
+    """A store like the Airflow Variable one: no compare-and-set, no lock of its own."""
 
-    def fetch():
-        fetched.append(1)
-        time.sleep(0.05)
-        return token()
+    name = "cluster"
 
-    cache = TokenCache([MemoryTokenStore()], clock=lambda: NOW)
-    threads = [threading.Thread(target=cache.get, args=(KEY, fetch)) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(fetched) == 1
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.calls: list[str] = []
 
+    def load(self, key):
+        self.calls.append("load")
+        raw = self.values.get(key)
+        return None if raw is None else token_from_record(key, raw)
 
-def test_invalidate_drops_only_the_token_that_failed(tmp_path):
-    memory, host = MemoryTokenStore(), HostTokenStore(tmp_path / "tokens")
-    cache = TokenCache([memory, host], clock=lambda: NOW)
-    old = cache.get(KEY, lambda: token("old"))
-    host.save(KEY, token("newer"))  # another process already replaced it
-    cache.invalidate(KEY, old)
-    assert memory.load(KEY) is None
-    assert host.load(KEY).access_token == "newer"
+    def save(self, key, token):
+        self.calls.append("save")
+        self.values[key] = token_record(key, token)
+
+    def discard(self, key, token=None):
+        self.calls.append("discard")
+        current = self.load(key)
+        if token is None or current is None or current.access_token == token.access_token:
+            self.values.pop(key, None)
+
+    def lock(self, key):
+        return contextlib.nullcontext()
 
 
 class BrokenStore:
     name = "broken"
 
+    def __init__(self, exc: Exception, broken: tuple[str, ...] = ("load", "save", "discard", "lock")) -> None:
+        self.exc, self.broken, self.calls = exc, broken, []
+
+    def _maybe_fail(self, operation):
+        self.calls.append(operation)
+        if operation in self.broken:
+            raise self.exc
+
     def load(self, key):
-        raise OSError("disk gone")
+        self._maybe_fail("load")
 
-    save = discard = load
+    def save(self, key, token):
+        self._maybe_fail("save")
 
+    def discard(self, key, token=None):
+        self._maybe_fail("discard")
+
+    @contextlib.contextmanager
     def lock(self, key):
-        raise OSError("disk gone")
+        self._maybe_fail("lock")
+        yield
+        self._maybe_fail("unlock")
 
 
-def test_a_failing_store_degrades_to_a_miss_never_to_an_error(caplog):
-    cache = TokenCache([BrokenStore(), MemoryTokenStore()], clock=lambda: NOW)
-    assert cache.get(KEY, lambda: token("ok")).access_token == "ok"
-    assert "broken" in caplog.text
+def test_the_cache_fetches_once_then_serves_until_the_margin():
+    clock = Clock()
+    fetch = Fetcher(clock)
+    cache = TokenCache([MemoryTokenStore()], clock=clock)
+    assert cache.get(KEY, fetch).access_token == "token-1"
+    clock.now += 3299
+    assert cache.get(KEY, fetch).access_token == "token-1"
+    clock.now += 1
+    assert cache.get(KEY, fetch).access_token == "token-2"
+    assert fetch.calls == 2
 
 
-def test_without_stores_a_client_still_reuses_its_own_token():
-    fetched = []
-    cache = TokenCache([], clock=lambda: NOW)
-    for _ in range(3):
-        cache.get(KEY, lambda: fetched.append(1) or token())
-    assert len(fetched) == 1
+@pytest.mark.parametrize("position", [pytest.param(1, id="second-store"), pytest.param(2, id="third-store")])
+def test_a_fresh_hit_in_a_slower_store_is_copied_into_the_faster_ones(position):
+    stores = [MemoryTokenStore(), DictStore(), DictStore()]
+    stores[position].save(KEY, token("from-afar"))
+    cache = TokenCache(stores, clock=Clock())
+    assert cache.get(KEY, lambda: pytest.fail("must not fetch")).access_token == "from-afar"
+    assert [store.load(KEY).access_token for store in stores[:position]] == ["from-afar"] * position
 
 
-# -- the host store --------------------------------------------------------------------------------
+def test_a_stale_token_in_a_fast_store_gives_way_to_a_fresh_one_further_on():
+    memory, far = MemoryTokenStore(), DictStore()
+    memory.save(KEY, token("stale", issued=NOW - 3500))
+    far.save(KEY, token("fresh"))
+    cache = TokenCache([memory, far], clock=Clock())
+    assert cache.get(KEY, lambda: pytest.fail("must not fetch")).access_token == "fresh"
+    assert memory.load(KEY).access_token == "fresh"
 
 
-def test_host_store_files_are_private_and_atomic(tmp_path):
-    store = HostTokenStore(tmp_path / "tokens")
-    store.save(KEY, token("secret-token"))
-    assert stat.S_IMODE((tmp_path / "tokens").stat().st_mode) == 0o700
-    files = list((tmp_path / "tokens").iterdir())
-    assert [path.name for path in files] == [f"{KEY}.json"]
-    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
-    assert store.load(KEY) == token("secret-token")
+def test_a_miss_fetches_once_and_saves_to_every_store():
+    stores = [MemoryTokenStore(), DictStore(), DictStore()]
+    cache = TokenCache(stores, clock=Clock())
+    fetched = cache.get(KEY, Fetcher(Clock()))
+    assert [store.load(KEY) for store in stores] == [fetched] * 3
 
 
 @pytest.mark.parametrize(
-    "spoil",
+    "stale",
     [
-        pytest.param(lambda path: path.write_text("{not json"), id="corrupt"),
-        pytest.param(lambda path: path.chmod(0o644), id="readable-by-others"),
-        pytest.param(lambda path: os.chown(path, 12345, 12345), id="foreign-owner"),
-        pytest.param(lambda path: path.write_text(json.dumps({"key": "0" * 64})), id="other-key"),
+        pytest.param(lambda: token("old", issued=NOW - 3300), id="inside-the-margin"),
+        pytest.param(lambda: token("old", issued=NOW - 3600), id="at-expiry"),
+        pytest.param(lambda: token("old", issued=NOW - 7200), id="long-expired"),
     ],
 )
-def test_host_store_ignores_an_untrustworthy_file_and_replaces_it(tmp_path, spoil):
-    store = HostTokenStore(tmp_path / "tokens")
-    store.save(KEY, token("planted"))
-    spoil(tmp_path / "tokens" / f"{KEY}.json")
-    assert store.load(KEY) is None
-    cache = TokenCache([store], clock=lambda: NOW)
-    assert cache.get(KEY, lambda: token("fresh")).access_token == "fresh"
-    assert store.load(KEY).access_token == "fresh"
+def test_a_stale_token_is_never_returned_from_any_store(stale):
+    memory, far = MemoryTokenStore(), DictStore()
+    memory.save(KEY, stale())
+    far.save(KEY, stale())
+    assert TokenCache([memory, far], clock=Clock()).get(KEY, Fetcher(Clock())).access_token == "token-1"
 
 
-def test_host_store_refuses_a_foreign_directory(tmp_path):
-    directory = tmp_path / "tokens"
-    directory.mkdir()
-    os.chown(directory, 12345, 12345)
-    with pytest.raises(ConfigurationError):
-        HostTokenStore(directory).save(KEY, token())
+class CountingMemoryStore(MemoryTokenStore):
+    """A process store that counts the callers that missed and queued for its lock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued = 0
+        self.changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def lock(self, key):
+        with self.changed:
+            self.queued += 1
+            self.changed.notify_all()
+        with super().lock(key):
+            yield
 
 
-def test_host_store_closes_a_too_open_directory_of_ours(tmp_path):
-    directory = tmp_path / "tokens"
-    directory.mkdir(mode=0o777)
-    directory.chmod(0o777)
-    HostTokenStore(directory).save(KEY, token())
-    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-
-
-def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert default_cache_dir() == tmp_path / "airflow-provider-bankapi" / "tokens"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert default_cache_dir() == tmp_path / "home" / ".cache" / "airflow-provider-bankapi" / "tokens"
-
-
-CHILD = textwrap.dedent(
-    """
-    import os, sys, time
-    from airflow_provider_bankapi.client.host_store import HostTokenStore
-    from airflow_provider_bankapi.client.tokens import AccessToken, MemoryTokenStore, TokenCache
-
-    directory, log, key = sys.argv[1:4]
-    sys.stdin.readline()  # start together
+def test_threads_on_a_cold_cache_fetch_one_token():
+    shared, calls, release = CountingMemoryStore(), [], threading.Event()
+    caches = [TokenCache([shared], clock=Clock()) for _ in range(4)]  # several clients, one process store
+    start = threading.Barrier(16)
+    results = []
 
     def fetch():
-        with open(log, "a") as handle:
-            handle.write(f"{os.getpid()}\\n")
-        time.sleep(0.3)
-        now = time.time()
-        return AccessToken(f"token-{os.getpid()}", "Bearer", now, now + 3600)
+        calls.append(1)
+        release.wait(10)  # hold the lock until every thread has missed and queued behind it
+        return token()
 
-    cache = TokenCache([MemoryTokenStore(), HostTokenStore(directory)])
-    print(cache.get(key, fetch).access_token)
-    """
+    def worker(number):
+        start.wait()
+        results.append(caches[number % 4].get(KEY, fetch))
+
+    threads = [threading.Thread(target=worker, args=(number,)) for number in range(16)]
+    for thread in threads:
+        thread.start()
+    with shared.changed:
+        assert shared.changed.wait_for(lambda: shared.queued == 16, timeout=10)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(calls) == 1
+    assert [result.access_token for result in results] == ["tok"] * 16
+
+
+def test_invalidate_drops_only_the_token_that_failed():
+    memory, far = MemoryTokenStore(), DictStore()
+    cache = TokenCache([memory, far], clock=Clock())
+    old = cache.get(KEY, lambda: token("old"))
+    far.save(KEY, token("newer"))  # another worker already replaced it
+    cache.invalidate(KEY, old)
+    assert memory.load(KEY) is None
+    assert far.load(KEY).access_token == "newer"
+    assert cache.get(KEY, lambda: pytest.fail("must not fetch")).access_token == "newer"
+
+
+def test_after_invalidate_the_next_get_fetches_anew():
+    clock = Clock()
+    fetch = Fetcher(clock)
+    cache = TokenCache([MemoryTokenStore(), DictStore()], clock=clock)
+    first = cache.get(KEY, fetch)
+    cache.invalidate(KEY, first)
+    assert cache.get(KEY, fetch).access_token == "token-2"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        pytest.param(OSError(28, "No space left on device"), id="oserror"),
+        pytest.param(ConfigurationError("directory open to others", field="cache_scope"), id="refused-dir"),
+        pytest.param(TimeoutError("lock held too long"), id="lock-timeout"),
+        pytest.param(RuntimeError("a foreign store's bug"), id="any-exception"),
+    ],
 )
+def test_a_failing_store_is_skipped_for_the_call_never_failing_it(exc, caplog):
+    broken = BrokenStore(exc)
+    memory = MemoryTokenStore()
+    cache = TokenCache([memory, broken], clock=Clock())
+    assert cache.get(KEY, lambda: token(SECRET)).access_token == SECRET
+    assert broken.calls == ["load"]  # skipped for the rest of the call once it failed
+    assert memory.load(KEY).access_token == SECRET
+    assert "Token store broken failed to load" in caplog.text
+    assert SECRET not in caplog.text
 
 
-def test_twelve_processes_on_a_cold_host_store_fetch_one_token(tmp_path):
-    log = tmp_path / "fetches.log"
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(tmp_path / "tokens"), str(log), KEY],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(12)
-    ]
-    for child in children:
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    tokens = {child.communicate(timeout=120)[0].strip() for child in children}
-    assert len(log.read_text().splitlines()) == 1
-    assert len(tokens) == 1
+@pytest.mark.parametrize(
+    "broken_operation",
+    [
+        pytest.param("lock", id="lock"),
+        pytest.param("unlock", id="unlock"),
+        pytest.param("save", id="save"),
+        pytest.param("discard", id="discard"),
+    ],
+)
+def test_each_store_operation_may_fail_without_failing_the_call(broken_operation, caplog):
+    broken = BrokenStore(OSError("disk gone"), broken=(broken_operation,))
+    cache = TokenCache([MemoryTokenStore(), broken], clock=Clock())
+    fetched = cache.get(KEY, lambda: token("ok"))
+    assert fetched.access_token == "ok"
+    cache.invalidate(KEY, fetched)
+    assert f"failed to {broken_operation}" in caplog.text
+
+
+def test_a_store_returning_something_else_than_a_token_is_ignored(caplog):
+    class OddStore(DictStore):
+        def load(self, key):
+            return {"access_token": "planted"}
+
+    cache = TokenCache([OddStore()], clock=Clock())
+    assert cache.get(KEY, lambda: token("fetched")).access_token == "fetched"
+    assert "not a token" in caplog.text
+
+
+def test_a_failed_fetch_releases_every_lock():
+    memory, far = MemoryTokenStore(lock_timeout=1), DictStore()
+    cache = TokenCache([memory, far], clock=Clock())
+
+    def failing():
+        raise ConnectionError("bank unreachable")
+
+    with pytest.raises(ConnectionError):
+        cache.get(KEY, failing)
+    with memory.lock(KEY):  # would time out if the failed call had kept it
+        pass
+    assert cache.get(KEY, lambda: token("later")).access_token == "later"
+
+
+def test_a_token_that_expired_before_it_arrived_is_refused_and_not_cached():
+    far = DictStore()
+    cache = TokenCache([far], clock=Clock(NOW + 10))
+    with pytest.raises(TokenResponseError) as caught:
+        cache.get(KEY, lambda: token(lifetime=5))
+    assert caught.value.field == "expires_in"
+    assert far.values == {}
+
+
+def test_a_token_already_inside_its_margin_is_used_once_but_not_cached():
+    far = DictStore()
+    cache = TokenCache([far], clock=Clock(NOW + 4))
+    assert cache.get(KEY, lambda: token("short", lifetime=6)).access_token == "short"
+    assert far.values == {}
+
+
+def test_a_store_without_lock_or_compare_and_set_fits_behind_memory():
+    memory, cluster = MemoryTokenStore(), DictStore()
+    clock = Clock()
+    fetch = Fetcher(clock)
+    cache = TokenCache([memory, cluster], clock=clock)
+    first = cache.get(KEY, fetch)
+    assert cluster.calls == ["load", "load", "save"]  # looked up, looked up again under the lock, saved
+    other_worker = TokenCache([MemoryTokenStore(), cluster], clock=clock)
+    assert other_worker.get(KEY, fetch) == first
+    assert fetch.calls == 1
+
+
+def test_without_stores_a_client_still_reuses_its_own_token():
+    clock = Clock()
+    fetch = Fetcher(clock)
+    cache = TokenCache([], clock=clock)
+    for _ in range(3):
+        cache.get(KEY, fetch)
+    assert fetch.calls == 1
+
+
+@pytest.mark.parametrize(
+    "margin",
+    [
+        pytest.param(-1, id="negative"),
+        pytest.param(float("nan"), id="nan"),
+        pytest.param(float("inf"), id="infinite"),
+        pytest.param(True, id="bool"),
+    ],
+)
+def test_the_cache_refuses_a_margin_that_could_outlive_a_token(margin):
+    with pytest.raises(ValueError, match="margin"):
+        TokenCache([], margin=margin)
+
+
+def test_the_cache_logs_no_token(caplog):
+    caplog.set_level(logging.DEBUG)
+    clock = Clock()
+    cache = TokenCache([MemoryTokenStore(), BrokenStore(OSError("disk gone"))], clock=clock)
+    first = cache.get(KEY, lambda: token(SECRET))
+    cache.invalidate(KEY, first)
+    cache.get(KEY, lambda: token(SECRET + "2"))
+    assert caplog.records
+    assert SECRET not in caplog.text
