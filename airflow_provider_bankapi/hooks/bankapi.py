@@ -7,8 +7,10 @@ the rest to the client.
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
@@ -46,16 +48,24 @@ def connection_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
     return extras
 
 
-def _number(extras: Mapping[str, Any], key: str, default: float, *, integer: bool = False) -> float:
+def _number(
+    extras: Mapping[str, Any], key: str, default: float, *, integer: bool = False, positive: bool = False
+) -> float:
+    """A numeric extra (JSON number or numeric text), checked here so that the error names the extra key."""
     value = extras.get(key, default)
+    kind = "a whole number" if integer else "a number of seconds"
     try:
-        number = int(value) if integer else float(value)
-    except (TypeError, ValueError):
-        kind = "a whole number" if integer else "a number of seconds"
+        if isinstance(value, bool):
+            raise TypeError  # JSON true is not 1 second
+        number = float(value)
+        if not math.isfinite(number) or (integer and not number.is_integer()):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
         raise ConfigurationError(f"The extra field {key!r} must be {kind}.", field=key) from None
-    if isinstance(value, bool) or number < 0:
-        raise ConfigurationError(f"The extra field {key!r} must be zero or more.", field=key)
-    return number
+    if number < 0 or (positive and number == 0):
+        bound = "more than zero" if positive else "zero or more"
+        raise ConfigurationError(f"The extra field {key!r} must be {bound}.", field=key)
+    return int(number) if integer else number
 
 
 def settings_from_connection(
@@ -67,17 +77,17 @@ def settings_from_connection(
     from airflow_provider_bankapi.client.transport import TransportSettings
 
     extras = connection_extras(extra)
-    scope = str(extras.get("cache_scope", "host")).strip().lower()
+    raw_scope = extras.get("cache_scope", "host")
+    scope = raw_scope.strip().lower() if isinstance(raw_scope, str) else repr(raw_scope)
     if scope not in CACHE_SCOPES:
         raise ConfigurationError(
             f"cache_scope must be one of {', '.join(CACHE_SCOPES)}; got {scope!r}.", field="cache_scope"
         )
     identity = IdentityMaterial.from_extra(extras)
     transport_defaults = TransportSettings()
-    read_timeout = _number(extras, "timeout", transport_defaults.read_timeout)
+    read_timeout = _number(extras, "timeout", transport_defaults.read_timeout, positive=True)
     transport = TransportSettings(
-        connect_timeout=min(transport_defaults.connect_timeout, read_timeout)
-        or transport_defaults.connect_timeout,
+        connect_timeout=min(transport_defaults.connect_timeout, read_timeout),
         read_timeout=read_timeout,
         max_retries=int(_number(extras, "max_retries", transport_defaults.max_retries, integer=True)),
         proxy=extras.get("proxy"),
@@ -125,21 +135,33 @@ class BankingApiHook(BaseHook):
             settings.identity.client_pfx_password,
         ):
             _mask(secret)
+        if settings.transport.proxy:
+            _mask(urlsplit(settings.transport.proxy).password)
         return BankingApiClient(settings, token_stores=self._token_stores(scope), on_secret=_mask)
 
-    def _token_stores(self, scope: str) -> Sequence[TokenStore]:
+    def _token_stores(self, scope: str) -> list[TokenStore]:
         from airflow_provider_bankapi.client.api import token_stores_for
+        from airflow_provider_bankapi.client.tokens import MemoryTokenStore
 
         stores = token_stores_for(scope)
         if scope == "cluster":
             from airflow_provider_bankapi.hooks.variable_store import cluster_store
 
             stores.extend(cluster_store())
-        return stores
+        # A token this process did not fetch (another task wrote it to a file or a Variable) reaches the
+        # masker when it is loaded; what the memory store holds was masked on its way in.
+        return [store if isinstance(store, MemoryTokenStore) else _MaskingStore(store) for store in stores]
 
     def get_conn(self) -> requests.Session:
-        """A requests Session with the mTLS identity and the Bearer token set (paths need the full URL)."""
-        return self.client.session()
+        """A requests Session with the mTLS identity and the Bearer token on every request.
+
+        URLs must be absolute and under the Base URL (``hook.client.settings.url(path)`` makes one); any
+        other URL is refused before a connection is made, so the token and the client certificate only
+        ever go to the bank.
+        """
+        session = self.client.session()
+        session.auth = _BankOnlyAuth(self.client.settings.base_url, session.auth)
+        return session
 
     def get_token(self) -> AccessToken:
         return self.client.get_token()
@@ -179,12 +201,75 @@ class BankingApiHook(BaseHook):
         return report.ok, str(report)
 
 
+class _MaskingStore:
+    """A token store whose loaded tokens are handed to Airflow's masker before anyone can log them.
+
+    :param store: the store to wrap (host files, the cluster Variable).
+    """
+
+    def __init__(self, store: TokenStore) -> None:
+        self._store = store
+        self.name = store.name
+
+    def load(self, key: str) -> AccessToken | None:
+        token = self._store.load(key)
+        if token is not None:
+            _mask(token.access_token)
+        return token
+
+    def save(self, key: str, token: AccessToken) -> None:
+        self._store.save(key, token)
+
+    def discard(self, key: str, token: AccessToken | None = None) -> None:
+        self._store.discard(key, token)
+
+    def lock(self, key: str) -> Any:
+        return self._store.lock(key)
+
+
+class _BankOnlyAuth:
+    """Session auth that refuses any URL outside the Base URL, then applies the client's Bearer auth.
+
+    :param base_url: the connection's Base URL.
+    :param auth: the client's auth (sets the Bearer token).
+    """
+
+    def __init__(self, base_url: str, auth: Any) -> None:
+        self._base = _origin_and_path(base_url.rstrip("/") + "/")
+        self._auth = auth
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        origin, path = _origin_and_path(request.url or "")
+        if origin != self._base[0] or not (path.rstrip("/") + "/").startswith(self._base[1]):
+            raise ConfigurationError(
+                "This session only calls URLs under the connection's Base URL: the Bearer token and the "
+                "client certificate are for the bank alone.",
+                field="endpoint",
+                hint="Build URLs with hook.client.settings.url('/accounts/123/balance').",
+            )
+        result: requests.PreparedRequest = self._auth(request)
+        return result
+
+
+def _origin_and_path(url: str) -> tuple[tuple[str, str, int], str]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 443
+    except ValueError:
+        port = -1
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), port), parts.path
+
+
 def _mask(secret: object) -> None:
     if not isinstance(secret, str) or not secret:
         return  # paths given as PathLike, and unset fields, are not secrets
     from airflow.sdk.log import mask_secret
 
     mask_secret(secret)
-    # Key material and JSON-escaped copies of it must not surface either (a PEM in a JSON log line).
     if "\n" in secret:
+        # Key material pasted as text: a JSON-escaped copy (a PEM in a JSON log line) and each line of its
+        # body (an excerpt in an error) must not surface either. Armour lines are public and stay.
         mask_secret(secret.replace("\n", "\\n"))
+        for line in secret.splitlines():
+            if len(line.strip()) >= 16 and not line.startswith("-----"):
+                mask_secret(line.strip())

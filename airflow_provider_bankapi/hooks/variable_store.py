@@ -9,16 +9,15 @@ The Variable's name holds ``token``, so the UI, the API and the logs mask its va
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from airflow_provider_bankapi.client.tokens import AccessToken
+from airflow_provider_bankapi.client.token_values import token_from_record, token_record
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from airflow_provider_bankapi.client.tokens import TokenStore
+    from airflow_provider_bankapi.client.tokens import AccessToken, TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -49,27 +48,19 @@ class VariableTokenStore:
         if raw is None:
             return None
         try:
-            record: dict[str, Any] = json.loads(raw)
-            if record.pop("key") != key:
-                return None  # another credential or certificate whose hash shares the prefix
-            return AccessToken(**record)
-        except (ValueError, TypeError, KeyError, AttributeError):
-            log.warning("Ignoring the unreadable token Variable %s; it will be replaced.", variable_name(key))
+            # Checked like a new token: anyone with Variable access can edit it; a record written for
+            # another credential or certificate whose hash shares the name's prefix is refused too.
+            return token_from_record(key, raw)
+        except ValueError as exc:
+            log.warning("Ignoring the token Variable %s (%s); it will be replaced.", variable_name(key), exc)
             return None
 
     def save(self, key: str, token: AccessToken) -> None:
         from airflow.sdk import Variable
 
-        record = {
-            "key": key,
-            "access_token": token.access_token,
-            "token_type": token.token_type,
-            "issued_at": token.issued_at,
-            "expires_at": token.expires_at,
-        }
         Variable.set(
             variable_name(key),
-            json.dumps(record),
+            token_record(key, token),
             description="Banking API access token shared by the workers (cache_scope=cluster).",
         )
 

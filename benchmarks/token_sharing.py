@@ -1,0 +1,214 @@
+"""Token sharing: token endpoint calls for N task-like processes under each cache_scope, and what
+keep-alive saves on sequential calls.
+
+Part 1 starts N plain Python processes (default 20, ``TOKEN_BENCH_PROCESSES``), each standing for one
+task run: it builds two clients (as a task with two hooks would: an operator and a sensor) with
+``token_stores_for(scope)`` and makes two balance calls with each. The processes run one after another
+(task runs spread over time) and all at once behind a barrier (a cold start: a mapped task's instances
+starting together). Each scope gets a fresh ``XDG_CACHE_HOME``, so every measurement starts cold. The
+bank's ``tokens_issued`` counter is the figure. ``cluster`` needs an Airflow API server and is measured by
+tests/hooks/test_token_sharing_dags.py instead.
+
+Part 2 times sequential balance calls with one token: one client (one keep-alive TLS connection),
+the same client with ``Connection: close`` (a TLS handshake per call, one SSLContext), and a new client
+per call (what building a hook per call costs: identity loaded, SSLContext and Session built, handshake).
+
+Run: ``python -m benchmarks token_sharing``. The sandbox runs in its own process, as in sandbox_capacity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import requests
+
+from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings
+from airflow_provider_bankapi.client.identity import IdentityMaterial
+from airflow_provider_bankapi.client.tokens import MemoryTokenStore
+from airflow_provider_bankapi.sandbox import Sandbox, provision
+
+PROCESSES = int(os.environ.get("TOKEN_BENCH_PROCESSES", "20"))
+CALLS = int(os.environ.get("TOKEN_BENCH_CALLS", "300"))
+SCOPES = ("off", "process", "host")
+
+CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings, token_stores_for
+    from airflow_provider_bankapi.client.identity import IdentityMaterial
+
+    scope, connection = sys.argv[1], json.loads(sys.argv[2])
+    settings = ClientSettings(
+        base_url=connection["host"], client_id=connection["login"], client_secret=connection["password"],
+        identity=IdentityMaterial.from_extra(connection["extra"]),
+    )
+    print("ready", flush=True)
+    sys.stdin.readline()  # the barrier: start when told
+    started = time.perf_counter()
+    for hook in range(2):
+        with BankingApiClient(settings, token_stores=token_stores_for(scope)) as client:
+            for call in range(2):
+                client.get_balance(str(hook * 2 + call))
+    print(json.dumps({"pid": os.getpid(), "ms": (time.perf_counter() - started) * 1000}), flush=True)
+    """
+)
+
+
+def _serve(directory: Path) -> tuple[subprocess.Popen[str], Sandbox]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_bankapi.sandbox", "serve", str(directory)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.readline()  # the base URL: the server listens
+    process.stdout.readline()  # the control URL
+    return process, Sandbox.attach(directory)
+
+
+def _start(scope: str, sandbox: Sandbox, cache_home: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, scope, sandbox.connection_json],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "XDG_CACHE_HOME": cache_home},
+    )
+
+
+def _ready(child: subprocess.Popen[str]) -> None:
+    assert child.stdout is not None
+    if child.stdout.readline().strip() != "ready":
+        raise RuntimeError("a child process failed to start")
+
+
+def _finish(child: subprocess.Popen[str]) -> dict[str, float]:
+    out, _ = child.communicate(timeout=300)
+    if child.returncode != 0:
+        raise RuntimeError(f"a child process exited {child.returncode}")
+    result: dict[str, float] = json.loads(out)
+    return result
+
+
+def _go(child: subprocess.Popen[str]) -> None:
+    assert child.stdin is not None
+    child.stdin.write("go\n")
+    child.stdin.flush()
+
+
+def _processes(sandbox: Sandbox, scope: str, *, together: bool) -> tuple[int, int, float, float]:
+    """Tokens issued, distinct pids, seconds from the first go to the last answer, and the median time
+    one process spent on its calls (imports excluded), of one pattern from a cold cache.
+    """
+    sandbox.reset_counters()
+    with tempfile.TemporaryDirectory(prefix="bankapi-bench-cache-") as cache_home:
+        results = []
+        started = time.perf_counter()
+        if together:
+            children = [_start(scope, sandbox, cache_home) for _ in range(PROCESSES)]
+            for child in children:
+                _ready(child)  # every interpreter has imported the client: the barrier opens for all
+            started = time.perf_counter()
+            for child in children:
+                _go(child)
+            results = [_finish(child) for child in children]
+        else:
+            for _ in range(PROCESSES):
+                child = _start(scope, sandbox, cache_home)
+                _ready(child)
+                _go(child)
+                results.append(_finish(child))
+        wall = time.perf_counter() - started
+    pids = len({result["pid"] for result in results})
+    median_ms = statistics.median(result["ms"] for result in results)
+    return sandbox.counters()["tokens_issued"], pids, wall, median_ms
+
+
+def _settings(sandbox: Sandbox) -> ClientSettings:
+    connection = sandbox.connection
+    return ClientSettings(
+        base_url=connection["host"],
+        client_id=connection["login"],
+        client_secret=connection["password"],
+        identity=IdentityMaterial.from_extra(connection["extra"]),
+    )
+
+
+def _timed(call, count: int) -> list[float]:  # noqa: ANN001 - a benchmark helper
+    durations = []
+    for number in range(count):
+        start = time.perf_counter()
+        call(number)
+        durations.append(time.perf_counter() - start)
+    return durations
+
+
+def _sequential(sandbox: Sandbox) -> None:
+    settings = _settings(sandbox)
+    shared = MemoryTokenStore()  # one token for all three phases: only the transport differs
+    with BankingApiClient(settings, token_stores=[shared]) as client:
+        client.get_token()
+        phases = {
+            "one client, keep-alive": lambda n: client.get_balance(str(n % 7)),
+            "one client, `Connection: close`": lambda n: client.request(
+                "GET", f"/accounts/{n % 7}/balance", headers={"Connection": "close"}
+            ),
+        }
+
+        def new_client(number: int) -> None:
+            with BankingApiClient(settings, token_stores=[shared]) as fresh:
+                fresh.get_balance(str(number % 7))
+
+        phases["a new client per call"] = new_client
+        print("| sequential balance calls | calls/s | p50 ms | p99 ms | calls | TLS connections | tokens |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for label, call in phases.items():
+            call(0)  # warm-up (the keep-alive phase opens its connection here)
+            sandbox.reset_counters()
+            durations = _timed(call, CALLS)
+            counters = sandbox.counters()
+            print(
+                f"| {label} | {len(durations) / sum(durations):,.0f} | "
+                f"{statistics.median(durations) * 1000:.2f} | "
+                f"{statistics.quantiles(durations, n=100)[98] * 1000:.2f} | {len(durations)} | "
+                f"{counters['tls_connections']} | {counters['tokens_issued']} |",
+                flush=True,
+            )
+
+
+def main() -> None:
+    print(
+        f"Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, requests {requests.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {PROCESSES} processes per pattern, "
+        f"each 2 clients x 2 balance calls; {CALLS} sequential calls per phase.\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="bankapi-bench-") as directory:
+        provision.init(directory)
+        process, sandbox = _serve(Path(directory))
+        try:
+            print("| cache_scope | processes | pattern | tokens issued | wall s | median ms in a process |")
+            print("|---|---:|---|---:|---:|---:|")
+            for scope in SCOPES:
+                for together in (False, True):
+                    tokens, pids, wall, median_ms = _processes(sandbox, scope, together=together)
+                    pattern = "all at once (cold start)" if together else "one after another"
+                    row = f"| {scope} | {pids} | {pattern} | {tokens} | {wall:.1f} | {median_ms:.0f} |"
+                    print(row, flush=True)
+            print()
+            _sequential(sandbox)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            if process.stdout is not None:
+                process.stdout.close()

@@ -1,0 +1,101 @@
+"""The cluster store's own logic: records checked on the way in, another credential's record refused.
+
+Airflow's Variable is replaced by a dict here: outside a task the Task SDK cannot reach Variables at all.
+The real path (a task -> the Task SDK -> the API server -> the metadata DB, and the API masking the
+value) is proven by tests/hooks/test_token_sharing_dags.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+
+from airflow_provider_bankapi.client.token_values import token_record
+from airflow_provider_bankapi.client.tokens import AccessToken
+from airflow_provider_bankapi.hooks.variable_store import VariableTokenStore, cluster_store, variable_name
+
+KEY = "ab" * 32
+OTHER_KEY = KEY[:32] + "cd" * 16  # the same Variable name (its first 32 hex digits), another credential
+NOW = time.time()
+TOKEN = AccessToken("token-value-0123456789abcdef", "Bearer", NOW, NOW + 3600)
+NEWER = AccessToken("token-value-newer-9876543210", "Bearer", NOW + 10, NOW + 3610)
+
+
+def edited(**changes) -> str:
+    """A record of ours, edited by hand (anyone with Variable access can)."""
+    return json.dumps({**json.loads(token_record(KEY, TOKEN)), **changes})
+
+
+@pytest.fixture
+def variables(monkeypatch):
+    """Airflow's Variables as a dict, with Variable.get/set/delete's signatures and not-found behaviour."""
+    from airflow.sdk import Variable
+
+    values: dict[str, str] = {}
+
+    def get(key, default=None):
+        return values.get(key, default)
+
+    def set_(key, value, description=None):
+        assert isinstance(value, str)
+        values[key] = value
+
+    monkeypatch.setattr(Variable, "get", staticmethod(get))
+    monkeypatch.setattr(Variable, "set", staticmethod(set_))
+    monkeypatch.setattr(Variable, "delete", staticmethod(lambda key: values.pop(key)))
+    return values
+
+
+def test_the_variable_name_says_token_and_holds_no_secret():
+    assert variable_name(KEY) == "bankapi_token_" + KEY[:32]
+    assert variable_name(OTHER_KEY) == variable_name(KEY)
+
+
+def test_save_then_load(variables):
+    store = VariableTokenStore()
+    store.save(KEY, TOKEN)
+
+    assert list(variables) == [variable_name(KEY)]
+    assert store.load(KEY) == TOKEN
+    assert store.load("ef" * 32) is None
+
+
+def test_discard_only_removes_the_token_it_was_given(variables):
+    store = VariableTokenStore()
+    store.save(KEY, NEWER)
+
+    store.discard(KEY, TOKEN)  # a 401 on the old token must not drop the newer one another worker saved
+    assert store.load(KEY) == NEWER
+    store.discard(KEY, NEWER)
+    assert store.load(KEY) is None
+    store.discard(KEY)  # already gone is fine
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("not json", id="not-json"),
+        pytest.param("[1, 2]", id="not-an-object"),
+        pytest.param(token_record(OTHER_KEY, TOKEN), id="another-credential-same-name"),
+        pytest.param(edited(expires_at="tomorrow"), id="edited-expiry"),
+        pytest.param(edited(access_token=""), id="empty-token"),
+        pytest.param(edited(access_token=None), id="no-token"),
+    ],
+)
+def test_an_unusable_variable_is_a_miss_with_a_warning_never_an_error(variables, caplog, value):
+    variables[variable_name(KEY)] = value
+    caplog.set_level(logging.WARNING)
+
+    assert VariableTokenStore().load(KEY) is None
+    assert variable_name(KEY) in caplog.text
+    assert TOKEN.access_token not in caplog.text
+
+
+def test_outside_a_task_there_is_no_cluster_store(caplog):
+    caplog.set_level(logging.WARNING)
+
+    assert cluster_store() == []
+    assert "falling back to cache_scope=host" in caplog.text
