@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest bench bench-sandbox demo constraints clean
+.PHONY: install test lint typecheck pytest bench bench-sandbox demo demo-curl constraints clean
 
 # The virtualenv is (re)built when the project or its pinned constraints change.
 $(STAMP): pyproject.toml constraints.txt
@@ -34,7 +34,13 @@ bench: install
 bench-sandbox: install
 	$(BIN)/python -m benchmarks sandbox_capacity
 
+# A real Airflow (AIRFLOW_HOME under .demo/, wiped at each run) runs the hourly balances example DAG
+# against a local sandbox bank, then prints what it wrote.
 demo: install
+	$(BIN)/python -m airflow_provider_bankapi.sandbox.airflow_demo --state .demo --dags dags_examples
+
+# The bank's own curl commands against a fresh sandbox.
+demo-curl: install
 	$(BIN)/python -m airflow_provider_bankapi.sandbox demo
 
 # Refresh the pins from a working install (run after changing dependencies, then commit).
