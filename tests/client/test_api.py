@@ -319,3 +319,16 @@ def test_host_store_is_used_by_default(bankapi_sandbox, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     stores = token_stores_for("host")
     assert any(isinstance(store, HostTokenStore) for store in stores)
+
+
+def test_a_raw_session_sends_the_token_to_the_bank_only(bankapi_sandbox, client):
+    session = client.session()
+
+    answer = session.get(client.settings.url("/accounts/7/balance"), timeout=10)
+    before = bankapi_sandbox.counters()
+    with pytest.raises(ConfigurationError) as caught:
+        session.get("https://elsewhere.example/public/gw_banking/v1/accounts/7/balance", timeout=5)
+
+    assert answer.json()["account_id"] == "7"
+    assert caught.value.field == "endpoint"
+    assert bankapi_sandbox.counters() == before  # refused before any connection or token request
