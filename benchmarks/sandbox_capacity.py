@@ -21,16 +21,13 @@ import os
 import platform
 import ssl
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import requests
 
-from airflow_provider_bankapi.sandbox import Sandbox, provision
+from airflow_provider_bankapi.sandbox import Sandbox
+from benchmarks._sandbox import serving
 
 SECONDS = float(os.environ.get("SANDBOX_BENCH_SECONDS", "3"))
 THREADS = 4
@@ -107,19 +104,6 @@ def _report(label: str, durations: list[float], seconds: float, connections: int
     )
 
 
-def _serve(directory: Path) -> tuple[subprocess.Popen[str], Sandbox]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_bankapi.sandbox", "serve", str(directory)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    process.stdout.readline()  # the base URL: the server listens
-    process.stdout.readline()  # the control URL
-    return process, Sandbox.attach(directory)
-
-
 def main() -> None:
     print(
         f"Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, requests {requests.__version__}, "
@@ -127,51 +111,43 @@ def main() -> None:
     )
     print("| phase | balance requests/s | p50 ms | p99 ms | requests | TLS connections |")
     print("|---|---:|---:|---:|---:|---:|")
-    with tempfile.TemporaryDirectory(prefix="bankapi-bench-") as directory:
-        provision.init(directory)
-        process, sandbox = _serve(Path(directory))
-        try:
-            token = _token(sandbox)
-            phases = (
-                (
-                    "keep-alive, requests Session",
-                    lambda: _phase(sandbox, token, close=False, seconds=SECONDS),
-                ),
-                (
-                    "new connection per request, requests",
-                    lambda: _phase(sandbox, token, close=True, seconds=SECONDS),
-                ),
-                (
-                    "new connection per request, one SSLContext",
-                    lambda: _phase_one_context(sandbox, token, seconds=SECONDS),
-                ),
-            )
-            for label, phase in phases:
-                sandbox.reset_counters()
-                durations = phase()
-                _report(label, durations, SECONDS, sandbox.counters()["tls_connections"])
-
+    with serving() as sandbox:
+        token = _token(sandbox)
+        phases = (
+            (
+                "keep-alive, requests Session",
+                lambda: _phase(sandbox, token, close=False, seconds=SECONDS),
+            ),
+            (
+                "new connection per request, requests",
+                lambda: _phase(sandbox, token, close=True, seconds=SECONDS),
+            ),
+            (
+                "new connection per request, one SSLContext",
+                lambda: _phase_one_context(sandbox, token, seconds=SECONDS),
+            ),
+        )
+        for label, phase in phases:
             sandbox.reset_counters()
-            results: list[list[float]] = [[] for _ in range(THREADS)]
-            threads = [
-                threading.Thread(
-                    target=lambda i=i: results[i].extend(_phase(sandbox, token, close=False, seconds=SECONDS))
-                )
-                for i in range(THREADS)
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            merged = [d for result in results for d in result]
-            _report(
-                f"keep-alive, {THREADS} threads, a Session each",
-                merged,
-                SECONDS,
-                sandbox.counters()["tls_connections"],
+            durations = phase()
+            _report(label, durations, SECONDS, sandbox.counters()["tls_connections"])
+
+        sandbox.reset_counters()
+        results: list[list[float]] = [[] for _ in range(THREADS)]
+        threads = [
+            threading.Thread(
+                target=lambda i=i: results[i].extend(_phase(sandbox, token, close=False, seconds=SECONDS))
             )
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-            if process.stdout is not None:
-                process.stdout.close()
+            for i in range(THREADS)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        merged = [d for result in results for d in result]
+        _report(
+            f"keep-alive, {THREADS} threads, a Session each",
+            merged,
+            SECONDS,
+            sandbox.counters()["tls_connections"],
+        )

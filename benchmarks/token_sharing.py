@@ -28,14 +28,14 @@ import sys
 import tempfile
 import textwrap
 import time
-from pathlib import Path
 
 import requests
 
 from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings
 from airflow_provider_bankapi.client.identity import IdentityMaterial
 from airflow_provider_bankapi.client.tokens import MemoryTokenStore
-from airflow_provider_bankapi.sandbox import Sandbox, provision
+from airflow_provider_bankapi.sandbox import Sandbox
+from benchmarks._sandbox import serving
 
 PROCESSES = int(os.environ.get("TOKEN_BENCH_PROCESSES", "20"))
 CALLS = int(os.environ.get("TOKEN_BENCH_CALLS", "300"))
@@ -62,19 +62,6 @@ CHILD = textwrap.dedent(
     print(json.dumps({"pid": os.getpid(), "ms": (time.perf_counter() - started) * 1000}), flush=True)
     """
 )
-
-
-def _serve(directory: Path) -> tuple[subprocess.Popen[str], Sandbox]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_bankapi.sandbox", "serve", str(directory)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    process.stdout.readline()  # the base URL: the server listens
-    process.stdout.readline()  # the control URL
-    return process, Sandbox.attach(directory)
 
 
 def _start(scope: str, sandbox: Sandbox, cache_home: str) -> subprocess.Popen[str]:
@@ -193,22 +180,14 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {PROCESSES} processes per pattern, "
         f"each 2 clients x 2 balance calls; {CALLS} sequential calls per phase.\n"
     )
-    with tempfile.TemporaryDirectory(prefix="bankapi-bench-") as directory:
-        provision.init(directory)
-        process, sandbox = _serve(Path(directory))
-        try:
-            print("| cache_scope | processes | pattern | tokens issued | wall s | median ms in a process |")
-            print("|---|---:|---|---:|---:|---:|")
-            for scope in SCOPES:
-                for together in (False, True):
-                    tokens, pids, wall, median_ms = _processes(sandbox, scope, together=together)
-                    pattern = "all at once (cold start)" if together else "one after another"
-                    row = f"| {scope} | {pids} | {pattern} | {tokens} | {wall:.1f} | {median_ms:.0f} |"
-                    print(row, flush=True)
-            print()
-            _sequential(sandbox)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-            if process.stdout is not None:
-                process.stdout.close()
+    with serving() as sandbox:
+        print("| cache_scope | processes | pattern | tokens issued | wall s | median ms in a process |")
+        print("|---|---:|---|---:|---:|---:|")
+        for scope in SCOPES:
+            for together in (False, True):
+                tokens, pids, wall, median_ms = _processes(sandbox, scope, together=together)
+                pattern = "all at once (cold start)" if together else "one after another"
+                row = f"| {scope} | {pids} | {pattern} | {tokens} | {wall:.1f} | {median_ms:.0f} |"
+                print(row, flush=True)
+        print()
+        _sequential(sandbox)
