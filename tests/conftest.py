@@ -8,6 +8,8 @@ metadata DB, migrated once by the first of them; the others never pay for it.
 from __future__ import annotations
 
 import importlib
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +32,33 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(plugin, SANDBOX_PLUGIN)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.stash[_TEMP_BEFORE] = _our_temp_entries()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # The provider and its sandbox promise to leave nothing in the temp directory (key material
+    # included): whatever the suite made there with their prefixes and did not remove fails the run.
+    airflow_harness.remove_home()
+    kept = {airflow_harness.AIRFLOW_HOME.name} if os.environ.get("BANKAPI_KEEP_AIRFLOW_HOME") else set()
+    left = sorted(_our_temp_entries() - session.stash.get(_TEMP_BEFORE, set()) - kept)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"Left behind in {tempfile.gettempdir()}: {', '.join(left)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     airflow_harness.remove_home()
+
+
+_TEMP_BEFORE = pytest.StashKey[set[str]]()
+_TEMP_PREFIXES = ("bankapi-", "airflow-provider-bankapi")
+
+
+def _our_temp_entries() -> set[str]:
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith(_TEMP_PREFIXES)}
 
 
 @pytest.fixture(scope="session")
