@@ -30,7 +30,7 @@ Facts this harness relies on (Airflow 3.3.2):
 - With ``use_executor=True`` (LocalExecutor), every task runs in a process of its own, its log is a
   file under ``AIRFLOW_HOME/logs`` passed through the masker, and the task talks to the Execution
   API of a running API server (the ``airflow_api_server`` fixture); a deferred task then waits for
-  a triggerer forever, so only use it for DAGs that do not defer.
+  a real triggerer (:class:`Triggerer`), and forever without one.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ def run_dag(
     :param env: more environment variables for the run (removed after).
     :param conf: the DAG run's ``conf``.
     :param use_executor: run each task in a process of its own through the LocalExecutor; needs the
-        ``airflow_api_server`` fixture and a DAG that never defers.
+        ``airflow_api_server`` fixture, and a running :class:`Triggerer` if the DAG defers.
     """
     ensure_db()
     from airflow.dag_processing.dagbag import DagBag
@@ -330,29 +330,34 @@ def run_dag(
     )
 
 
-class ApiServer:
-    """``airflow api-server`` on 127.0.0.1 in a subprocess, with the session's configuration.
+class AirflowService:
+    """A long-running ``airflow`` command (a server, the triggerer) in a subprocess of its own process
+    group, with the session's configuration; its output goes to ``AIRFLOW_HOME/<name>.log``.
 
-    The simple auth manager runs with every user an admin, so requests need no token.
+    :param name: names the log file.
+    :param args: the command line after ``airflow``.
+    :param env: extra environment variables, applied last.
     """
 
-    def __init__(self, port: int = API_PORT) -> None:
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.log_path = AIRFLOW_HOME / f"api-server-{port}.log"
+    def __init__(self, name: str, args: tuple[str, ...], env: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.args = args
+        self.env = dict(env or {})
+        self.log_path = AIRFLOW_HOME / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
 
-    def start(self, timeout: float = 180) -> None:
-        """Start the server and wait until its health endpoint answers."""
-        import requests
+    def ready(self) -> bool:
+        """True once the service does its job (polled during :meth:`start`)."""
+        return True
 
+    def start(self, timeout: float = 180) -> None:
+        """Start the command and wait until :meth:`ready`."""
         started = time.monotonic()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", "1"],
-                env=airflow_environment(),
+                [sys.executable, "-m", "airflow", *self.args],
+                env=airflow_environment(self.env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so stop() reaches its children too
@@ -360,18 +365,17 @@ class ApiServer:
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
                 raise AssertionError(
-                    f"airflow api-server exited {self.process.returncode}:\n{self.log_tail()}"
+                    f"airflow {self.name} exited {self.process.returncode}:\n{self.log_tail()}"
                 )
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).status_code == 200:
-                    self.startup_seconds = time.monotonic() - started
-                    return
+            if self.ready():
+                self.startup_seconds = time.monotonic() - started
+                return
             time.sleep(0.25)
         self.stop()
-        raise AssertionError(f"airflow api-server did not answer within {timeout} s:\n{self.log_tail()}")
+        raise AssertionError(f"airflow {self.name} was not ready within {timeout} s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM to its process group; SIGKILL if it lingers)."""
+        """Stop the command (SIGTERM to its process group; SIGKILL if it lingers)."""
         if self.process is None or self.process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -385,6 +389,71 @@ class ApiServer:
 
     def log_tail(self, characters: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-characters:] if self.log_path.exists() else ""
+
+    def __enter__(self) -> AirflowService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class Triggerer(AirflowService):
+    """``airflow triggerer``: runs deferred tasks' triggers in its own trigger-runner subprocess, as in a
+    deployment, and writes each trigger's log next to its task's (``attempt=N.log.trigger.<job>.log``).
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        # Its log server gets a free port, so that two sessions on one machine do not collide.
+        port = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+        super().__init__("triggerer", ("triggerer",), {**port, **(env or {})})
+
+    def start(self, timeout: float = 180) -> None:
+        _forget_finished_triggers()
+        super().start(timeout)
+
+    def ready(self) -> bool:
+        return "Starting the triggerer" in self.log_tail(100_000)
+
+
+def _forget_finished_triggers() -> None:
+    """Delete the trigger rows no deferred task waits for.
+
+    ``dag.test()`` runs triggers inline and leaves their rows behind (see :meth:`DagRunResult.triggers`);
+    a real triggerer would pick those up and run them again, against whatever bank the environment
+    now points at.
+    """
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import delete, select
+
+    waiting = select(TaskInstance.trigger_id).where(
+        TaskInstance.state == TaskInstanceState.DEFERRED, TaskInstance.trigger_id.is_not(None)
+    )
+    with create_session() as session:
+        session.execute(delete(Trigger).where(Trigger.id.not_in(waiting)))
+
+
+class ApiServer(AirflowService):
+    """``airflow api-server`` on 127.0.0.1, with the session's configuration.
+
+    The simple auth manager runs with every user an admin, so requests need no token.
+    """
+
+    def __init__(self, port: int = API_PORT) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        args = ("api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
+        super().__init__(f"api-server-{port}", args)
+
+    def ready(self) -> bool:
+        import requests
+
+        with contextlib.suppress(requests.ConnectionError):
+            return requests.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).status_code == 200
+        return False
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """A request to the server; returns the ``requests.Response``. ``path`` starts with ``/``."""

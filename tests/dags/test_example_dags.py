@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 import pytest
-from airflow_harness import run_dag
+from airflow_harness import LOGS_FOLDER, Triggerer, run_dag
 
 from airflow_provider_bankapi.sandbox import data
 
@@ -197,6 +197,44 @@ def test_wait_for_funds_defers_to_the_trigger_resumes_and_pays(bankapi_sandbox, 
     assert counters["faults_served"] == {"503": 1}  # the worker's look
     assert counters["api_requests"] == 2  # ...then one poll in the trigger
     assert counters["tokens_issued"] == 1  # the trigger reused the worker's token
+
+
+def test_wait_for_funds_in_a_real_triggerer_process(
+    bankapi_sandbox, airflow_connection, output, airflow_api_server
+):
+    # As deployed: each task in a LocalExecutor process of its own, the trigger in `airflow triggerer`'s
+    # trigger-runner subprocess, where the client is rebuilt from the connection id through the Task SDK.
+    bank = bankapi_sandbox
+    _, env = output
+    extra = {**bank.connection["extra"], "max_retries": 0}
+    airflow_connection("bankapi_default", {**bank.connection, "extra": extra})
+    bank.inject_fault("/accounts/123/balance", "503", count=1)  # the worker's look: "not yet"
+    env = {**env, "BANKAPI_FUNDS_POKE_INTERVAL": "0.5"}
+
+    with Triggerer(env=env) as triggerer:  # same XDG_CACHE_HOME: a worker and a triggerer on one machine
+        result = run_dag(EXAMPLES / "bankapi_wait_for_funds.py", env=env, use_executor=True)
+        triggerer_output = triggerer.log_tail(1_000_000)
+
+    assert result.task_states == {("wait_for_funds", -1): "success", ("payout", -1): "success"}
+    # The trigger ran in the triggerer: it wrote its own log file next to the task's...
+    (trigger_log,) = (LOGS_FOLDER / f"dag_id={result.dag_id}" / f"run_id={result.run_id}").glob(
+        "task_id=wait_for_funds/attempt=1.log.trigger.*.log"
+    )
+    assert "Poll 1 of /accounts/123/balance: available >= 1500.00 holds." in trigger_log.read_text()
+    # ...and the task resumed with what it saw.
+    assert "condition met after 1 polls in the triggerer" in result.task_log("wait_for_funds")
+    assert result.xcom("payout")["available_when_checked"] == data.balance("123")["available"]
+    counters = bank.counters()
+    assert counters["faults_served"] == {"503": 1}
+    assert counters["api_requests"] == 2  # the worker's look, then one poll in the triggerer
+    assert counters["tokens_issued"] == 1  # the triggerer found the worker's token in the host store
+    logs = [
+        trigger_log.read_text(),
+        triggerer_output,
+        *(result.task_log(t) for t in ("wait_for_funds", "payout")),
+    ]
+    for secret in secrets_of(bank, Path(env["XDG_CACHE_HOME"])):
+        assert not any(secret in log for log in logs)
 
 
 # -- bankapi_certificate_check -----------------------------------------------------------------------
