@@ -77,20 +77,28 @@ def _now() -> datetime.datetime:
 
 
 def make_ca(
-    common_name: str = "Banking API sandbox CA", *, days: int = 3650, key_type: KeyType = "ec"
+    common_name: str = "Banking API sandbox CA",
+    *,
+    days: int = 3650,
+    key_type: KeyType = "ec",
+    issuer: Issued | None = None,
 ) -> Issued:
-    """A self-signed CA able to sign server and client certificates."""
+    """A CA able to sign server and client certificates: self-signed (a root), or an intermediate
+    signed by ``issuer`` (path length 0: it signs leaves only).
+    """
     key = new_private_key(key_type)
     now = _now()
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
+        .issuer_name(_name(common_name) if issuer is None else issuer.certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0), critical=True
+        )
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -106,8 +114,11 @@ def make_ca(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
+    if issuer is None:
+        return Issued(builder.sign(key, hashes.SHA256()), key)
+    authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.private_key.public_key())
+    certificate = builder.add_extension(authority, critical=False).sign(issuer.private_key, hashes.SHA256())
     return Issued(certificate, key)
 
 
