@@ -14,6 +14,8 @@ A file holds a live token, so it is treated like a private key:
   (tokens are then shared within each process only);
 - files are created 0600 and written atomically (a temporary file in the same directory, ``fsync``,
   ``os.replace``, ``fsync`` of the directory), so a reader sees the old token or the new one, whole;
+  the temporary file of a writer killed mid-write (it may hold a token) is deleted by the key's next
+  save once it is a minute old;
 - a token file that is corrupt, written for another key, foreign-owned, open to others, not a regular
   file, or a symbolic link is ignored with a warning (never its content) and replaced by the next save;
   a lock file in such a state is replaced at once;
@@ -50,6 +52,8 @@ APP_DIRECTORY = "airflow-provider-bankapi"
 #: transport's worst case for one token call (four attempts with timeouts and backoff).
 DEFAULT_LOCK_TIMEOUT = 300.0
 _MAX_RECORD_BYTES = 64 * 1024
+#: A temporary file this old was left by a writer that died (a write takes milliseconds).
+_STALE_TEMPORARY_SECONDS = 60.0
 _KEY = re.compile(r"[0-9a-f]{64}")
 _OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
 # Reasons to replace a lock file we cannot open safely: a symbolic link (ELOOP), someone else's file
@@ -174,6 +178,18 @@ class HostTokenStore:
                 os.unlink(temporary, dir_fd=directory)
             raise
         os.fsync(directory)  # the rename itself survives a crash
+        self._sweep(directory, name)
+
+    def _sweep(self, directory: int, name: str) -> None:
+        """Delete the temporary files of ``name`` that writers killed mid-write left behind."""
+        prefix, stale_before = f".{name}.", time.time() - _STALE_TEMPORARY_SECONDS
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+                    continue
+                with contextlib.suppress(OSError):  # another process's sweep may have won
+                    if entry.stat(follow_symlinks=False).st_mtime < stale_before:
+                        os.unlink(entry.name, dir_fd=directory)
 
     def _read(self, directory: int, key: str) -> tuple[AccessToken | None, os.stat_result | None]:
         """The token in the key's file (or None, with a warning if the file is untrustworthy), and the

@@ -149,6 +149,26 @@ def test_a_failed_write_leaves_the_old_token_and_no_temporary_file(store, direct
     assert [path.name for path in directory.iterdir()] == [f"{KEY}.json"]
 
 
+def test_a_save_deletes_the_temporary_files_a_killed_writer_left(store, directory):
+    store.save(KEY, token("first"))
+    stale = directory / f".{KEY}.json.0123456789abcdef.tmp"  # a writer killed before its rename
+    recent = directory / f".{KEY}.json.fedcba9876543210.tmp"  # a writer still writing, maybe
+    other = directory / f".{'b' * 64}.json.0123456789abcdef.tmp"  # another key's: not this save's
+    for path in (stale, recent, other):
+        path.write_text("a token")
+        path.chmod(0o600)
+    an_hour_ago = time.time() - 3600
+    for path in (stale, other):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+
+    store.save(KEY, token("second"))
+
+    assert not stale.exists()
+    assert recent.exists()
+    assert other.exists()
+    assert store.load(KEY).access_token == "second"
+
+
 def test_writes_are_synced_before_and_after_the_rename(store, monkeypatch):
     synced = []
     monkeypatch.setattr(host_store.os, "fsync", lambda fd: synced.append(stat.S_IFMT(os.fstat(fd).st_mode)))
