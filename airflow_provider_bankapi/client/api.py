@@ -205,7 +205,12 @@ class BankingApiClient:
 
     @cached_property
     def _token_key(self) -> str:
-        return cache_key(self.token_url, self.settings.client_id, self.identity.fingerprint_sha256)
+        return cache_key(
+            self.token_url,
+            self.settings.client_id,
+            self.identity.fingerprint_sha256,
+            self.settings.client_secret,
+        )
 
     def get_token(self) -> AccessToken:
         """A fresh access token: from the cache when one is fresh, else fetched once for all sharers."""

@@ -5,11 +5,14 @@ Pure: no I/O and no clock. The time is always passed in, so tests (and the cache
 A token is bound to the client certificate that fetched it (RFC 8705; the bank: "use the same mTLS
 material for the token and for the protected calls"), so the cache key holds the certificate's SHA-256
 fingerprint: a token is never offered with another certificate, and a rotated certificate means a new
-token. The key never depends on the client_secret.
+token. The key is also bound to the client_secret, through a slow salted hash of it, so that only a
+connection holding the same secret reuses a token, and the key (a file name, a Variable name) makes
+guessing the secret offline costly.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -36,7 +39,10 @@ _HEADER_SAFE_TOKEN = re.compile(r"[\x21-\x7e]+")
 # ASCII digits only: int() would also take "٣٦٠٠", "+60", " 60" or "6_0", which no contract promises.
 _DIGITS = re.compile(r"[0-9]{1,12}")
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
-_KEY_DOMAIN = "airflow-provider-bankapi/token-cache-key/1"
+_KEY_DOMAIN = "airflow-provider-bankapi/token-cache-key/2"
+#: scrypt's interactive-login cost (RFC 7914: N=2**14, r=8, p=1; 16 MiB): tens of milliseconds per key,
+#: paid once per process and connection, and by whoever guesses the secret from a key, per guess.
+_SCRYPT_COST = {"n": 2**14, "r": 8, "p": 1}
 _HINT = (
     'The bank documents the answer as {"access_token": "...", "token_type": "Bearer", '
     '"expires_in": 3600}. Check that auth_endpoint is the token path (/auth/token-v2) of this environment.'
@@ -212,25 +218,37 @@ def parse_token_response(body: bytes | str | Mapping[str, object], *, now: float
     return AccessToken(access_token, token_type, float(now), float(now) + lifetime)
 
 
-def cache_key(token_url: str, client_id: str, certificate_fingerprint: str) -> str:
-    """The key under which a token is cached: SHA-256 hex of (token URL, client_id, certificate).
+@functools.lru_cache(maxsize=32)
+def _secret_verifier(client_secret: str, salt: bytes) -> bytes:
+    # Cached: a process derives it once per connection. The cache lives in this process's memory only,
+    # next to the secret it is derived from.
+    return hashlib.scrypt(client_secret.encode("utf-8"), salt=salt, dklen=32, **_SCRYPT_COST)
 
-    The three are encoded as one JSON array, so no two different triples share an encoding. The
-    client_secret is not part of it: a rotated secret still finds the token its credential holds, and
-    the key (which names files and Variables) reveals nothing.
+
+def cache_key(token_url: str, client_id: str, certificate_fingerprint: str, client_secret: str) -> str:
+    """The key under which a token is cached: SHA-256 hex of (token URL, client_id, certificate) and of a
+    verifier of the client_secret.
+
+    The three are encoded as one JSON array, so no two different triples share an encoding. The verifier
+    is scrypt of the secret salted with that encoding (its SHA-256): a token is reused only by a
+    connection holding the same secret (a wrong or rotated one gets a key of its own, so it never uses or
+    evicts the right one's token), nothing secret is stored, and testing a guess of the secret against a
+    key costs one scrypt, with a salt that serves no other credential.
 
     :param token_url: the absolute URL of the token endpoint.
     :param client_id: the credential's client_id.
     :param certificate_fingerprint: SHA-256 of the client certificate's DER, hex (any case, colons allowed).
+    :param client_secret: the credential's client_secret.
     :raises ValueError: an empty part, or a fingerprint that is not 64 hex digits.
     """
     fingerprint = certificate_fingerprint.replace(":", "").lower()
     if not _FINGERPRINT.fullmatch(fingerprint):
         raise ValueError("certificate_fingerprint must be a SHA-256 fingerprint (64 hex digits).")
-    if not token_url or not client_id:
-        raise ValueError("token_url and client_id must not be empty.")
+    if not token_url or not client_id or not client_secret:
+        raise ValueError("token_url, client_id and client_secret must not be empty.")
     material = json.dumps([_KEY_DOMAIN, token_url, client_id, fingerprint], separators=(",", ":"))
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+    salt = hashlib.sha256(material.encode("utf-8")).digest()
+    return hashlib.sha256(salt + _secret_verifier(client_secret, salt)).hexdigest()
 
 
 def token_record(key: str, token: AccessToken) -> str:

@@ -5,12 +5,18 @@ fsspec filesystem exists for (``s3://``, ``gs://``, ...), with its credentials f
 connection when the URL names one (``s3://aws_default@bucket/key``). The written file is announced as an
 asset event through an :class:`~airflow.sdk.AssetAlias`: the path is usually templated (a date in
 it), so the concrete asset is only known at run time, which is what an alias is for.
+
+A file is written to a temporary object beside it and moved into place only when complete, so a run that
+fails or is killed never truncates or deletes the previous output, and a rerun replaces it (never appends).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime
 import json
+import secrets
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +30,10 @@ if TYPE_CHECKING:
 FORMATS = ("jsonl", "csv")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 _LOCAL_PROTOCOLS = ("", "file", "local")
+_TEMPORARY_SUFFIX = ".tmp"
+#: A temporary file untouched this long was left by a run that died: a live writer touches it with every
+#: record, and one page call between two records (retries and backoff included) takes minutes at most.
+STALE_TEMPORARY_SECONDS = 15 * 60
 
 
 def output_location(url: str) -> ObjectStoragePath:
@@ -75,6 +85,8 @@ def _prepare(path: ObjectStoragePath) -> None:
     # Object stores have no directories to make (and s3fs would make a bucket); local files need them.
     if path.protocol in _LOCAL_PROTOCOLS:
         path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ConfigurationError(f"output_path {path} is a directory, not a file.", field="output_path")
 
 
 def _discard(path: ObjectStoragePath) -> None:
@@ -84,20 +96,72 @@ def _discard(path: ObjectStoragePath) -> None:
         pass
 
 
-def write_jsonl(path: ObjectStoragePath, records: Iterable[Any]) -> int:
-    """Write one JSON document per line; return how many. A failure while the records are still being
-    produced (a page that fails its check, the bank going away) removes the half-written file.
+def _temporary_prefix(path: ObjectStoragePath) -> str:
+    return f".{path.name}."
+
+
+def temporary_for(path: ObjectStoragePath) -> ObjectStoragePath:
+    """A new temporary object beside ``path``: same directory or bucket (so that the final move is a rename
+    on a local disk), hidden from readers and from globs of the output's pattern by the leading dot (Spark,
+    Hive and shell globs skip dot files) and the ``.tmp`` suffix (``*.jsonl`` does not match it).
+    """
+    return path.with_name(f"{_temporary_prefix(path)}{secrets.token_hex(8)}{_TEMPORARY_SUFFIX}")
+
+
+def _age(path: ObjectStoragePath, now: datetime.datetime) -> float | None:
+    try:
+        modified = path.fs.modified(path.path)
+    except (NotImplementedError, OSError, ValueError, KeyError):
+        return None  # a store that cannot tell: leave the file (it may be a live writer's)
+    if modified.tzinfo is None:
+        modified = modified.replace(tzinfo=datetime.timezone.utc)
+    return (now - modified).total_seconds()
+
+
+def sweep_temporaries(path: ObjectStoragePath) -> None:
+    """Delete the temporary objects of ``path`` that runs killed mid-write left behind (a live writer's
+    temporary object, touched within :data:`STALE_TEMPORARY_SECONDS`, is kept).
+    """
+    prefix, now = _temporary_prefix(path), datetime.datetime.now(datetime.timezone.utc)
+    try:
+        siblings = list(path.parent.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for sibling in siblings:
+        if sibling.name.startswith(prefix) and sibling.name.endswith(_TEMPORARY_SUFFIX):
+            age = _age(sibling, now)
+            if age is not None and age > STALE_TEMPORARY_SECONDS:
+                _discard(sibling)
+
+
+@contextlib.contextmanager
+def replacing(path: ObjectStoragePath) -> Iterator[ObjectStoragePath]:
+    """A temporary object to write the whole output to; moved onto ``path`` when the block ends well,
+    deleted when it fails. A local file is renamed into place (atomic); an object store copies then
+    deletes, so the final key appears only complete. Either way a reader sees the old output or the new one.
     """
     _prepare(path)
-    count = 0
+    sweep_temporaries(path)
+    temporary = temporary_for(path)
     try:
-        with path.open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-                count += 1
+        yield temporary
+        temporary.replace(path)
     except BaseException:
-        _discard(path)
+        _discard(temporary)
         raise
+
+
+def write_jsonl(path: ObjectStoragePath, records: Iterable[Any]) -> int:
+    """Write one JSON document per line; return how many. The file replaces the previous one only when
+    every record is written: a failure while the records are still being produced (a page that fails its
+    check, the bank going away) leaves the previous file as it was.
+    """
+    count = 0
+    with replacing(path) as temporary, temporary.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            handle.flush()  # keeps the temporary file's mtime fresh, so that no sweep takes it for dead
+            count += 1
     return count
 
 
@@ -118,18 +182,15 @@ def csv_columns(rows: Iterable[Mapping[str, Any]], first: str | None = None) -> 
 def write_csv(
     path: ObjectStoragePath, rows: list[Mapping[str, Any]], *, first_column: str | None = None
 ) -> int:
-    """Write rows as CSV with a header (nested values as JSON text); return how many rows."""
-    _prepare(path)
+    """Write rows as CSV with a header (nested values as JSON text); return how many rows. The file
+    replaces the previous one only when complete.
+    """
     columns = csv_columns(rows, first_column)
-    try:
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({str(key): _cell(value) for key, value in row.items()})
-    except BaseException:
-        _discard(path)
-        raise
+    with replacing(path) as temporary, temporary.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({str(key): _cell(value) for key, value in row.items()})
     return len(rows)
 
 

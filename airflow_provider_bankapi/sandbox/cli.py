@@ -9,6 +9,7 @@
     issue-cert DIR NAME [--days N] [--bind]   sign DIR/NAME.crt + NAME.key with the sandbox CA
     bind | unbind DIR CERT [--client-id ID]   CERT: a PEM file or a SHA-256 fingerprint
     deactivate | activate DIR [--client-id ID]
+    rotate-secret DIR [--client-id ID]   a new client_secret; prints it once
     allow-ips DIR IP_OR_CIDR ... [--client-id ID]   (no address at all: every IP is refused)
     demo [--dir DIR]                  the bank's curl commands against a fresh sandbox
 
@@ -117,6 +118,14 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rotate_secret(args: argparse.Namespace) -> int:
+    layout = _layout(args.dir)
+    credential, secret = layout.credential_store().rotate_secret(_client_id(args, layout))
+    print(_describe(credential))
+    print(f"client_secret (shown once, store it now; the old one no longer fetches tokens): {secret}")
+    return 0
+
+
 def cmd_issue_cert(args: argparse.Namespace) -> int:
     layout = _layout(args.dir)
     bind_to = _client_id(args, layout) if args.bind else None
@@ -217,6 +226,10 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("dir")
         command.add_argument("--client-id")
         command.set_defaults(run=cmd_change)
+    rotate = commands.add_parser("rotate-secret", help="give a credential a new secret (printed once)")
+    rotate.add_argument("dir")
+    rotate.add_argument("--client-id")
+    rotate.set_defaults(run=cmd_rotate_secret)
     allow = commands.add_parser("allow-ips", help="replace a credential's allowlist")
     allow.add_argument("dir")
     allow.add_argument("addresses", nargs="*", metavar="IP_OR_CIDR")

@@ -10,7 +10,7 @@ POST    /counters/reset     zero the counters
 GET     /settings           ``{"latency": s, "token_lifetime": s}``
 POST    /settings           change either or both (JSON body with the same keys)
 GET     /faults             the faults still pending
-POST    /faults             ``{"path", "kind", "count"=1, "retry_after"=None}``
+POST    /faults             ``{"path", "kind", "count"=1, "retry_after"=None, "after"=0}``
 DELETE  /faults             drop every pending fault
 POST    /tokens/revoke      ``{"client_id"=None}`` -> ``{"revoked": n}``
 POST    /tokens/expire      ``{"client_id"=None}`` -> ``{"expired": n}``
@@ -108,7 +108,11 @@ class _ControlHandler(BaseHTTPRequestHandler):
             ("POST", "/settings"): lambda: self._settings(body),
             ("GET", "/faults"): state.pending_faults,
             ("POST", "/faults"): lambda: state.inject_fault(
-                str(body["path"]), str(body["kind"]), body.get("count", 1), body.get("retry_after")
+                str(body["path"]),
+                str(body["kind"]),
+                body.get("count", 1),
+                body.get("retry_after"),
+                body.get("after", 0),
             ),
             ("DELETE", "/faults"): state.clear_faults,
             ("POST", "/tokens/revoke"): lambda: {"revoked": state.tokens.revoke(body.get("client_id"))},

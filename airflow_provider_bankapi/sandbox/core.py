@@ -297,6 +297,13 @@ class CredentialStore:
             credentials[client_id] = credential
         return credential
 
+    def rotate_secret(self, client_id: str, client_secret: str | None = None) -> tuple[Credential, str]:
+        """Give a credential a new client_secret (the old one stops fetching tokens at once; tokens already
+        issued live on until they expire); return it and the new secret (the only time it is shown).
+        """
+        client_secret = client_secret or secrets.token_urlsafe(32)
+        return self._update(client_id, secret_sha256=secret_digest(client_secret)), client_secret
+
     def deactivate(self, client_id: str) -> Credential:
         return self._update(client_id, active=False)
 

@@ -218,8 +218,10 @@ class Sandbox:
         """``expires_in`` of the tokens issued from now on."""
         self._control.call("POST", "/settings", {"token_lifetime": seconds})
 
-    def inject_fault(self, path: str, kind: str, count: int = 1, retry_after: int | None = None) -> None:
-        """The next ``count`` requests to ``path`` fail as ``kind``.
+    def inject_fault(
+        self, path: str, kind: str, count: int = 1, retry_after: int | None = None, after: int = 0
+    ) -> None:
+        """The next ``count`` requests to ``path`` fail as ``kind`` (once ``after`` requests went through).
 
         :param path: relative to the base URL (``"/accounts/123/balance"``, ``"/auth/token-v2"``),
             the full path, or ``"*"`` for any path.
@@ -227,9 +229,12 @@ class Sandbox:
             connection closes without a response) or ``"hang"`` (no response until the client gives up).
         :param count: how many requests in a row.
         :param retry_after: the Retry-After header in seconds (429 and 503).
+        :param after: requests to ``path`` let through first (``after=1``: page 2 of a paginated read fails).
         """
         self._control.call(
-            "POST", "/faults", {"path": path, "kind": kind, "count": count, "retry_after": retry_after}
+            "POST",
+            "/faults",
+            {"path": path, "kind": kind, "count": count, "retry_after": retry_after, "after": after},
         )
 
     def pending_faults(self) -> dict[str, Any]:

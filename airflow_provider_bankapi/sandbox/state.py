@@ -49,6 +49,7 @@ class Fault:
 class _PendingFaults:
     fault: Fault
     remaining: int
+    after: int = 0  # requests still let through before the first fault
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,12 @@ class SandboxState:
 
     # -- faults -------------------------------------------------------------------------------
 
-    def inject_fault(self, path: str, kind: str, count: int = 1, retry_after: int | None = None) -> None:
-        """Make the next ``count`` requests to ``path`` (or ``"*"``: any path) fail as ``kind``."""
+    def inject_fault(
+        self, path: str, kind: str, count: int = 1, retry_after: int | None = None, after: int = 0
+    ) -> None:
+        """Make the next ``count`` requests to ``path`` (or ``"*"``: any path) fail as ``kind``, once
+        ``after`` requests have gone through (``after=1``: page 2 of a paginated read fails).
+        """
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {', '.join(FAULT_KINDS)}, not {kind!r}")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -158,16 +163,21 @@ class SandboxState:
             isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0
         ):
             raise ValueError(f"retry_after must be a whole number of seconds >= 0, not {retry_after!r}")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ValueError(f"after must be a whole number of requests >= 0, not {after!r}")
         if retry_after is None and kind == "429":
             retry_after = 1
         with self._lock:
-            self._faults[fault_path(path)] = _PendingFaults(Fault(kind, retry_after), count)
+            self._faults[fault_path(path)] = _PendingFaults(Fault(kind, retry_after), count, after)
 
     def take_fault(self, path: str) -> Fault | None:
         """The fault to serve for this request, if one is pending (an exact path wins over ``*``)."""
         with self._lock:
             for key in (fault_path(path), ANY_PATH):
                 pending = self._faults.get(key)
+                if pending is not None and pending.after > 0:
+                    pending.after -= 1
+                    return None
                 if pending is not None:
                     pending.remaining -= 1
                     if pending.remaining == 0:

@@ -131,6 +131,53 @@ def test_wrong_secret_is_invalid_credentials_with_the_banks_checklist(bankapi_sa
     assert secret not in str(caught.value)
 
 
+@pytest.fixture
+def shared_stores(tmp_path):
+    """The stores of ``cache_scope=host`` as two connections of one process share them."""
+    return [MemoryTokenStore(), HostTokenStore(tmp_path / "tokens")]
+
+
+def test_a_wrong_secret_gets_the_banks_401_and_leaves_the_good_connections_token(
+    bankapi_sandbox, shared_stores
+):
+    with BankingApiClient(settings_for(bankapi_sandbox), token_stores=shared_stores) as good:
+        good.get_balance("1")
+        token = good.get_token()
+    wrong = settings_for(bankapi_sandbox, secret="wrong-secret-same-client-id-and-certificate")
+
+    with BankingApiClient(wrong, token_stores=shared_stores) as client:
+        with pytest.raises(InvalidCredentialsError) as caught:
+            client.get_balance("2")
+
+    assert caught.value.bank_reason == "Invalid Credentials"  # the bank's answer, not a cached token
+    counters = bankapi_sandbox.counters()
+    assert counters["tokens_issued"] == 1
+    assert sum(counters["token_refused"].values()) == 1
+    assert counters["api_requests"] == 1  # the wrong connection made no protected call
+    with BankingApiClient(settings_for(bankapi_sandbox), token_stores=shared_stores) as good:
+        assert good.get_balance("3")["account_id"] == "3"
+        assert good.get_token().access_token == token.access_token  # still cached, never evicted
+    assert shared_stores[1].load(good._token_key).access_token == token.access_token
+    assert bankapi_sandbox.counters()["tokens_issued"] == 1
+
+
+def test_a_secret_rotated_in_core_means_a_new_token_for_the_new_secret(bankapi_sandbox, shared_stores):
+    with BankingApiClient(settings_for(bankapi_sandbox), token_stores=shared_stores) as old:
+        old_token = old.get_token()
+    _, secret = bankapi_sandbox.core.rotate_secret(bankapi_sandbox.client_id)
+
+    with BankingApiClient(settings_for(bankapi_sandbox, secret=secret), token_stores=shared_stores) as new:
+        assert new.get_balance("1")["account_id"] == "1"
+        new_token = new.get_token()
+
+    assert new_token.access_token != old_token.access_token
+    assert bankapi_sandbox.counters()["tokens_issued"] == 2
+    # The old secret no longer gets a token of its own from the bank (its cached one lives on, unshared).
+    with BankingApiClient(settings_for(bankapi_sandbox), token_stores=[]) as old:
+        with pytest.raises(InvalidCredentialsError):
+            old.get_token()
+
+
 def test_unbound_certificate_is_invalid_client_certificate(bankapi_sandbox, tmp_path):
     other = bankapi_sandbox.issue_client_certificate("not-bound", bind=False)
     connection = json.loads(bankapi_sandbox.connection_json)
@@ -281,15 +328,20 @@ CHILD = textwrap.dedent(
     import json, sys
     from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings, token_stores_for
     from airflow_provider_bankapi.client.identity import IdentityMaterial
+    from airflow_provider_bankapi.errors import BankingApiError
 
     connection = json.loads(sys.argv[1])
+    secret = sys.argv[2] if len(sys.argv) > 2 else connection["password"]
     sys.stdin.readline()  # start together
     settings = ClientSettings(
-        base_url=connection["host"], client_id=connection["login"], client_secret=connection["password"],
+        base_url=connection["host"], client_id=connection["login"], client_secret=secret,
         identity=IdentityMaterial.from_extra(connection["extra"]),
     )
     with BankingApiClient(settings, token_stores=token_stores_for("host")) as client:
-        print(client.get_balance("7")["account_id"], flush=True)
+        try:
+            print(client.get_balance("7")["account_id"], flush=True)
+        except BankingApiError as exc:
+            print(type(exc).__name__, exc.bank_reason, flush=True)
     """
 )
 
@@ -313,6 +365,30 @@ def test_ten_processes_on_a_cold_host_cache_fetch_one_token(bankapi_sandbox, tmp
     assert [child.returncode for child in children] == [0] * 10
     assert bankapi_sandbox.counters()["tokens_issued"] == 1
     assert any(Path(tmp_path / "cache").rglob("*")), "the host store wrote nothing"
+
+
+def test_processes_with_a_wrong_secret_neither_use_nor_evict_the_host_cached_token(
+    bankapi_sandbox, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def child(*secret: str) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", CHILD, bankapi_sandbox.connection_json, *secret],
+            input="go\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return run.stdout.strip()
+
+    assert child() == "7"
+    assert child("wrong-secret-in-another-process") == "InvalidCredentialsError Invalid Credentials"
+    assert child() == "7"
+    counters = bankapi_sandbox.counters()
+    assert counters["tokens_issued"] == 1  # the good processes shared one token; the wrong one got none
+    assert sum(counters["token_refused"].values()) == 1
 
 
 def test_host_store_is_used_by_default(bankapi_sandbox, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ record, and the cache's rules (lookup order, copy-back, single flight, failing s
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import threading
@@ -25,7 +26,7 @@ from airflow_provider_bankapi.errors import ConfigurationError, TokenResponseErr
 
 NOW = 1_800_000_000.0
 SECRET = "eyJTOKEN.SECRET-VALUE_0123456789"
-KEY = cache_key("https://bank/v1/auth/token-v2", "client", "ab" * 32)
+KEY = cache_key("https://bank/v1/auth/token-v2", "client", "ab" * 32, "secret")
 
 
 def token(value: str = "tok", *, issued: float = NOW, lifetime: float = 3600) -> AccessToken:
@@ -224,7 +225,7 @@ def test_the_default_margin_is_the_banks_five_minutes():
 
 # -- cache key -------------------------------------------------------------------------------------
 
-URL, CLIENT, FINGERPRINT = "https://bank/v1/auth/token-v2", "client", "aa" * 32
+URL, CLIENT, FINGERPRINT, SECRET = "https://bank/v1/auth/token-v2", "client", "aa" * 32, "s3cr3t"
 
 
 @pytest.mark.parametrize(
@@ -236,7 +237,22 @@ URL, CLIENT, FINGERPRINT = "https://bank/v1/auth/token-v2", "client", "aa" * 32
     ],
 )
 def test_the_cache_key_separates_every_part(other):
-    assert cache_key(*other) != cache_key(URL, CLIENT, FINGERPRINT)
+    assert cache_key(*other, SECRET) != cache_key(URL, CLIENT, FINGERPRINT, SECRET)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        pytest.param("s3cr3T", id="wrong-secret"),
+        pytest.param("s3cr3t-rotated", id="rotated-secret"),
+    ],
+)
+def test_the_cache_key_is_bound_to_the_secret_and_shows_nothing_of_it(secret):
+    right = cache_key(URL, CLIENT, FINGERPRINT, SECRET)
+    assert cache_key(URL, CLIENT, FINGERPRINT, secret) != right
+    assert cache_key(URL, CLIENT, FINGERPRINT, SECRET) == right  # the same secret: the same key
+    assert SECRET not in right
+    assert hashlib.sha256(SECRET.encode()).hexdigest() not in right
 
 
 @pytest.mark.parametrize(
@@ -248,7 +264,7 @@ def test_the_cache_key_separates_every_part(other):
     ],
 )
 def test_the_cache_key_encoding_is_unambiguous(first, second):
-    assert cache_key(*first, FINGERPRINT) != cache_key(*second, FINGERPRINT)
+    assert cache_key(*first, FINGERPRINT, SECRET) != cache_key(*second, FINGERPRINT, SECRET)
 
 
 @pytest.mark.parametrize(
@@ -259,11 +275,11 @@ def test_the_cache_key_encoding_is_unambiguous(first, second):
     ],
 )
 def test_the_cache_key_reads_a_fingerprint_in_any_notation(fingerprint):
-    assert cache_key(URL, CLIENT, fingerprint) == cache_key(URL, CLIENT, FINGERPRINT)
+    assert cache_key(URL, CLIENT, fingerprint, SECRET) == cache_key(URL, CLIENT, FINGERPRINT, SECRET)
 
 
 def test_the_cache_key_is_a_sha256_hex_digest():
-    key = cache_key(URL, CLIENT, FINGERPRINT)
+    key = cache_key(URL, CLIENT, FINGERPRINT, SECRET)
     assert len(key) == 64
     assert set(key) <= set("0123456789abcdef")
     assert CLIENT not in key
@@ -272,11 +288,12 @@ def test_the_cache_key_is_a_sha256_hex_digest():
 @pytest.mark.parametrize(
     "parts",
     [
-        pytest.param((URL, CLIENT, ""), id="no-fingerprint"),
-        pytest.param((URL, CLIENT, "ab" * 20), id="sha1-fingerprint"),
-        pytest.param((URL, CLIENT, "zz" * 32), id="not-hex"),
-        pytest.param(("", CLIENT, FINGERPRINT), id="no-url"),
-        pytest.param((URL, "", FINGERPRINT), id="no-client-id"),
+        pytest.param((URL, CLIENT, "", SECRET), id="no-fingerprint"),
+        pytest.param((URL, CLIENT, "ab" * 20, SECRET), id="sha1-fingerprint"),
+        pytest.param((URL, CLIENT, "zz" * 32, SECRET), id="not-hex"),
+        pytest.param(("", CLIENT, FINGERPRINT, SECRET), id="no-url"),
+        pytest.param((URL, "", FINGERPRINT, SECRET), id="no-client-id"),
+        pytest.param((URL, CLIENT, FINGERPRINT, ""), id="no-secret"),
     ],
 )
 def test_the_cache_key_refuses_to_pool_tokens_of_unknown_certificates(parts):

@@ -37,7 +37,7 @@ from airflow_provider_bankapi.errors import ConfigurationError
 
 NOW = 1_800_000_000.0
 SECRET = "eyJTOKEN.SECRET-VALUE_0123456789"
-KEY = cache_key("https://bank/v1/auth/token-v2", "client", "ab" * 32)
+KEY = cache_key("https://bank/v1/auth/token-v2", "client", "ab" * 32, "secret")
 OTHER_UID = 54321
 REPO_ROOT = Path(airflow_provider_bankapi.__file__).resolve().parent.parent
 # Python 3.12+ warns on fork() in a threaded process; forking from threads is what Airflow does and what
@@ -455,7 +455,7 @@ def test_a_child_forked_while_a_thread_holds_the_memory_lock_gets_fresh_locks():
 
 
 def test_the_lock_is_per_key(store):
-    other = cache_key("https://bank/v1/auth/token-v2", "another-client", "ab" * 32)
+    other = cache_key("https://bank/v1/auth/token-v2", "another-client", "ab" * 32, "secret")
     with store.lock(KEY), HostTokenStore(store.directory, lock_timeout=0.2).lock(other):
         pass
 

@@ -84,7 +84,10 @@ def _scan(run, task_id, map_indexes, forbidden):
 def _variable_name(sandbox) -> str:
     certificate = x509.load_pem_x509_certificate(sandbox.client_cert.read_bytes())
     fingerprint = certificate.fingerprint(certificate.signature_hash_algorithm).hex()
-    return variable_name(cache_key(sandbox.base_url + "/auth/token-v2", sandbox.client_id, fingerprint))
+    key = cache_key(
+        sandbox.base_url + "/auth/token-v2", sandbox.client_id, fingerprint, sandbox.connection["password"]
+    )
+    return variable_name(key)
 
 
 def test_twenty_task_processes_and_a_second_run_share_one_token(

@@ -106,6 +106,27 @@ def test_a_failed_response_check_and_the_token_endpoint_fail_their_tasks(bank, c
     assert bank.counters()["tokens_issued"] == 1
 
 
+def test_a_rerun_that_fails_on_page_2_leaves_the_previous_file_and_a_good_rerun_replaces_it(bank, tmp_path):
+    conf = {"out": tmp_path.as_uri()}
+    target = tmp_path / "transactions.jsonl"
+    first = run_dag(DAG_FILE, "bankapi_transactions_rerun", conf=conf)
+    assert first.state == "success", first.task_states
+    complete = target.read_bytes()
+    assert len(read_jsonl(target)) == data.transaction_count("123")
+
+    bank.inject_fault("/accounts/123/transactions", "503", count=100, after=1)  # page 2 and its retries
+    failed = run_dag(DAG_FILE, "bankapi_transactions_rerun", conf=conf)
+
+    assert failed.task_states == {("transactions_file", -1): "failed"}
+    assert bank.counters()["faults_served"]["503"] > 0
+    assert target.read_bytes() == complete  # byte for byte
+    assert [p.name for p in tmp_path.iterdir()] == ["transactions.jsonl"]  # no temporary file left
+    bank.clear_faults()
+    again = run_dag(DAG_FILE, "bankapi_transactions_rerun", conf=conf)
+    assert again.state == "success", again.task_states
+    assert target.read_bytes() == complete  # replaced, not appended to
+
+
 # -- BankingApiBalanceOperator -------------------------------------------------------------------------
 
 

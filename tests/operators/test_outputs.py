@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
+from airflow.sdk.io import store
+from fsspec.implementations.memory import MemoryFileSystem
 
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.operators.outputs import (
+    STALE_TEMPORARY_SECONDS,
     asset_uri,
     counted_pages,
     output_format,
@@ -110,3 +120,125 @@ def test_pages_are_counted_as_their_records_stream_by():
 
     assert list(counted_pages(pages, counter)) == [1, 2, 3]
     assert counter == [3]
+
+
+# -- atomic replacement ---------------------------------------------------------------------------------
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import sys
+    from airflow_provider_bankapi.client.api import next_cursor_params
+    from airflow_provider_bankapi.operators.bankapi import BankingApiOperator
+
+    BankingApiOperator(
+        task_id="transactions", endpoint="/accounts/123/transactions", query_params={"limit": 1},
+        pagination_function=next_cursor_params, output_path=sys.argv[1], asset_alias="",
+    ).execute({})
+    """
+)
+
+
+def temporaries(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the condition never came true"
+        time.sleep(0.02)
+
+
+@pytest.mark.bankapi_sandbox(latency=0.1)  # one page a tenth of a second: the kill lands mid-write
+def test_a_writer_killed_mid_write_leaves_the_previous_file_and_the_next_run_sweeps_its_temporary(
+    bankapi_sandbox, airflow_connection, tmp_path, monkeypatch
+):
+    airflow_connection("bankapi_default", bankapi_sandbox.connection)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    target = output_location((out / "transactions.jsonl").as_uri())
+    write_jsonl(target, [{"previous": n} for n in range(3)])
+    previous = (out / "transactions.jsonl").read_bytes()
+
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target)])
+    try:
+        # Killed once some records are on disk (in its temporary file, or at the target if written in place).
+        wait_for(
+            lambda: (
+                any(p.stat().st_size for p in temporaries(out))
+                or (out / "transactions.jsonl").read_bytes() != previous
+            )
+        )
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    assert writer.returncode == -signal.SIGKILL
+
+    assert (out / "transactions.jsonl").read_bytes() == previous
+    (left,) = temporaries(out)
+    assert left.name.startswith(".transactions.jsonl.")
+    assert [p.name for p in out.glob("*.jsonl")] == ["transactions.jsonl"]  # a glob sees the output alone
+    # A live writer's temporary (touched just now) is kept; one untouched for longer than a write can
+    # pause is a dead writer's, deleted by the next run for the same target.
+    stale = time.time() - STALE_TEMPORARY_SECONDS - 1
+    os.utime(left, (stale, stale))
+    live = out / ".transactions.jsonl.0123456789abcdef.tmp"
+    live.write_text("{}\n")
+
+    assert write_jsonl(target, [{"next": 1}]) == 1
+    assert temporaries(out) == [live]
+    assert read_lines(out / "transactions.jsonl") == [{"next": 1}]
+
+
+def read_lines(path: Path) -> list[object]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def memory_store(monkeypatch):
+    """``memory://`` attached as an object store: fsspec's in-memory filesystem moves by copy then delete,
+    as s3fs and gcsfs do. Emptied afterwards.
+    """
+    filesystem = MemoryFileSystem()
+    monkeypatch.setattr(MemoryFileSystem, "store", {})
+    monkeypatch.setattr(MemoryFileSystem, "pseudo_dirs", [""])
+    monkeypatch.setitem(store._STORE_CACHE, "memory", store.ObjectStore("memory", None, fs=filesystem))
+    return filesystem
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda path, rows: write_jsonl(path, rows), id="jsonl"),
+        pytest.param(lambda path, rows: write_csv(path, list(rows)), id="csv"),
+    ],
+)
+@pytest.mark.parametrize(
+    "url", [pytest.param("file", id="local-file"), pytest.param("memory", id="object-store")]
+)
+def test_a_failed_rerun_leaves_the_previous_output_and_a_good_one_replaces_it(
+    memory_store, tmp_path, url, write
+):
+    where = tmp_path.as_uri() if url == "file" else "memory://bucket/daily"
+    target = output_location(f"{where}/balances.out")
+    write(target, [{"account_id": "1"}, {"account_id": "2"}])
+    complete = target.read_bytes()
+
+    def failing():
+        yield {"account_id": "3"}
+        raise RuntimeError("page 2 failed")
+
+    with pytest.raises(RuntimeError, match="page 2"):
+        write(target, failing())
+
+    assert target.read_bytes() == complete
+    assert [p.name for p in target.parent.iterdir()] == ["balances.out"]  # the temporary is gone too
+    write(target, [{"account_id": "1"}, {"account_id": "2"}])
+    assert target.read_bytes() == complete  # replaced, never appended to
+
+
+def test_an_output_path_that_is_a_directory_is_refused(tmp_path):
+    with pytest.raises(ConfigurationError, match="is a directory") as caught:
+        write_jsonl(output_location(tmp_path.as_uri()), [{"n": 1}])
+    assert caught.value.field == "output_path"
+    assert list(tmp_path.iterdir()) == []

@@ -119,6 +119,20 @@ def test_rotation_from_the_cli(served):
     assert cli("bind", str(directory), str(directory / "client.crt")).returncode == 2
 
 
+def test_rotate_secret_prints_the_new_secret_once_and_the_old_one_stops_working(served):
+    _, _, base_url, directory = served
+    old = json.loads((directory / "connection.json").read_text())["password"]
+    rotated = cli("rotate-secret", str(directory))
+    assert rotated.returncode == 0, rotated.stderr
+    secret = rotated.stdout.split("client_secret (shown once, store it now; ")[1].split(": ")[1].strip()
+    assert secret != old
+    assert secret not in (directory / "core.json").read_text()
+    assert _token(directory, base_url).json()["message"] == "Invalid Credentials"  # the old secret
+    connection = json.loads((directory / "connection.json").read_text())
+    (directory / "connection.json").write_text(json.dumps({**connection, "password": secret}))
+    assert _token(directory, base_url).status_code == 200
+
+
 def test_add_prints_a_new_secret_once(provisioned):
     added = cli("add", str(provisioned), "--client-id", "second", "--allow-ip", "10.0.0.0/8")
     assert added.returncode == 0, added.stderr

@@ -63,6 +63,13 @@ def test_fault_on_any_path(client, sandbox):
     assert client.balance(token).status_code == 200
 
 
+def test_a_fault_after_n_requests_lets_them_through_first(client, sandbox):
+    token = client.access_token()
+    sandbox.inject_fault(BALANCE, "503", count=1, after=2)
+    statuses = [client.balance(token).status_code for _ in range(4)]
+    assert statuses == [200, 200, 503, 200]
+
+
 def test_drop_closes_the_connection_without_a_response(client, sandbox):
     token = client.access_token()
     sandbox.inject_fault(BALANCE, "drop")
@@ -113,6 +120,7 @@ def test_marker_passes_options_to_the_fixture(client, sandbox):
     [
         pytest.param(lambda s: s.inject_fault(BALANCE, "500"), "fault kind", id="unknown-kind"),
         pytest.param(lambda s: s.inject_fault(BALANCE, "429", count=0), "count", id="zero-count"),
+        pytest.param(lambda s: s.inject_fault(BALANCE, "503", after=-1), "after", id="negative-after"),
         pytest.param(lambda s: s.set_token_lifetime(0), "token lifetime", id="zero-lifetime"),
         pytest.param(lambda s: s.set_latency(-1), "latency", id="negative-latency"),
     ],

@@ -85,3 +85,20 @@ with DAG("bankapi_in_processes", schedule=None, start_date=START, catchup=False)
     BankingApiOperator(task_id="accounts", endpoint="/accounts")
     BankingApiBalanceOperator(task_id="balances", account_ids=["123", "456"], output_path=OUT + "/b.jsonl")
     BankingApiBalanceOperator.partial(task_id="mapped").expand(account_id=["123", "456"])
+
+with DAG(
+    "bankapi_transactions_rerun",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    render_template_as_native_obj=True,
+):
+    # The same file on every run: a rerun replaces it whole, or leaves the previous one as it was.
+    BankingApiOperator(
+        task_id="transactions_file",
+        endpoint="/accounts/123/transactions",
+        query_params={"limit": 10},
+        pagination_function=next_cursor_params,
+        output_path=OUT + "/transactions.jsonl",
+        asset_alias="",
+    )
