@@ -353,6 +353,7 @@ class BankingApiClient:
                 identity.ssl_context(),
                 self.settings.base_url,
                 timeout=self.settings.transport.connect_timeout,
+                answer_timeout=self.settings.transport.read_timeout,
             )
             step = "token"
             token = self._fetch_token()

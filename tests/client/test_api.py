@@ -7,9 +7,11 @@ import logging
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from airflow_provider_bankapi.client.api import (
     BankingApiClient,
@@ -20,11 +22,12 @@ from airflow_provider_bankapi.client.api import (
 from airflow_provider_bankapi.client.host_store import HostTokenStore
 from airflow_provider_bankapi.client.identity import IdentityMaterial
 from airflow_provider_bankapi.client.tokens import MemoryTokenStore
-from airflow_provider_bankapi.client.transport import TransportSettings
+from airflow_provider_bankapi.client.transport import TransportSettings, map_transport_error
 from airflow_provider_bankapi.errors import (
     ApiError,
     ClientIdentityError,
     ConfigurationError,
+    ConnectionFailedError,
     ForbiddenError,
     InvalidClientCertificateError,
     InvalidCredentialsError,
@@ -408,3 +411,46 @@ def test_a_raw_session_sends_the_token_to_the_bank_only(bankapi_sandbox, client)
     assert answer.json()["account_id"] == "7"
     assert caught.value.field == "endpoint"
     assert bankapi_sandbox.counters() == before  # refused before any connection or token request
+
+
+# -- a deadline per attempt -----------------------------------------------------------------------
+
+TRICKLE_SETTINGS = TransportSettings(connect_timeout=2, read_timeout=2, max_retries=0)
+
+
+@pytest.mark.parametrize(
+    "entry_point",
+    [
+        pytest.param(lambda client: client.get_balance("123"), id="client-call"),
+        pytest.param(
+            lambda client: client.session().get(client.settings.url("/accounts/123/balance")),
+            id="raw-session",
+        ),
+    ],
+)
+def test_a_trickled_balance_ends_at_the_deadline(bankapi_sandbox, entry_point):
+    settings = settings_for(bankapi_sandbox, transport=TRICKLE_SETTINGS)
+    with BankingApiClient(settings, token_stores=[MemoryTokenStore()]) as client:
+        client.get_token()
+        bankapi_sandbox.inject_fault("/accounts/123/balance", "trickle")  # one byte per 0.5 s
+        started = time.monotonic()
+        with pytest.raises((ConnectionFailedError, requests.RequestException)) as caught:
+            entry_point(client)
+        elapsed = time.monotonic() - started
+    # A raw Session raises requests' own error; the client maps it the same way.
+    error = map_transport_error(caught.value, method="GET", path="/accounts/123/balance")
+    assert isinstance(error, ConnectionFailedError)
+    assert error.timed_out
+    assert "the whole answer took longer than 2 s" in error.message
+    assert elapsed < 2 + 2 + 3  # connect + answer timeouts, with a generous margin
+
+
+def test_the_probe_ends_a_trickled_answer_at_the_deadline(bankapi_sandbox):
+    settings = settings_for(bankapi_sandbox, transport=TRICKLE_SETTINGS)
+    bankapi_sandbox.inject_fault("*", "trickle")
+    client = BankingApiClient(settings, token_stores=[])
+    started = time.monotonic()
+    report = client.probe()
+    assert time.monotonic() - started < 2 + 2 + 3
+    assert (report.ok, report.step) == (False, "TLS handshake")
+    assert "the whole answer took longer than 2 s" in report.message

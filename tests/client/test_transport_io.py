@@ -8,6 +8,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -198,6 +199,37 @@ def test_default_timeouts_apply_to_every_request(bank, context):
     assert isinstance(error, ConnectionFailedError)
     assert error.timed_out
     assert error.request_sent
+
+
+@pytest.mark.parametrize(
+    ("settings", "timeout", "attempt"),
+    [
+        pytest.param(TransportSettings(connect_timeout=2, read_timeout=2), None, (2, 2), id="settings"),
+        pytest.param(TransportSettings(), 2, (2, 2), id="per-request-timeout"),
+        pytest.param(TransportSettings(read_timeout=2), (3, None), (3, 2), id="none-part-from-settings"),
+    ],
+)
+def test_a_trickled_answer_ends_at_the_deadline(bank, context, settings, timeout, attempt):
+    connect, read = attempt
+    bank.inject_fault(BALANCE, "trickle")  # a 200 whose body comes one byte per 0.5 s
+    with make_session(context, settings) as session:
+        started = time.monotonic()
+        with pytest.raises(requests.RequestException) as caught:
+            session.get(bank.base_url + BALANCE, timeout=timeout)
+        elapsed = time.monotonic() - started
+    error = map_transport_error(caught.value, method="GET", path=BALANCE)
+    assert isinstance(error, ConnectionFailedError)
+    assert (error.timed_out, error.request_sent) == (True, True)
+    assert f"the whole answer took longer than {read:g} s" in error.message
+    # One attempt lasts at most connect + read timeout; a generous margin, not a benchmark.
+    assert elapsed < connect + read + 3
+
+
+def test_the_answer_deadline_leaves_a_prompt_answer_and_the_next_call_alone(session, bank, bearer):
+    # Many calls on one kept-alive connection: the deadline is per answer, not per connection.
+    for _ in range(20):
+        assert session.get(bank.base_url + BALANCE, headers=bearer, timeout=(5, 0.5)).status_code == 200
+    assert bank.counters()["tls_connections"] == 1
 
 
 def test_pool_sized_for_the_threads_sharing_it(bank, context, caplog):
