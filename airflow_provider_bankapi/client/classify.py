@@ -187,6 +187,15 @@ def _status_label(status: int) -> str:
         )
 
 
+def _attempts(status: int, retries: int) -> str:
+    # Say what really happened: how many times the request was sent, or that it was sent once.
+    if retries:
+        return f" after {retries + 1} attempts"
+    if status == 429 or (500 <= status < 600 and status not in (495, 496)):
+        return " (sent once, not retried)"
+    return ""
+
+
 def error_for_status(
     status: int,
     text: str,
@@ -205,7 +214,8 @@ def error_for_status(
     :param path: the path called (a query string is dropped).
     :param retry_after: the bank's ``Retry-After`` in seconds, if any.
     :param bearer_sent: whether the request carried a Bearer token.
-    :param retries: how many times the call was retried before this answer.
+    :param retries: how many times the call was retried before this answer (the message says how many
+        attempts were made, or that a 429/5xx was not retried).
     """
     if 200 <= status < 300:
         return None
@@ -213,7 +223,7 @@ def error_for_status(
     path = path.split("?", 1)[0]
     phrase = find_bank_phrase(text)
     excerpt = body_excerpt(text)
-    after = f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
+    after = _attempts(status, retries)
     fields: dict[str, Any] = {
         "status_code": status,
         "method": method,

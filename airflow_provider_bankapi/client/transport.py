@@ -122,13 +122,17 @@ class TransportSettings:
         """The (connect, read) pair requests takes."""
         return (self.connect_timeout, self.read_timeout)
 
-    def retry(self) -> BankRetry:
-        """The retry policy of one call (a fresh value; urllib3 derives one per attempt)."""
+    def retry(self, *, token_path: str | None = None) -> BankRetry:
+        """The retry policy of one call (a fresh value; urllib3 derives one per attempt).
+
+        :param token_path: the token endpoint's URL path: its POST may be repeated after 502/504.
+        """
         return BankRetry(
             self.max_retries,
             backoff_base=self.backoff_base,
             backoff_max=self.backoff_max,
             max_total_wait=self.max_total_wait,
+            token_path=token_path,
         )
 
 
@@ -143,13 +147,17 @@ class BankingApiAdapter(HTTPAdapter):
 
     :param ssl_context: the client identity's context (client certificate + the bank's CA).
     :param settings: timeouts, retries, pool size.
+    :param token_url: the token endpoint's URL, so that its POST is retried as a token request.
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext, settings: TransportSettings) -> None:
+    def __init__(
+        self, ssl_context: ssl.SSLContext, settings: TransportSettings, *, token_url: str | None = None
+    ) -> None:
         # Set before super().__init__(), which builds the pool manager through init_poolmanager().
         self.ssl_context = ssl_context
         self.settings = settings
-        super().__init__(pool_maxsize=settings.pool_maxsize, max_retries=settings.retry())
+        retry = settings.retry(token_path=urlsplit(token_url).path if token_url else None)
+        super().__init__(pool_maxsize=settings.pool_maxsize, max_retries=retry)
 
     def __getstate__(self) -> NoReturn:
         # An SSLContext cannot be pickled; rebuilding it belongs to whoever holds the connection id.
@@ -240,7 +248,9 @@ class _PlainHttpRefused(HTTPAdapter):
         )
 
 
-def make_session(ssl_context: ssl.SSLContext, settings: TransportSettings | None = None) -> requests.Session:
+def make_session(
+    ssl_context: ssl.SSLContext, settings: TransportSettings | None = None, *, token_url: str | None = None
+) -> requests.Session:
     """A Session for the bank: TLS from ``ssl_context`` only, retries, timeouts, the egress proxy.
 
     One Session keeps its connections alive (one TLS handshake for many calls); requests does not
@@ -248,11 +258,12 @@ def make_session(ssl_context: ssl.SSLContext, settings: TransportSettings | None
 
     :param ssl_context: the client identity's context (``ClientIdentity.ssl_context()``).
     :param settings: timeouts, retries, pool size, proxy (defaults when None).
+    :param token_url: the token endpoint's URL: its POST is also retried after 502/504.
     """
     settings = settings or TransportSettings()
     session = requests.Session()
     session.trust_env = False  # see the module docstring: the environment changes nothing
     session.proxies = {"https": settings.proxy} if settings.proxy else {}
-    session.mount("https://", BankingApiAdapter(ssl_context, settings))
+    session.mount("https://", BankingApiAdapter(ssl_context, settings, token_url=token_url))
     session.mount("http://", _PlainHttpRefused())
     return session

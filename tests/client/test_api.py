@@ -32,6 +32,7 @@ from airflow_provider_bankapi.errors import (
     InvalidClientCertificateError,
     InvalidCredentialsError,
     RateLimitedError,
+    ServerError,
     TlsHandshakeError,
 )
 from airflow_provider_bankapi.sandbox import pki
@@ -413,7 +414,7 @@ def test_a_raw_session_sends_the_token_to_the_bank_only(bankapi_sandbox, client)
     assert bankapi_sandbox.counters() == before  # refused before any connection or token request
 
 
-# -- a deadline per attempt -----------------------------------------------------------------------
+# -- a deadline per attempt; the token POST retried on gateway errors ------------------------------
 
 TRICKLE_SETTINGS = TransportSettings(connect_timeout=2, read_timeout=2, max_retries=0)
 
@@ -454,3 +455,21 @@ def test_the_probe_ends_a_trickled_answer_at_the_deadline(bankapi_sandbox):
     assert time.monotonic() - started < 2 + 2 + 3
     assert (report.ok, report.step) == (False, "TLS handshake")
     assert "the whole answer took longer than 2 s" in report.message
+
+
+@pytest.mark.parametrize("kind", [pytest.param("502", id="502"), pytest.param("504", id="504")])
+def test_the_token_request_is_retried_on_a_gateway_error(bankapi_sandbox, client, kind):
+    bankapi_sandbox.inject_fault("/auth/token-v2", kind, count=2)
+    assert client.get_balance("123")["account_id"] == "123"
+    counters = bankapi_sandbox.counters()
+    assert (counters["faults_served"], counters["tokens_issued"]) == ({kind: 2}, 1)
+
+
+def test_a_token_request_failing_every_time_says_how_many_attempts(bankapi_sandbox, client):
+    bankapi_sandbox.inject_fault("/auth/token-v2", "504", count=10)
+    with pytest.raises(ServerError) as caught:
+        client.get_token()
+    attempts = FAST.max_retries + 1
+    assert bankapi_sandbox.counters()["faults_served"] == {"504": attempts}
+    assert f"answered 504 Gateway Timeout after {attempts} attempts" in caught.value.message
+    assert "retried with backoff" not in str(caught.value)

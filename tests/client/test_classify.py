@@ -237,11 +237,26 @@ def test_2xx_is_no_error(status):
     assert error_for_status(status, "", method="GET", path="/") is None
 
 
-def test_rate_limited_carries_retry_after_and_retries():
+def test_rate_limited_carries_retry_after_and_attempts():
     error = error_for_status(429, "", method="GET", path="/x", retry_after=7.0, retries=3)
     assert isinstance(error, RateLimitedError)
     assert error.retry_after == 7.0
-    assert "after 3 retries" in error.message
+    assert "after 4 attempts" in error.message
+
+
+@pytest.mark.parametrize(
+    ("status", "retries", "said"),
+    [
+        pytest.param(502, 0, "answered 502 Bad Gateway (sent once, not retried)", id="502-once"),
+        pytest.param(504, 1, "answered 504 Gateway Timeout after 2 attempts", id="504-twice"),
+        pytest.param(503, 3, "answered 503 Service Unavailable after 4 attempts", id="503-four-times"),
+        pytest.param(429, 0, "answered 429 Too Many Requests (sent once, not retried)", id="429-once"),
+    ],
+)
+def test_messages_say_how_many_attempts_were_made(status, retries, said):
+    error = error_for_status(status, "", method="POST", path="/auth/token-v2", retries=retries)
+    assert said in error.message
+    assert "retried with backoff" not in str(error)
 
 
 def test_message_names_the_call_and_the_phrase():

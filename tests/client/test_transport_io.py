@@ -279,7 +279,7 @@ def test_retries_exhausted(session, bank, bearer, kind, error_type):
     with pytest.raises(error_type) as caught:
         raise_for_bank_status(response, method="GET", path=BALANCE)
     assert bank.counters()["faults_served"] == {kind: FAST.max_retries + 1}
-    assert f"after {FAST.max_retries} retries" in caught.value.message
+    assert f"after {FAST.max_retries + 1} attempts" in caught.value.message
     if kind == "429":
         assert caught.value.retry_after == 0.0
 
@@ -302,6 +302,38 @@ def test_token_post_is_retried_on_429_and_503(session, bank, kind):
     assert response.status_code == 200
     assert retries_of(response) == 2
     assert bank.counters()["tokens_issued"] == 1
+
+
+@pytest.mark.parametrize("kind", [pytest.param("502", id="502"), pytest.param("504", id="504")])
+def test_token_post_is_retried_on_502_and_504(bank, context, kind):
+    bank.inject_fault(TOKEN, kind, count=2)
+    with make_session(context, FAST, token_url=bank.base_url + TOKEN) as session:
+        response = session.post(bank.base_url + TOKEN, json=credentials(bank))
+    assert response.status_code == 200
+    assert retries_of(response) == 2
+    counters = bank.counters()
+    assert (counters["faults_served"], counters["tokens_issued"]) == ({kind: 2}, 1)
+
+
+def test_token_post_gateway_errors_exhausted_say_how_many_attempts(bank, context):
+    bank.inject_fault(TOKEN, "502", count=FAST.max_retries + 5)
+    with make_session(context, FAST, token_url=bank.base_url + TOKEN) as session:
+        response = session.post(bank.base_url + TOKEN, json=credentials(bank))
+    with pytest.raises(ServerError) as caught:
+        raise_for_bank_status(response, method="POST", path=TOKEN)
+    assert bank.counters()["faults_served"] == {"502": FAST.max_retries + 1}
+    assert f"answered 502 Bad Gateway after {FAST.max_retries + 1} attempts" in caught.value.message
+
+
+def test_another_post_is_sent_once_on_502_and_says_so(bank, context):
+    bank.inject_fault("/accounts", "502", count=3)
+    with make_session(context, FAST, token_url=bank.base_url + TOKEN) as session:
+        response = session.post(bank.base_url + "/accounts", json={})
+    with pytest.raises(ServerError) as caught:
+        raise_for_bank_status(response, method="POST", path="/accounts")
+    assert bank.counters()["faults_served"] == {"502": 1}
+    assert "(sent once, not retried)" in caught.value.message
+    assert "retried with backoff" not in str(caught.value)
 
 
 def test_token_post_is_not_retried_after_a_dropped_connection(session, bank):
