@@ -51,7 +51,7 @@ HINT_RATE_LIMITED = (
     "The bank is throttling requests. Lower the concurrency (max_workers, pools) or let the token "
     "cache share one token (cache_scope host or cluster)."
 )
-HINT_SERVER_ERROR = "The bank's side failed; the call was retried with backoff. Try again later."
+HINT_SERVER_ERROR = "The bank's side failed. Try again later; if it keeps failing, ask the bank."
 HINT_CONNECTION_FAILED = (
     "Check the Base URL (host and port), that this worker can reach it (DNS, firewall, the egress proxy "
     "setting), and that the bank's environment is up."

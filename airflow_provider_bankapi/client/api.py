@@ -241,7 +241,9 @@ class BankingApiClient:
         try:
             session = self._idle_sessions.get_nowait()
         except queue.Empty:
-            session = make_session(self.identity.ssl_context(), self.settings.transport)
+            session = make_session(
+                self.identity.ssl_context(), self.settings.transport, token_url=self.token_url
+            )
             with self._sessions_lock:
                 self._all_sessions.append(session)
         try:
@@ -269,7 +271,7 @@ class BankingApiClient:
         want raw requests. URLs must be absolute and under the Base URL (``settings.url(path)`` makes one):
         any other is refused before a connection is made, so the token only ever goes to the bank.
         """
-        session = make_session(self.identity.ssl_context(), self.settings.transport)
+        session = make_session(self.identity.ssl_context(), self.settings.transport, token_url=self.token_url)
         session.auth = BankOnlyBearerAuth(self.settings.base_url, self.get_token)
         with self._sessions_lock:
             self._all_sessions.append(session)
@@ -353,6 +355,7 @@ class BankingApiClient:
                 identity.ssl_context(),
                 self.settings.base_url,
                 timeout=self.settings.transport.connect_timeout,
+                answer_timeout=self.settings.transport.read_timeout,
             )
             step = "token"
             token = self._fetch_token()

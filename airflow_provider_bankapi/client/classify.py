@@ -12,9 +12,12 @@ Decisions worth knowing:
   revoked or expired early: a plain :class:`ApiError` (``status_code`` 401) whose hint says so, so
   the API layer can drop the token, fetch a new one and retry once. Without a Bearer token (the
   token call) it points at both the credential and the certificate checklists.
-- A TLS terminator that rejects a client certificate answers 400 (nginx: "No required SSL
-  certificate was sent"), 495 or 496: :class:`InvalidClientCertificateError`, as the bank's own
-  401 Invalid Client Certificate.
+- A TLS terminator that rejects a client certificate answers with a page of its own (400/401/495/
+  496; nginx: "400 No required SSL certificate was sent", "400 The SSL certificate error"):
+  :class:`InvalidClientCertificateError`, as the bank's own 401 Invalid Client Certificate, with
+  the checklist that fits what the page says: no certificate was sent (the connection's fields),
+  or the certificate was not verified (the chain of this environment). The bank's own phrase keeps
+  its checklist (is the certificate the one bound to the credential).
 - The bank's phrase wins over the status for 4xx answers; 429 and 5xx keep their meaning whatever
   the body says.
 """
@@ -68,12 +71,29 @@ SCAN_LIMIT = 64 * 1024  # bytes of a body read to look for a phrase (a gateway p
 
 _PHRASE_PATTERNS = tuple((phrase, re.compile(rf"\b{re.escape(phrase.lower())}\b")) for phrase in BANK_PHRASES)
 _SEPARATORS = re.compile(r"[\s_\-]+")
-# What TLS terminators write when they refuse a client certificate (nginx, Envoy, AWS ALB, F5...).
-_CERTIFICATE_PAGE = re.compile(
-    r"ssl certificate|client certificate|certificate required|no required ssl|bad certificate"
-    r"|certificate (?:error|expired|revoked|unknown|verify)"
+# What TLS terminators write when they refuse a client certificate (nginx, Kong, Envoy, F5...),
+# matched on the normalised text (lower case, runs of spaces, "_" and "-" as one space).
+_NO_CERTIFICATE_PAGE = re.compile(
+    r"no required (?:ssl|tls) certificate|(?:ssl|tls|client) certificate (?:is )?(?:required|missing)"
+    r"|no (?:ssl |tls )?client certificate"
 )
+_UNVERIFIED_CERTIFICATE_PAGE = re.compile(
+    r"(?:ssl|tls) certificate error|certificate (?:failed )?verif|failed verification|unknown ca"
+    r"|bad certificate|certificate (?:has )?(?:expired|revoked|unknown)"
+)
+_CERTIFICATE_PAGE = re.compile(r"ssl certificate|tls certificate|client certificate")
 CERTIFICATE_PAGE_STATUSES = frozenset({400, 401, 495, 496})
+
+HINT_CERTIFICATE_NOT_SENT = (
+    "The bank's gateway received no client certificate. Check that the connection's certificate and "
+    "key fields are set (client_cert + client_private_key, or client_pfx_secret) and that the private "
+    "key matches the certificate."
+)
+HINT_CERTIFICATE_NOT_VERIFIED = (
+    "The bank's gateway could not verify the client certificate: it is not issued by a CA the bank "
+    "trusts for this environment (a certificate from another environment's chain?), it has expired, or "
+    "client_cert lacks its intermediates (leaf first, then intermediates)."
+)
 
 _SECRET_NAME = r"(?:token|secret|password|passwd|authorization|api_?key|private_?key)"
 _SECRET_KEY = re.compile(_SECRET_NAME, re.IGNORECASE)
@@ -144,9 +164,23 @@ def find_bank_phrase(text: str) -> str | None:
     return None
 
 
-def speaks_of_client_certificate(text: str) -> bool:
-    """Does this body read like a TLS terminator's "bad client certificate" page?"""
-    return bool(_CERTIFICATE_PAGE.search(_normalise(text)))
+def gateway_certificate_refusal(status: int, text: str) -> tuple[str, str] | None:
+    """What a TLS terminator's "bad client certificate" page says, as ``(what happened, hint)``.
+
+    :param status: the HTTP status (pages come as 400, 401, 495 or 496).
+    :param text: the body as text; only its first :data:`SCAN_LIMIT` characters are read.
+    :returns: None when the answer is not such a page.
+    """
+    if status not in CERTIFICATE_PAGE_STATUSES:
+        return None
+    page = _normalise(text[:SCAN_LIMIT])
+    if status == 496 or _NO_CERTIFICATE_PAGE.search(page):
+        return "the bank's gateway says no client certificate was sent", HINT_CERTIFICATE_NOT_SENT
+    if status == 495 or _UNVERIFIED_CERTIFICATE_PAGE.search(page):
+        return "the bank's gateway could not verify the client certificate", HINT_CERTIFICATE_NOT_VERIFIED
+    if _CERTIFICATE_PAGE.search(page):
+        return "the bank's gateway refused the client certificate", HINT_INVALID_CLIENT_CERTIFICATE
+    return None
 
 
 def _mask(value: Any) -> Any:
@@ -187,6 +221,15 @@ def _status_label(status: int) -> str:
         )
 
 
+def _attempts(status: int, retries: int) -> str:
+    # Say what really happened: how many times the request was sent, or that it was sent once.
+    if retries:
+        return f" after {retries + 1} attempts"
+    if status == 429 or (500 <= status < 600 and status not in (495, 496)):
+        return " (sent once, not retried)"
+    return ""
+
+
 def error_for_status(
     status: int,
     text: str,
@@ -205,7 +248,8 @@ def error_for_status(
     :param path: the path called (a query string is dropped).
     :param retry_after: the bank's ``Retry-After`` in seconds, if any.
     :param bearer_sent: whether the request carried a Bearer token.
-    :param retries: how many times the call was retried before this answer.
+    :param retries: how many times the call was retried before this answer (the message says how many
+        attempts were made, or that a 429/5xx was not retried).
     """
     if 200 <= status < 300:
         return None
@@ -213,7 +257,7 @@ def error_for_status(
     path = path.split("?", 1)[0]
     phrase = find_bank_phrase(text)
     excerpt = body_excerpt(text)
-    after = f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
+    after = _attempts(status, retries)
     fields: dict[str, Any] = {
         "status_code": status,
         "method": method,
@@ -238,13 +282,16 @@ def error_for_status(
             message(_status_label(status), with_excerpt=True), hint=HINT_SERVER_ERROR, **fields
         )
     label = f"{status} {phrase}" if phrase else _status_label(status)
-    if (
-        phrase == INVALID_CLIENT_CERTIFICATE
-        or status in (495, 496)
-        or (status in CERTIFICATE_PAGE_STATUSES and phrase is None and speaks_of_client_certificate(text))
-    ):
+    if phrase == INVALID_CLIENT_CERTIFICATE:
         return InvalidClientCertificateError(
-            message(label, with_excerpt=phrase is None), hint=HINT_INVALID_CLIENT_CERTIFICATE, **fields
+            message(label, with_excerpt=False), hint=HINT_INVALID_CLIENT_CERTIFICATE, **fields
+        )
+    refusal = gateway_certificate_refusal(status, text) if phrase is None or status in (495, 496) else None
+    if refusal is not None:
+        what, hint = refusal
+        detail = f": {excerpt}" if excerpt else ""
+        return InvalidClientCertificateError(
+            f"{method} {path} answered {label}: {what}{detail}", hint=hint, **fields
         )
     if phrase == INVALID_CREDENTIALS:
         return InvalidCredentialsError(

@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_bankapi.client.classify import error_for_status
+from airflow_provider_bankapi.client.deadline import AnswerDeadlineExceeded, time_left
 from airflow_provider_bankapi.client.transport_errors import (
     HINT_BAD_URL,
     HINT_PROXY,
@@ -45,7 +47,12 @@ class TlsSessionInfo:
 
 
 def probe_tls(
-    ssl_context: ssl.SSLContext, base_url: str, *, timeout: float, proxy: str | None = None
+    ssl_context: ssl.SSLContext,
+    base_url: str,
+    *,
+    timeout: float,
+    proxy: str | None = None,
+    answer_timeout: float | None = None,
 ) -> TlsSessionInfo:
     """Shake hands with the bank using ``ssl_context``, send ``GET`` on the base path, read the answer.
 
@@ -53,6 +60,8 @@ def probe_tls(
     :param base_url: the Banking API base URL (https).
     :param timeout: seconds for each step (connect, handshake, read).
     :param proxy: an http:// egress proxy to tunnel through (CONNECT), if any.
+    :param answer_timeout: seconds for the whole answer once the request is sent, however slowly it
+        trickles in (``timeout`` when None).
     :returns: the negotiated TLS version and cipher.
     :raises TlsHandshakeError: the bank's server is not trusted, or it refused the client certificate.
     :raises InvalidClientCertificateError: a TLS terminator answered with a "bad certificate" page.
@@ -74,7 +83,7 @@ def probe_tls(
             raise _tls_failure(exc, during) from exc
         with tls:
             info = TlsSessionInfo(tls.version() or "TLS", (tls.cipher() or ("unknown",))[0])
-            answer = _exchange(tls, host, port, path, during)
+            answer = _exchange(tls, host, port, path, during, answer_timeout or timeout)
     finally:
         raw.close()
     _check_answer(answer, path)
@@ -161,7 +170,9 @@ def _tls_failure(exc: BaseException, during: str) -> TlsHandshakeError | Connect
     return ConnectionFailedError(f"{during} failed: {type(exc).__name__}.", hint=HINT_CONNECTION_FAILED)
 
 
-def _exchange(tls: ssl.SSLSocket, host: str, port: int, path: str, during: str) -> bytes:
+def _exchange(
+    tls: ssl.SSLSocket, host: str, port: int, path: str, during: str, answer_timeout: float
+) -> bytes:
     # GET on the base path: no token, nothing happens at the bank, and any HTTP answer proves the
     # bank accepted the TLS session (401/404/405 are all fine here). GET rather than HEAD: a TLS
     # terminator's "bad client certificate" page says so in its body.
@@ -180,12 +191,21 @@ def _exchange(tls: ssl.SSLSocket, host: str, port: int, path: str, during: str) 
             raise _tls_failure(read_error, during) from write_error
         raise _tls_failure(write_error, during) from write_error
     answer = b""
+    deadline = time.monotonic() + answer_timeout
     try:
         while len(answer) < PROBE_READ_LIMIT:
+            tls.settimeout(time_left(deadline, answer_timeout))
             chunk = tls.recv(4096)
             if not chunk:
                 break
             answer += chunk
+    except (AnswerDeadlineExceeded, TimeoutError) as exc:
+        # A trickled answer: each read sees progress, the whole never ends in time.
+        raise ConnectionFailedError(
+            f"{during} failed: {AnswerDeadlineExceeded(answer_timeout)}.",
+            hint=HINT_CONNECTION_FAILED,
+            timed_out=True,
+        ) from exc
     except (ssl.SSLError, OSError) as exc:
         if not answer:
             raise _tls_failure(exc, during) from exc

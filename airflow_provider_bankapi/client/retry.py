@@ -12,7 +12,10 @@ connect error (refused, connect timeout)   retried                retried (nothi
 read error (dropped, read timeout)         retried                never (it may have run)
 429, 503                                   retried                retried (the bank refused
                                                                   the request, it did not run)
-500, 502, 504                              retried                never (it may have run)
+502, 504                                   retried                the token POST only (asking
+                                                                  again only issues another
+                                                                  token); others never
+500                                        retried                never (it may have run)
 400, 401, 403, 404, any other status       never                  never
 TLS failure (untrusted server, rejected    never                  never
 client certificate)
@@ -30,6 +33,7 @@ import random
 import re
 import time
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -53,6 +57,9 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # 429 (RFC 6585) and 503 say the server refused the request without acting on it: safe for any method.
 NOT_PROCESSED_STATUSES = frozenset({429, 503})
+# A gateway's 502/504 may hide a request that ran. For the client-credentials token POST that is
+# harmless: running it twice only issues a second token, and the first is simply never used.
+TOKEN_REISSUE_STATUSES = frozenset({502, 504})
 # A Retry-After beyond a day is nonsense for an API call; the cap only keeps arithmetic sane (the
 # total-wait budget decides whether it is honoured at all).
 RETRY_AFTER_CEILING = 86_400.0
@@ -62,10 +69,15 @@ Failure = Literal["connect", "read", "other"]
 _DIGITS = re.compile(r"\s*(\d+)\s*")
 
 
-def may_retry_status(method: str, status: int) -> bool:
-    """May a request with this method be sent again after this status?"""
+def may_retry_status(method: str, status: int, *, token_request: bool = False) -> bool:
+    """May a request with this method be sent again after this status?
+
+    :param token_request: True for the POST that asks the token endpoint for a token.
+    """
     if status not in RETRY_STATUSES:
         return False
+    if token_request and method.upper() == "POST" and status in TOKEN_REISSUE_STATUSES:
+        return True
     return method.upper() in IDEMPOTENT_METHODS or status in NOT_PROCESSED_STATUSES
 
 
@@ -175,6 +187,7 @@ class BankRetry(Retry):
     :param backoff_base: first backoff window, in seconds.
     :param backoff_max: largest backoff window, in seconds.
     :param max_total_wait: budget for all waits of one call, in seconds.
+    :param token_path: the token endpoint's URL path, whose POST may be repeated after 502/504.
     :param waited: seconds waited so far in this call (set by ``increment``).
     :param planned_wait: the wait before the attempt this value is for (set by ``increment``).
     :param uniform: random source for the jitter.
@@ -189,6 +202,7 @@ class BankRetry(Retry):
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         max_total_wait: float = 120.0,
+        token_path: str | None = None,
         waited: float = 0.0,
         planned_wait: float = 0.0,
         uniform: Callable[[float, float], float] = random.uniform,
@@ -207,6 +221,7 @@ class BankRetry(Retry):
         super().__init__(backoff_max=backoff_max, **urllib3_options)
         self.backoff_base = backoff_base
         self.max_total_wait = max_total_wait
+        self.token_path = token_path
         self.waited = waited
         self.planned_wait = planned_wait
         self._uniform = uniform
@@ -231,6 +246,7 @@ class BankRetry(Retry):
             "remove_headers_on_redirect": self.remove_headers_on_redirect,
             "backoff_base": self.backoff_base,
             "max_total_wait": self.max_total_wait,
+            "token_path": self.token_path,
             "waited": self.waited,
             "planned_wait": self.planned_wait,
             "uniform": self._uniform,
@@ -241,7 +257,17 @@ class BankRetry(Retry):
         return type(self)(**options)
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        return may_retry_status(method, status_code)
+        # urllib3 does not pass the URL here: a status only the token POST may repeat passes this
+        # first gate when a token path is known, and increment() decides on the URL.
+        return may_retry_status(method, status_code, token_request=self.token_path is not None)
+
+    def is_token_request(self, method: str | None, url: str | None) -> bool:
+        """Is this the POST that asks the token endpoint for a token?"""
+        return (
+            self.token_path is not None
+            and (method or "").upper() == "POST"
+            and urlsplit(url or "").path == self.token_path
+        )
 
     def increment(
         self,
@@ -254,6 +280,10 @@ class BankRetry(Retry):
     ) -> BankRetry:
         if error is not None and not may_retry_failure(method or "", failure_kind(error)):
             raise reraise(type(error), error, _stacktrace)
+        if response is not None and not may_retry_status(
+            method or "", response.status, token_request=self.is_token_request(method, url)
+        ):  # only the token POST may repeat this status: hand the answer back as it is
+            raise MaxRetryError(_pool, url or "", _response_error(response))  # type: ignore[arg-type]
         counted = super().increment(method, url, response, error, _pool, _stacktrace)  # may be exhausted
         retry_after = None
         if response is not None and self.respect_retry_after_header:

@@ -19,7 +19,10 @@ worker's shell (and ``.netrc`` cannot add credentials the connection did not ask
 ``http://`` is refused: the Bearer token would travel in clear.
 
 Every request gets the (connect, read) timeouts of the settings unless it passes its own; an
-explicit ``timeout=None`` also gets them, so a call to the bank never waits forever.
+explicit ``timeout=None`` (or a ``None`` part) also gets them, so a call to the bank never waits
+forever. The read timeout bounds the whole answer (status, headers and body), not each read: a
+server trickling its answer cannot stretch it (deadline.py), and one attempt lasts at most
+``connect_timeout + read_timeout``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
 from urllib3 import PoolManager, proxy_from_url
 
 from airflow_provider_bankapi.client.classify import json_body, raise_for_bank_status
+from airflow_provider_bankapi.client.deadline import use_answer_deadline
 from airflow_provider_bankapi.client.probe import TlsSessionInfo, probe_tls
 from airflow_provider_bankapi.client.retry import BankRetry
 from airflow_provider_bankapi.client.transport_errors import HINT_BAD_URL, map_transport_error
@@ -65,7 +69,8 @@ class TransportSettings:
     """How to talk to the bank: timeouts, retries, pool size, egress proxy.
 
     :param connect_timeout: seconds to set up a connection (TCP + TLS).
-    :param read_timeout: seconds to wait for each read of an answer.
+    :param read_timeout: seconds for the whole answer (status, headers and body) once the request
+        is sent, however slowly it trickles in; an attempt lasts at most connect + read timeout.
     :param max_retries: retries after the first attempt, where retrying is safe (see retry.py).
     :param backoff_base: first backoff window in seconds (full jitter, doubling each retry).
     :param backoff_max: largest backoff window in seconds.
@@ -117,13 +122,17 @@ class TransportSettings:
         """The (connect, read) pair requests takes."""
         return (self.connect_timeout, self.read_timeout)
 
-    def retry(self) -> BankRetry:
-        """The retry policy of one call (a fresh value; urllib3 derives one per attempt)."""
+    def retry(self, *, token_path: str | None = None) -> BankRetry:
+        """The retry policy of one call (a fresh value; urllib3 derives one per attempt).
+
+        :param token_path: the token endpoint's URL path: its POST may be repeated after 502/504.
+        """
         return BankRetry(
             self.max_retries,
             backoff_base=self.backoff_base,
             backoff_max=self.backoff_max,
             max_total_wait=self.max_total_wait,
+            token_path=token_path,
         )
 
 
@@ -138,13 +147,17 @@ class BankingApiAdapter(HTTPAdapter):
 
     :param ssl_context: the client identity's context (client certificate + the bank's CA).
     :param settings: timeouts, retries, pool size.
+    :param token_url: the token endpoint's URL, so that its POST is retried as a token request.
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext, settings: TransportSettings) -> None:
+    def __init__(
+        self, ssl_context: ssl.SSLContext, settings: TransportSettings, *, token_url: str | None = None
+    ) -> None:
         # Set before super().__init__(), which builds the pool manager through init_poolmanager().
         self.ssl_context = ssl_context
         self.settings = settings
-        super().__init__(pool_maxsize=settings.pool_maxsize, max_retries=settings.retry())
+        retry = settings.retry(token_path=urlsplit(token_url).path if token_url else None)
+        super().__init__(pool_maxsize=settings.pool_maxsize, max_retries=retry)
 
     def __getstate__(self) -> NoReturn:
         # An SSLContext cannot be pickled; rebuilding it belongs to whoever holds the connection id.
@@ -156,8 +169,8 @@ class BankingApiAdapter(HTTPAdapter):
         self._pool_connections = connections
         self._pool_maxsize = maxsize
         self._pool_block = block
-        self.poolmanager = PoolManager(
-            num_pools=connections, maxsize=maxsize, block=block, ssl_context=self.ssl_context
+        self.poolmanager = use_answer_deadline(
+            PoolManager(num_pools=connections, maxsize=maxsize, block=block, ssl_context=self.ssl_context)
         )
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
@@ -165,13 +178,15 @@ class BankingApiAdapter(HTTPAdapter):
             # https targets go through CONNECT: the tunnel carries our TLS, the proxy never sees it.
             # The proxy's own TLS (an https:// proxy) keeps urllib3's default context: the client
             # certificate is for the bank only.
-            self.proxy_manager[proxy] = proxy_from_url(
-                proxy,
-                proxy_headers=self.proxy_headers(proxy),
-                num_pools=self._pool_connections,
-                maxsize=self._pool_maxsize,
-                block=self._pool_block,
-                ssl_context=self.ssl_context,
+            self.proxy_manager[proxy] = use_answer_deadline(
+                proxy_from_url(
+                    proxy,
+                    proxy_headers=self.proxy_headers(proxy),
+                    num_pools=self._pool_connections,
+                    maxsize=self._pool_maxsize,
+                    block=self._pool_block,
+                    ssl_context=self.ssl_context,
+                )
             )
         return self.proxy_manager[proxy]
 
@@ -201,9 +216,26 @@ class BankingApiAdapter(HTTPAdapter):
             raise ConfigurationError(
                 f"{what} conflicts with the connection's TLS identity and is refused.", hint=HINT_TLS_OWNED
             )
+        return super().send(
+            request,
+            stream=stream,
+            timeout=self._timeouts(timeout),
+            verify=True,
+            cert=None,
+            proxies=proxies,
+        )
+
+    def _timeouts(self, timeout: Any) -> Any:
+        """The request's (connect, read) timeouts, the settings' standing in for any that is None."""
         if timeout is None:
-            timeout = self.settings.timeout
-        return super().send(request, stream=stream, timeout=timeout, verify=True, cert=None, proxies=proxies)
+            return self.settings.timeout
+        if isinstance(timeout, tuple) and len(timeout) == 2:
+            connect, read = timeout
+            return (
+                self.settings.connect_timeout if connect is None else connect,
+                self.settings.read_timeout if read is None else read,
+            )
+        return timeout  # a number (both parts) or a urllib3 Timeout, as requests takes them
 
 
 class _PlainHttpRefused(HTTPAdapter):
@@ -216,7 +248,9 @@ class _PlainHttpRefused(HTTPAdapter):
         )
 
 
-def make_session(ssl_context: ssl.SSLContext, settings: TransportSettings | None = None) -> requests.Session:
+def make_session(
+    ssl_context: ssl.SSLContext, settings: TransportSettings | None = None, *, token_url: str | None = None
+) -> requests.Session:
     """A Session for the bank: TLS from ``ssl_context`` only, retries, timeouts, the egress proxy.
 
     One Session keeps its connections alive (one TLS handshake for many calls); requests does not
@@ -224,11 +258,12 @@ def make_session(ssl_context: ssl.SSLContext, settings: TransportSettings | None
 
     :param ssl_context: the client identity's context (``ClientIdentity.ssl_context()``).
     :param settings: timeouts, retries, pool size, proxy (defaults when None).
+    :param token_url: the token endpoint's URL: its POST is also retried after 502/504.
     """
     settings = settings or TransportSettings()
     session = requests.Session()
     session.trust_env = False  # see the module docstring: the environment changes nothing
     session.proxies = {"https": settings.proxy} if settings.proxy else {}
-    session.mount("https://", BankingApiAdapter(ssl_context, settings))
+    session.mount("https://", BankingApiAdapter(ssl_context, settings, token_url=token_url))
     session.mount("http://", _PlainHttpRefused())
     return session

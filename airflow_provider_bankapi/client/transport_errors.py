@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import requests
 from urllib3 import exceptions as urllib3_errors
 
+from airflow_provider_bankapi.client.deadline import AnswerDeadlineExceeded
 from airflow_provider_bankapi.errors import (
     HINT_CLIENT_CERTIFICATE_REJECTED,
     HINT_CONNECTION_FAILED,
@@ -249,6 +250,13 @@ def map_transport_error(exc: BaseException, *, method: str, path: str) -> Bankin
     if any(isinstance(error, urllib3_errors.NewConnectionError) for error in causes):
         inner = _innermost_os_error(causes) or "connection failed"
         return failed(f"could not connect to {where}: {inner}")
+    deadline = next((error for error in causes if isinstance(error, AnswerDeadlineExceeded)), None)
+    if deadline is not None:
+        return failed(
+            f"{deadline} (from {where}; read_timeout bounds the whole answer, not each read)",
+            timed_out=True,
+            request_sent=True,
+        )
     if any(
         isinstance(error, (requests.exceptions.ReadTimeout, urllib3_errors.ReadTimeoutError))
         for error in causes

@@ -225,10 +225,11 @@ class Sandbox:
 
         :param path: relative to the base URL (``"/accounts/123/balance"``, ``"/auth/token-v2"``),
             the full path, or ``"*"`` for any path.
-        :param kind: ``"429"`` (with Retry-After, 1 s by default), ``"503"``, ``"drop"`` (the
-            connection closes without a response) or ``"hang"`` (no response until the client gives up).
+        :param kind: ``"429"`` (with Retry-After, 1 s by default), ``"502"``, ``"503"``, ``"504"``,
+            ``"drop"`` (the connection closes without a response), ``"hang"`` (no response until the
+            client gives up) or ``"trickle"`` (a 200 whose body comes one byte every half second).
         :param count: how many requests in a row.
-        :param retry_after: the Retry-After header in seconds (429 and 503).
+        :param retry_after: the Retry-After header in seconds (429, 502, 503, 504).
         :param after: requests to ``path`` let through first (``after=1``: page 2 of a paginated read fails).
         """
         self._control.call(

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bankapi.sandbox.bank import BankApi, Request, Response, error
-from airflow_provider_bankapi.sandbox.state import HANG_LIMIT_SECONDS
+from airflow_provider_bankapi.sandbox.state import HANG_LIMIT_SECONDS, TRICKLE_INTERVAL_SECONDS
 
 if TYPE_CHECKING:
     from airflow_provider_bankapi.sandbox.provision import Layout
@@ -199,11 +199,32 @@ class BankRequestHandler(BaseHTTPRequestHandler):
             self.server.state.stopping.wait(HANG_LIMIT_SECONDS)
             self.close_connection = True
             return
+        if fault.kind == "trickle":
+            self._trickle()
+            return
         headers = (("Retry-After", str(fault.retry_after)),) if fault.retry_after is not None else ()
-        if fault.kind == "429":
-            self._send(error(429, "too_many_requests", "Too Many Requests", "injected fault", headers))
-        else:
-            self._send(error(503, "service_unavailable", "Service Unavailable", "injected fault", headers))
+        status = HTTPStatus(int(fault.kind))
+        code = status.phrase.lower().replace(" ", "_")
+        self._send(error(status.value, code, status.phrase, "injected fault", headers))
+
+    def _trickle(self) -> None:
+        # A 200 whose body comes one byte at a time: each read sees progress, the whole never ends
+        # in any sane time. The client going away (or the sandbox stopping) ends it.
+        payload = json.dumps({"trickled": "." * 40}).encode()
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        stopping = self.server.state.stopping
+        try:
+            for index in range(len(payload)):
+                self.wfile.write(payload[index : index + 1])
+                if stopping.wait(TRICKLE_INTERVAL_SECONDS):
+                    return
+        except OSError:
+            return  # the client gave up: that is the point
 
     def _send(self, response: Response, *, close: bool = False) -> None:
         payload = json.dumps(response.body).encode()

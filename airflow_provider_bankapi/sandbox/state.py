@@ -18,11 +18,13 @@ from airflow_provider_bankapi.sandbox.provision import BASE_PATH
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-FAULT_KINDS = ("429", "503", "drop", "hang")
+FAULT_KINDS = ("429", "502", "503", "504", "drop", "hang", "trickle")
 ANY_PATH = "*"
 # How long a "hang" fault holds a request when nobody stops the server: longer than any sane
 # client read timeout, short enough that a forgotten hang does not pin a thread for good.
 HANG_LIMIT_SECONDS = 120.0
+# A "trickle" fault sends a 200 whose JSON body arrives one byte per this many seconds.
+TRICKLE_INTERVAL_SECONDS = 0.5
 
 
 def fault_path(path: str) -> str:

@@ -7,9 +7,11 @@ import logging
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from airflow_provider_bankapi.client.api import (
     BankingApiClient,
@@ -20,15 +22,17 @@ from airflow_provider_bankapi.client.api import (
 from airflow_provider_bankapi.client.host_store import HostTokenStore
 from airflow_provider_bankapi.client.identity import IdentityMaterial
 from airflow_provider_bankapi.client.tokens import MemoryTokenStore
-from airflow_provider_bankapi.client.transport import TransportSettings
+from airflow_provider_bankapi.client.transport import TransportSettings, map_transport_error
 from airflow_provider_bankapi.errors import (
     ApiError,
     ClientIdentityError,
     ConfigurationError,
+    ConnectionFailedError,
     ForbiddenError,
     InvalidClientCertificateError,
     InvalidCredentialsError,
     RateLimitedError,
+    ServerError,
     TlsHandshakeError,
 )
 from airflow_provider_bankapi.sandbox import pki
@@ -408,3 +412,64 @@ def test_a_raw_session_sends_the_token_to_the_bank_only(bankapi_sandbox, client)
     assert answer.json()["account_id"] == "7"
     assert caught.value.field == "endpoint"
     assert bankapi_sandbox.counters() == before  # refused before any connection or token request
+
+
+# -- a deadline per attempt; the token POST retried on gateway errors ------------------------------
+
+TRICKLE_SETTINGS = TransportSettings(connect_timeout=2, read_timeout=2, max_retries=0)
+
+
+@pytest.mark.parametrize(
+    "entry_point",
+    [
+        pytest.param(lambda client: client.get_balance("123"), id="client-call"),
+        pytest.param(
+            lambda client: client.session().get(client.settings.url("/accounts/123/balance")),
+            id="raw-session",
+        ),
+    ],
+)
+def test_a_trickled_balance_ends_at_the_deadline(bankapi_sandbox, entry_point):
+    settings = settings_for(bankapi_sandbox, transport=TRICKLE_SETTINGS)
+    with BankingApiClient(settings, token_stores=[MemoryTokenStore()]) as client:
+        client.get_token()
+        bankapi_sandbox.inject_fault("/accounts/123/balance", "trickle")  # one byte per 0.5 s
+        started = time.monotonic()
+        with pytest.raises((ConnectionFailedError, requests.RequestException)) as caught:
+            entry_point(client)
+        elapsed = time.monotonic() - started
+    # A raw Session raises requests' own error; the client maps it the same way.
+    error = map_transport_error(caught.value, method="GET", path="/accounts/123/balance")
+    assert isinstance(error, ConnectionFailedError)
+    assert error.timed_out
+    assert "the whole answer took longer than 2 s" in error.message
+    assert elapsed < 2 + 2 + 3  # connect + answer timeouts, with a generous margin
+
+
+def test_the_probe_ends_a_trickled_answer_at_the_deadline(bankapi_sandbox):
+    settings = settings_for(bankapi_sandbox, transport=TRICKLE_SETTINGS)
+    bankapi_sandbox.inject_fault("*", "trickle")
+    client = BankingApiClient(settings, token_stores=[])
+    started = time.monotonic()
+    report = client.probe()
+    assert time.monotonic() - started < 2 + 2 + 3
+    assert (report.ok, report.step) == (False, "TLS handshake")
+    assert "the whole answer took longer than 2 s" in report.message
+
+
+@pytest.mark.parametrize("kind", [pytest.param("502", id="502"), pytest.param("504", id="504")])
+def test_the_token_request_is_retried_on_a_gateway_error(bankapi_sandbox, client, kind):
+    bankapi_sandbox.inject_fault("/auth/token-v2", kind, count=2)
+    assert client.get_balance("123")["account_id"] == "123"
+    counters = bankapi_sandbox.counters()
+    assert (counters["faults_served"], counters["tokens_issued"]) == ({kind: 2}, 1)
+
+
+def test_a_token_request_failing_every_time_says_how_many_attempts(bankapi_sandbox, client):
+    bankapi_sandbox.inject_fault("/auth/token-v2", "504", count=10)
+    with pytest.raises(ServerError) as caught:
+        client.get_token()
+    attempts = FAST.max_retries + 1
+    assert bankapi_sandbox.counters()["faults_served"] == {"504": attempts}
+    assert f"answered 504 Gateway Timeout after {attempts} attempts" in caught.value.message
+    assert "retried with backoff" not in str(caught.value)

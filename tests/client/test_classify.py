@@ -12,11 +12,15 @@ from hypothesis import strategies as st
 from airflow_provider_bankapi.client.classify import (
     BANK_PHRASES,
     EXCERPT_LIMIT,
+    HINT_CERTIFICATE_NOT_SENT,
+    HINT_CERTIFICATE_NOT_VERIFIED,
     HINT_TOKEN_REFUSED,
     HINT_UNAUTHENTICATED,
+    SCAN_LIMIT,
     body_excerpt,
     error_for_status,
     find_bank_phrase,
+    gateway_certificate_refusal,
     json_body,
     raise_for_bank_status,
     scrub,
@@ -39,6 +43,13 @@ NGINX_NO_CERT = (
     "<html>\r\n<head><title>400 No required SSL certificate was sent</title></head>\r\n<body>\r\n"
     "<center><h1>400 Bad Request</h1></center>\r\n<center>No required SSL certificate was sent</center>\r\n"
     "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+# nginx 1.22 (ssl_verify_client on) as it answers a client certificate its CA did not sign, or an
+# expired one; byte for byte, with the default server_tokens.
+NGINX_CERT_ERROR = (
+    "<html>\r\n<head><title>400 The SSL certificate error</title></head>\r\n<body>\r\n"
+    "<center><h1>400 Bad Request</h1></center>\r\n<center>The SSL certificate error</center>\r\n"
+    "<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n"
 )
 
 
@@ -175,7 +186,7 @@ def test_no_phrase_in_json_without_one(value):
             NGINX_NO_CERT,
             False,
             InvalidClientCertificateError,
-            HINT_INVALID_CLIENT_CERTIFICATE,
+            HINT_CERTIFICATE_NOT_SENT,
             None,
             id="400-nginx-no-certificate",
         ),
@@ -184,19 +195,19 @@ def test_no_phrase_in_json_without_one(value):
             "<html><title>400 The SSL certificate error</title></html>",
             False,
             InvalidClientCertificateError,
-            HINT_INVALID_CLIENT_CERTIFICATE,
+            HINT_CERTIFICATE_NOT_VERIFIED,
             None,
             id="400-ssl-cert-error",
         ),
         pytest.param(
-            495, "", False, InvalidClientCertificateError, HINT_INVALID_CLIENT_CERTIFICATE, None, id="495"
+            495, "", False, InvalidClientCertificateError, HINT_CERTIFICATE_NOT_VERIFIED, None, id="495"
         ),
         pytest.param(
             496,
             "SSL Certificate Required",
             False,
             InvalidClientCertificateError,
-            HINT_INVALID_CLIENT_CERTIFICATE,
+            HINT_CERTIFICATE_NOT_SENT,
             None,
             id="496",
         ),
@@ -232,16 +243,110 @@ def test_error_for_status(status, body, bearer, error_type, hint, bank_reason):
     assert (error.status_code, error.method, error.path) == (status, "GET", "/accounts/1/balance")
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "hint", "what"),
+    [
+        pytest.param(
+            400, NGINX_NO_CERT, HINT_CERTIFICATE_NOT_SENT, "no client certificate was sent", id="nginx-none"
+        ),
+        pytest.param(
+            400,
+            NGINX_NO_CERT.replace("<center>nginx</center>", "<center>nginx/1.22.1</center>"),
+            HINT_CERTIFICATE_NOT_SENT,
+            "no client certificate was sent",
+            id="nginx-none-with-version",
+        ),
+        pytest.param(
+            400, NGINX_CERT_ERROR, HINT_CERTIFICATE_NOT_VERIFIED, "could not verify", id="nginx-not-verified"
+        ),
+        pytest.param(
+            401,
+            '{"message": "No required TLS certificate was sent"}',
+            HINT_CERTIFICATE_NOT_SENT,
+            "no client certificate was sent",
+            id="kong-none",
+        ),
+        pytest.param(
+            401,
+            '{"message": "TLS certificate failed verification"}',
+            HINT_CERTIFICATE_NOT_VERIFIED,
+            "could not verify",
+            id="kong-not-verified",
+        ),
+        pytest.param(
+            495,
+            "<h1>SSL Certificate Error</h1>",
+            HINT_CERTIFICATE_NOT_VERIFIED,
+            "could not verify",
+            id="495-page",
+        ),
+        pytest.param(
+            496, "<h1>SSL Certificate Required</h1>", HINT_CERTIFICATE_NOT_SENT, "no client", id="496-page"
+        ),
+        pytest.param(
+            400,
+            "<html><body>Client certificate rejected</body></html>",
+            HINT_INVALID_CLIENT_CERTIFICATE,
+            "refused the client certificate",
+            id="other-certificate-page",
+        ),
+        pytest.param(
+            401,
+            '{"message": "Invalid Client Certificate"}',
+            HINT_INVALID_CLIENT_CERTIFICATE,
+            "401 Invalid Client Certificate",
+            id="the-banks-own-not-bound",
+        ),
+    ],
+)
+def test_gateway_certificate_pages_get_the_checklist_that_fits(status, body, hint, what):
+    error = error_for_status(status, body, method="POST", path="/auth/token-v2")
+    assert type(error) is InvalidClientCertificateError
+    assert error.hint == hint
+    assert what in error.message
+    assert error.status_code == status
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            "<html><center>The plain HTTP request was sent to HTTPS port</center></html>", id="plain"
+        ),
+        pytest.param('{"error": "invalid_request"}', id="json"),
+        pytest.param("x" * SCAN_LIMIT + "No required SSL certificate was sent", id="phrase-past-the-cap"),
+    ],
+)
+def test_other_400_pages_are_not_certificate_refusals(body):
+    assert gateway_certificate_refusal(400, body) is None
+    assert type(error_for_status(400, body, method="GET", path="/x")) is ApiError
+
+
 @pytest.mark.parametrize("status", [pytest.param(s, id=str(s)) for s in (200, 201, 204, 299)])
 def test_2xx_is_no_error(status):
     assert error_for_status(status, "", method="GET", path="/") is None
 
 
-def test_rate_limited_carries_retry_after_and_retries():
+def test_rate_limited_carries_retry_after_and_attempts():
     error = error_for_status(429, "", method="GET", path="/x", retry_after=7.0, retries=3)
     assert isinstance(error, RateLimitedError)
     assert error.retry_after == 7.0
-    assert "after 3 retries" in error.message
+    assert "after 4 attempts" in error.message
+
+
+@pytest.mark.parametrize(
+    ("status", "retries", "said"),
+    [
+        pytest.param(502, 0, "answered 502 Bad Gateway (sent once, not retried)", id="502-once"),
+        pytest.param(504, 1, "answered 504 Gateway Timeout after 2 attempts", id="504-twice"),
+        pytest.param(503, 3, "answered 503 Service Unavailable after 4 attempts", id="503-four-times"),
+        pytest.param(429, 0, "answered 429 Too Many Requests (sent once, not retried)", id="429-once"),
+    ],
+)
+def test_messages_say_how_many_attempts_were_made(status, retries, said):
+    error = error_for_status(status, "", method="POST", path="/auth/token-v2", retries=retries)
+    assert said in error.message
+    assert "retried with backoff" not in str(error)
 
 
 def test_message_names_the_call_and_the_phrase():

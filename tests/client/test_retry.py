@@ -71,6 +71,23 @@ def test_may_retry_status(method, status, expected):
 
 
 @pytest.mark.parametrize(
+    ("method", "status", "expected"),
+    [
+        pytest.param("POST", 502, True, id="post-502-reissues"),
+        pytest.param("POST", 504, True, id="post-504-reissues"),
+        pytest.param("post", 504, True, id="lowercase-method"),
+        pytest.param("POST", 503, True, id="post-503"),
+        pytest.param("POST", 429, True, id="post-429"),
+        pytest.param("POST", 500, False, id="post-500-still-not"),
+        pytest.param("POST", 400, False, id="post-400"),
+        pytest.param("POST", 401, False, id="post-401"),
+    ],
+)
+def test_the_token_post_may_repeat_after_a_gateway_error(method, status, expected):
+    assert may_retry_status(method, status, token_request=True) is expected
+
+
+@pytest.mark.parametrize(
     ("method", "failure", "expected"),
     [
         pytest.param("GET", "connect", True, id="get-connect"),
@@ -306,10 +323,41 @@ def test_safe_failures_are_retried(method, error):
     assert following.planned_wait == 0.25
 
 
+TOKEN_PATH = "/public/gw_banking/v1/auth/token-v2"
+
+
+@pytest.mark.parametrize("status", [pytest.param(502, id="502"), pytest.param(504, id="504")])
+def test_the_token_post_is_retried_after_a_gateway_error(status):
+    policy, sleeps = _policy(max_retries=3, backoff_base=0.5, token_path=TOKEN_PATH)
+    assert policy.is_retry("POST", status)
+    following = policy.increment("POST", TOKEN_PATH, response=_response(status))
+    following.sleep()
+    assert (following.total, len(following.history), sleeps) == (2, 1, [0.5])
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "token_path"),
+    [
+        pytest.param("POST", "/public/gw_banking/v1/accounts", TOKEN_PATH, id="another-post"),
+        pytest.param("POST", TOKEN_PATH + "-v3", TOKEN_PATH, id="a-longer-path"),
+        pytest.param("POST", TOKEN_PATH, None, id="token-path-unknown"),
+        pytest.param("PATCH", TOKEN_PATH, TOKEN_PATH, id="not-a-post"),
+    ],
+)
+def test_only_the_token_post_is_retried_after_a_gateway_error(method, url, token_path):
+    policy, sleeps = _policy(max_retries=3, token_path=token_path)
+    with pytest.raises(MaxRetryError):  # urllib3 then hands the 502 back as it is
+        policy.increment(method, url, response=_response(502))
+    assert sleeps == []
+
+
 def test_new_keeps_every_setting():
-    policy, _ = _policy(max_retries=4, backoff_base=0.1, backoff_max=2.0, max_total_wait=9.0)
+    policy, _ = _policy(
+        max_retries=4, backoff_base=0.1, backoff_max=2.0, max_total_wait=9.0, token_path=TOKEN_PATH
+    )
     copy = policy.new()
     assert (copy.total, copy.backoff_base, copy.backoff_max, copy.max_total_wait) == (4, 0.1, 2.0, 9.0)
+    assert copy.token_path == TOKEN_PATH
     assert copy.raise_on_status is False
     assert copy._sleep is policy._sleep
     assert copy._uniform is policy._uniform

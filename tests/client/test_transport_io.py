@@ -8,6 +8,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -200,6 +201,37 @@ def test_default_timeouts_apply_to_every_request(bank, context):
     assert error.request_sent
 
 
+@pytest.mark.parametrize(
+    ("settings", "timeout", "attempt"),
+    [
+        pytest.param(TransportSettings(connect_timeout=2, read_timeout=2), None, (2, 2), id="settings"),
+        pytest.param(TransportSettings(), 2, (2, 2), id="per-request-timeout"),
+        pytest.param(TransportSettings(read_timeout=2), (3, None), (3, 2), id="none-part-from-settings"),
+    ],
+)
+def test_a_trickled_answer_ends_at_the_deadline(bank, context, settings, timeout, attempt):
+    connect, read = attempt
+    bank.inject_fault(BALANCE, "trickle")  # a 200 whose body comes one byte per 0.5 s
+    with make_session(context, settings) as session:
+        started = time.monotonic()
+        with pytest.raises(requests.RequestException) as caught:
+            session.get(bank.base_url + BALANCE, timeout=timeout)
+        elapsed = time.monotonic() - started
+    error = map_transport_error(caught.value, method="GET", path=BALANCE)
+    assert isinstance(error, ConnectionFailedError)
+    assert (error.timed_out, error.request_sent) == (True, True)
+    assert f"the whole answer took longer than {read:g} s" in error.message
+    # One attempt lasts at most connect + read timeout; a generous margin, not a benchmark.
+    assert elapsed < connect + read + 3
+
+
+def test_the_answer_deadline_leaves_a_prompt_answer_and_the_next_call_alone(session, bank, bearer):
+    # Many calls on one kept-alive connection: the deadline is per answer, not per connection.
+    for _ in range(20):
+        assert session.get(bank.base_url + BALANCE, headers=bearer, timeout=(5, 0.5)).status_code == 200
+    assert bank.counters()["tls_connections"] == 1
+
+
 def test_pool_sized_for_the_threads_sharing_it(bank, context, caplog):
     threads = 6
     settings = TransportSettings(connect_timeout=5, read_timeout=5, pool_maxsize=threads)
@@ -247,7 +279,7 @@ def test_retries_exhausted(session, bank, bearer, kind, error_type):
     with pytest.raises(error_type) as caught:
         raise_for_bank_status(response, method="GET", path=BALANCE)
     assert bank.counters()["faults_served"] == {kind: FAST.max_retries + 1}
-    assert f"after {FAST.max_retries} retries" in caught.value.message
+    assert f"after {FAST.max_retries + 1} attempts" in caught.value.message
     if kind == "429":
         assert caught.value.retry_after == 0.0
 
@@ -270,6 +302,38 @@ def test_token_post_is_retried_on_429_and_503(session, bank, kind):
     assert response.status_code == 200
     assert retries_of(response) == 2
     assert bank.counters()["tokens_issued"] == 1
+
+
+@pytest.mark.parametrize("kind", [pytest.param("502", id="502"), pytest.param("504", id="504")])
+def test_token_post_is_retried_on_502_and_504(bank, context, kind):
+    bank.inject_fault(TOKEN, kind, count=2)
+    with make_session(context, FAST, token_url=bank.base_url + TOKEN) as session:
+        response = session.post(bank.base_url + TOKEN, json=credentials(bank))
+    assert response.status_code == 200
+    assert retries_of(response) == 2
+    counters = bank.counters()
+    assert (counters["faults_served"], counters["tokens_issued"]) == ({kind: 2}, 1)
+
+
+def test_token_post_gateway_errors_exhausted_say_how_many_attempts(bank, context):
+    bank.inject_fault(TOKEN, "502", count=FAST.max_retries + 5)
+    with make_session(context, FAST, token_url=bank.base_url + TOKEN) as session:
+        response = session.post(bank.base_url + TOKEN, json=credentials(bank))
+    with pytest.raises(ServerError) as caught:
+        raise_for_bank_status(response, method="POST", path=TOKEN)
+    assert bank.counters()["faults_served"] == {"502": FAST.max_retries + 1}
+    assert f"answered 502 Bad Gateway after {FAST.max_retries + 1} attempts" in caught.value.message
+
+
+def test_another_post_is_sent_once_on_502_and_says_so(bank, context):
+    bank.inject_fault("/accounts", "502", count=3)
+    with make_session(context, FAST, token_url=bank.base_url + TOKEN) as session:
+        response = session.post(bank.base_url + "/accounts", json={})
+    with pytest.raises(ServerError) as caught:
+        raise_for_bank_status(response, method="POST", path="/accounts")
+    assert bank.counters()["faults_served"] == {"502": 1}
+    assert "(sent once, not retried)" in caught.value.message
+    assert "retried with backoff" not in str(caught.value)
 
 
 def test_token_post_is_not_retried_after_a_dropped_connection(session, bank):

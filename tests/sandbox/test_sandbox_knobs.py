@@ -54,6 +54,33 @@ def test_503_on_the_token_endpoint(client, sandbox, path):
     assert (counters["tokens_issued"], counters["api_requests"]) == (1, 0)
 
 
+@pytest.mark.parametrize(
+    ("kind", "phrase"),
+    [pytest.param("502", "Bad Gateway", id="502"), pytest.param("504", "Gateway Timeout", id="504")],
+)
+def test_gateway_errors_on_the_token_endpoint(client, sandbox, kind, phrase):
+    sandbox.inject_fault("/auth/token-v2", kind, count=2)
+    for _ in range(2):
+        response = client.token()
+        assert (response.status_code, response.json()["message"]) == (int(kind), phrase)
+    assert client.token().status_code == 200
+    counters = sandbox.counters()
+    assert (counters["faults_served"], counters["tokens_issued"]) == ({kind: 2}, 1)
+
+
+def test_trickle_sends_a_200_whose_body_comes_byte_by_byte(client, sandbox):
+    token = client.access_token()
+    sandbox.inject_fault(BALANCE, "trickle")
+    with client.session.get(
+        f"{sandbox.base_url}{BALANCE}", headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=5
+    ) as response:
+        assert response.status_code == 200
+        assert int(response.headers["Content-Length"]) > 40
+        assert response.raw.read(3) == b'{"t'  # three reads of one byte, each in time
+    assert sandbox.counters()["faults_served"] == {"trickle": 1}
+    assert client.balance(token).status_code == 200
+
+
 def test_fault_on_any_path(client, sandbox):
     token = client.access_token()
     sandbox.inject_fault("*", "503", count=2, retry_after=3)

@@ -261,6 +261,23 @@ def test_a_call_hanging_past_the_deadline_ends_with_a_timeout_event(bankapi_sand
     assert time.time() >= deadline - CLOCK_SLACK
 
 
+def test_a_trickled_answer_ends_the_poll_at_its_deadline_and_the_next_poll_succeeds(
+    bankapi_sandbox, connection, monkeypatch
+):
+    connection["extra"]["timeout"] = 2  # the whole answer within 2 s, connecting within 2 s
+    use_connection(monkeypatch, connection)
+    BankingApiHook(bankapi_conn_id="bankapi_default").get_token()  # the trickle is on the balance only
+    bankapi_sandbox.inject_fault("/accounts/123/balance", "trickle", count=1)
+    trigger = trigger_for(condition=RICH, deadline=time.time() + 20)
+
+    event = first_event(trigger)
+
+    assert (event.payload["status"], event.payload["polls"]) == ("success", 2)
+    first_poll = trigger.polls[0][1] - trigger.polls[0][0]
+    assert first_poll < 2 + 2 + 3  # one attempt: connect + answer timeouts, with a generous margin
+    assert bankapi_sandbox.counters()["faults_served"] == {"trickle": 1}
+
+
 def test_the_event_loop_keeps_running_while_the_bank_is_slow(bankapi_sandbox, connection):
     bankapi_sandbox.set_latency(0.5)  # the token call and the balance call take 0.5 s each
     ticks = []
