@@ -356,7 +356,8 @@ def _ca_certificates(value: MaterialValue) -> tuple[x509.Certificate, ...]:
             field="ca_cert",
             hint="Set ca_cert to the PEM certificate(s) of the CA that signs the bank's server certificate.",
         )
-    return tuple(certificates)
+    # A certificate pasted twice adds nothing but the trust store's loading time.
+    return tuple(dict.fromkeys(certificates))
 
 
 def _ca_warnings(
