@@ -332,3 +332,19 @@ def test_a_raw_session_sends_the_token_to_the_bank_only(bankapi_sandbox, client)
     assert answer.json()["account_id"] == "7"
     assert caught.value.field == "endpoint"
     assert bankapi_sandbox.counters() == before  # refused before any connection or token request
+
+
+@pytest.mark.parametrize("max_workers", [1, 3])
+def test_balances_raise_the_credentials_own_error_once_when_it_fails_for_every_account(
+    bankapi_sandbox, client, max_workers
+):
+    client.get_token()  # cached: the batch starts on it
+    bankapi_sandbox.core.deactivate(bankapi_sandbox.client_id)
+    bankapi_sandbox.revoke_tokens()
+
+    with pytest.raises(InvalidCredentialsError) as caught:
+        client.get_balances([str(number) for number in range(8)], max_workers=max_workers)
+
+    assert caught.value.status_code == 401
+    # The batch stopped at the first refusal instead of asking for a token once per account.
+    assert bankapi_sandbox.counters()["api_requests"] <= max_workers
