@@ -117,7 +117,9 @@ class ClientIdentity:
 
     @property
     def ca_certificates(self) -> tuple[x509.Certificate, ...]:
-        """The CA certificates trusted for the bank's server; empty means the system's trust store."""
+        """The CA certificates trusted for the bank's server; empty means OpenSSL's default trust store
+        (the system's, or what ``SSL_CERT_FILE``/``SSL_CERT_DIR`` name).
+        """
         return self._ca_certificates
 
     @property

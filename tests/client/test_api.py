@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -348,3 +349,23 @@ def test_balances_raise_the_credentials_own_error_once_when_it_fails_for_every_a
     assert caught.value.status_code == 401
     # The batch stopped at the first refusal instead of asking for a token once per account.
     assert bankapi_sandbox.counters()["api_requests"] <= max_workers
+
+
+def test_without_ca_cert_openssls_trust_store_applies_and_requests_variables_change_nothing(
+    bankapi_sandbox, monkeypatch, tmp_path
+):
+    sandbox_ca = str(bankapi_sandbox.ca_cert)
+    settings = settings_for(bankapi_sandbox)
+    settings = dataclasses.replace(settings, identity=dataclasses.replace(settings.identity, ca_cert=None))
+    # requests' and curl's variables name the sandbox's CA; OpenSSL's name an empty store.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox_ca)
+    monkeypatch.setenv("CURL_CA_BUNDLE", sandbox_ca)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-bundle.pem"))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    with BankingApiClient(settings, token_stores=[]) as client, pytest.raises(TlsHandshakeError) as caught:
+        client.get_token()
+    assert caught.value.verify_code in (19, 20)  # the sandbox CA is trusted by nothing
+
+    monkeypatch.setenv("SSL_CERT_FILE", sandbox_ca)
+    with BankingApiClient(settings, token_stores=[]) as client:
+        assert client.get_balance("1")["account_id"] == "1"
