@@ -89,7 +89,7 @@ _CONN_FIELDS: tuple[tuple[str, dict[str, Any]], ...] = (
             "label": "Bank CA certificate",
             "description": (
                 "The CA that signed the bank's server certificate: PEM text or a file path. "
-                "Leave empty to trust the system's CA store."
+                "Leave empty to trust OpenSSL's default CA store (the system's, or SSL_CERT_FILE)."
             ),
             "schema": {"type": _TEXT, "format": "multiline"},
         },

@@ -37,7 +37,15 @@ from airflow_provider_bankapi.client.transport import (
     probe_tls,
     raise_for_bank_status,
 )
-from airflow_provider_bankapi.errors import ApiError, BankingApiError, ConfigurationError
+from airflow_provider_bankapi.errors import (
+    ApiError,
+    BankingApiError,
+    ConfigurationError,
+    ForbiddenError,
+    InvalidClientCertificateError,
+    InvalidCredentialsError,
+    TlsHandshakeError,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -151,6 +159,22 @@ class ProbeReport:
 
     def __str__(self) -> str:
         return f"{self.message} {self.hint}".strip()
+
+
+def fails_every_account(error: BankingApiError) -> bool:
+    """Whether an error comes from the credential or this client's setup rather than from one account:
+    a refused client_id/secret or certificate, a refused source IP, a token still refused after the
+    renewal, a TLS failure or a configuration error. Every other account would fail the same way.
+    """
+    credential = (
+        ConfigurationError,
+        TlsHandshakeError,
+        InvalidCredentialsError,
+        InvalidClientCertificateError,
+        ForbiddenError,
+    )
+    # Any other 401 on a protected call came after the one renewal of the token: it is refused too.
+    return isinstance(error, credential) or (isinstance(error, ApiError) and error.status_code == 401)
 
 
 def next_cursor_params(page: Any) -> dict[str, Any] | None:
@@ -301,7 +325,11 @@ class BankingApiClient:
         return self.get_json(f"/accounts/{quote(str(account_id), safe='')}/balance")
 
     def get_balances(self, account_ids: Sequence[str | int], *, max_workers: int = 4) -> BatchResult:
-        """Balances of many accounts, at most ``max_workers`` at once; every success and failure by id."""
+        """Balances of many accounts, at most ``max_workers`` at once; every success and failure by id.
+
+        A failure of the credential itself (see :func:`fails_every_account`) stops the batch: the
+        accounts not yet asked for fail with it, and when no account succeeded it is raised, once.
+        """
         ids = list(dict.fromkeys(str(account_id) for account_id in account_ids))
         succeeded: dict[str, Any] = {}
         failed: dict[str, BankingApiError] = {}
@@ -309,13 +337,24 @@ class BankingApiClient:
             return BatchResult(succeeded, failed)
         self.get_token()  # one token for the whole batch, fetched before the workers start
         workers = max(1, min(max_workers, len(ids)))
+        credential_error: BankingApiError | None = None
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bankapi-balance") as pool:
             futures = {account_id: pool.submit(self.get_balance, account_id) for account_id in ids}
             for account_id, future in futures.items():
+                if future.cancelled():
+                    assert credential_error is not None  # only a credential failure cancels
+                    failed[account_id] = credential_error
+                    continue
                 try:
                     succeeded[account_id] = future.result()
                 except BankingApiError as exc:
                     failed[account_id] = exc
+                    if credential_error is None and fails_every_account(exc):
+                        credential_error = exc
+                        for pending in futures.values():
+                            pending.cancel()
+        if credential_error is not None and not succeeded:
+            raise credential_error
         return BatchResult(succeeded, failed)
 
     def paginate(

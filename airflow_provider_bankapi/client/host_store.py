@@ -108,6 +108,9 @@ class HostTokenStore:
     ) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.lock_timeout = lock_timeout
+        # What was last reported about each file: a cache looks a key up twice per fetch (before and
+        # under the lock), and one bad file is worth one warning until it changes.
+        self._ignored: dict[str, tuple[str, tuple[int, ...] | None]] = {}
 
     def __repr__(self) -> str:
         return f"HostTokenStore({str(self.directory)!r})"
@@ -203,25 +206,29 @@ class HostTokenStore:
         except FileNotFoundError:
             return None, None
         except OSError as exc:
-            self._ignore(name, exc.strerror or "it cannot be opened")
+            self._ignore(name, exc.strerror or "it cannot be opened", None)
             return None, None
         with os.fdopen(handle, "rb") as stream:
             info = os.fstat(handle)
             reason = _untrusted(info)
             if reason is not None:
-                self._ignore(name, reason)
+                self._ignore(name, reason, info)
                 return None, info
             raw = stream.read(_MAX_RECORD_BYTES + 1)
         if len(raw) > _MAX_RECORD_BYTES:
-            self._ignore(name, "it is too large to be a token record")
+            self._ignore(name, "it is too large to be a token record", info)
             return None, info
         try:
             return token_from_record(key, raw), info
         except ValueError as exc:  # its message never holds the token
-            self._ignore(name, str(exc))
+            self._ignore(name, str(exc), info)
             return None, info
 
-    def _ignore(self, name: str, reason: str) -> None:
+    def _ignore(self, name: str, reason: str, info: os.stat_result | None) -> None:
+        version = None if info is None else (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
+        if self._ignored.get(name) == (reason, version):
+            return
+        self._ignored[name] = (reason, version)
         log.warning("Ignoring the token file %s: %s. It will be replaced.", self.directory / name, reason)
 
     # -- the TokenStore protocol --------------------------------------------------------------------

@@ -117,7 +117,9 @@ class ClientIdentity:
 
     @property
     def ca_certificates(self) -> tuple[x509.Certificate, ...]:
-        """The CA certificates trusted for the bank's server; empty means the system's trust store."""
+        """The CA certificates trusted for the bank's server; empty means OpenSSL's default trust store
+        (the system's, or what ``SSL_CERT_FILE``/``SSL_CERT_DIR`` name).
+        """
         return self._ca_certificates
 
     @property
@@ -356,7 +358,8 @@ def _ca_certificates(value: MaterialValue) -> tuple[x509.Certificate, ...]:
             field="ca_cert",
             hint="Set ca_cert to the PEM certificate(s) of the CA that signs the bank's server certificate.",
         )
-    return tuple(certificates)
+    # A certificate pasted twice adds nothing but the trust store's loading time.
+    return tuple(dict.fromkeys(certificates))
 
 
 def _ca_warnings(

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import os
 import re
+import stat
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
-from ..errors import ClientIdentityError
+from ..errors import ClientIdentityError, ConfigurationError
+from .limits import check_size, limit_of, size_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -33,14 +36,26 @@ IDENTITY_FIELDS = (
 )
 PASSWORD_FIELDS = frozenset({"client_private_key_password", "client_pfx_password"})
 
-# A CA bundle is the largest legitimate input (the system bundle is ~220 KB); the cap keeps a path
-# that points at something huge from being read into memory.
-MAX_FILE_BYTES = 4 * 1024 * 1024
 # No file path is this long or spans lines; such a value can only be (broken) content.
 _MAX_PATH_CHARS = 4096
+# Text that can only be meant as a path (never PEM, nor the base64 of DER, which starts with "M"):
+# when nothing is there, the message says so and shows it (a path is not a secret).
+_PATH_LIKE = re.compile(r"^(?:[~/]|\.\.?/)|\.(?:pem|crt|cer|der|key|pfx|p12|bundle)$", re.IGNORECASE)
+# open() fails with these when the text names nothing on disk: it is then taken as content.
+_NOTHING_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EINVAL})
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
-_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 #._-]+?)-----(.*?)-----END \1-----", re.DOTALL)
-_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 #._-]+?-----")
+# One boundary line, BEGIN or END, each found by a single pass with a bounded label (RFC 7468
+# labels are short): pairing them up is then a walk over the boundaries, linear in the input.
+# A lazy pattern with a back-reference from each BEGIN to its END rescans the rest of the text
+# for every BEGIN that has none: quadratic, seconds of a held GIL for a crafted field.
+_PEM_BOUNDARY = re.compile(r"-----(BEGIN|END) ([A-Z0-9 #._-]{1,64}?)-----")
 # RFC 1421 headers of OpenSSL's "traditional" encrypted keys; rebuilt so that a key whose line
 # breaks were lost (pasted into a one-line field) still parses.
 _PEM_HEADERS = re.compile(r"^\s*Proc-Type:\s*(\S+)\s+DEK-Info:\s*(\S+)(.*)$", re.DOTALL)
@@ -120,6 +135,8 @@ def present(name: str, value: object) -> MaterialValue | None:
     """
     if value is None:
         return None
+    if isinstance(value, (str, bytes)):
+        check_size(name, size_of(value), error=_error_class(name))
     if isinstance(value, str):
         return value if value.strip() else None
     if isinstance(value, bytes):
@@ -151,34 +168,36 @@ def read_field(name: str, value: MaterialValue, *, base64_text: bool = False) ->
 
     Text with a ``-----BEGIN`` line is PEM; otherwise text naming an existing file is a path;
     otherwise, when ``base64_text`` is set (PKCS#12), base64. Anything else is an error that names
-    the field and never quotes the value.
+    the field and never quotes the value (a path that does not exist is shown: it is no secret).
+    The content, inline or read from the file, is capped by the field's size limit.
 
     :param name: the connection extra key.
     :param value: the field's (present) value.
     :param base64_text: whether text may be base64 of a binary file (the PKCS#12 field).
     """
+    error = _error_class(name)
+    if isinstance(value, os.PathLike):
+        data = _read_file(name, os.fspath(value), must_exist=True)
+        assert data is not None  # for mypy: must_exist raises instead
+        return FieldContent(name, data, from_file=True)
+    check_size(name, size_of(value), error=error)
     if isinstance(value, bytes):
         return FieldContent(name, value, from_file=False)
-    if isinstance(value, os.PathLike):
-        return FieldContent(name, _read_file(name, os.fspath(value)), from_file=True)
     text = value.strip()
     if "-----BEGIN" in text:
         return FieldContent(name, text.encode("utf-8", "replace"), from_file=False)
     if _could_be_path(text):
-        path = os.path.expanduser(text)
-        if os.path.isfile(path):
-            return FieldContent(name, _read_file(name, path), from_file=True)
-        if os.path.exists(path):
-            raise ClientIdentityError(
-                f"{name} names something that is not a regular file (a directory?).",
-                field=name,
-                hint=f"Point {name} at the file itself, or paste its content.",
-            )
+        data = _read_file(name, text, must_exist=False)
+        if data is not None:
+            return FieldContent(name, data, from_file=True)
     if base64_text:
         decoded = decode_base64(_unescape_json(text))
         if decoded is not None:
             return FieldContent(name, decoded, from_file=False)
-        raise ClientIdentityError(
+    if _could_be_path(text) and _PATH_LIKE.search(text):
+        raise _missing_file(name, text)
+    if base64_text:
+        raise error(
             f"{name} is neither the path of a readable file nor base64 text of a PKCS#12 (.pfx) file.",
             field=name,
             hint=(
@@ -186,7 +205,7 @@ def read_field(name: str, value: MaterialValue, *, base64_text: bool = False) ->
                 "(base64 -w0 client.pfx). A path must exist on every worker and triggerer."
             ),
         )
-    raise ClientIdentityError(
+    raise error(
         f"{name} is neither PEM text (no '-----BEGIN' line) nor the path of a readable file.",
         field=name,
         hint=(
@@ -194,6 +213,11 @@ def read_field(name: str, value: MaterialValue, *, base64_text: bool = False) ->
             "file on the worker (it must exist on every worker and triggerer)."
         ),
     )
+
+
+def _error_class(name: str) -> type[ConfigurationError]:
+    # The server's CA is configuration; every other identity field is the client identity.
+    return ConfigurationError if name == "ca_cert" else ClientIdentityError
 
 
 def _unescape_json(text: str) -> str:
@@ -210,25 +234,63 @@ def _could_be_path(text: str) -> bool:
     return 0 < len(text) <= _MAX_PATH_CHARS and "\n" not in text and "\x00" not in text
 
 
-def _read_file(name: str, path: str) -> bytes:
+def _missing_file(name: str, path: str) -> ConfigurationError:
+    return _error_class(name)(
+        f"{name} names the file {path!r}, which does not exist on this machine.",
+        field=name,
+        hint=(
+            f"Check the path in {name}: the file must exist on every worker and triggerer. Or paste the "
+            "content itself into the field."
+        ),
+    )
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    # Opening a named pipe for reading blocks until a writer comes; with O_NONBLOCK it returns at once
+    # and the file's kind is checked before anything is read.
+    return os.open(path, flags | os.O_NONBLOCK | os.O_NOCTTY)
+
+
+def _read_file(name: str, path: str, *, must_exist: bool) -> bytes | None:
+    """The bytes of the regular file at ``path``, at most the field's limit.
+
+    :param must_exist: when False, None means nothing is at ``path`` (the caller takes the text as
+        content); when True that is an error.
+    """
+    error = _error_class(name)
+    expanded = os.path.expanduser(path)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        with open(expanded, "rb", opener=_nonblocking) as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise _not_a_regular_file(name, path, info.st_mode)
+            check_size(name, info.st_size, where=f"The file named in {name}", error=error)
+            data = handle.read(limit_of(name) + 1)
     except OSError as exc:
+        if exc.errno in _NOTHING_THERE and not must_exist:
+            return None
+        if exc.errno == errno.EISDIR:
+            raise _not_a_regular_file(name, path, stat.S_IFDIR) from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise _missing_file(name, path) from None
         # strerror ("Permission denied") is safe to show; the path is left out like any value.
-        raise ClientIdentityError(
+        raise error(
             f"The file named in {name} cannot be read: {exc.strerror or type(exc).__name__}.",
             field=name,
             hint="Check that the file exists on this worker and is readable by the user running the task.",
         ) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ClientIdentityError(
-            f"The file named in {name} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB: not a "
-            "certificate, key or PKCS#12 file.",
-            field=name,
-            hint=f"Check the path in {name}.",
-        )
+    # A file that grew since fstat (or reports no size, as /proc files do) is capped all the same.
+    check_size(name, len(data), where=f"The file named in {name}", error=error)
     return data
+
+
+def _not_a_regular_file(name: str, path: str, mode: int) -> ConfigurationError:
+    kind = next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
+    return _error_class(name)(
+        f"{name} names {path!r}, which is {kind}, not a regular file.",
+        field=name,
+        hint=f"Point {name} at the certificate or key file itself, or paste its content into the field.",
+    )
 
 
 def decode_base64(text: str) -> bytes | None:
@@ -264,10 +326,16 @@ def pem_blocks(content: FieldContent) -> list[PemBlock]:
     if b"-----BEGIN" not in content.data:
         return [PemBlock("DER", content.data, "")] if content.data.strip() else []
     text = _unescape_json(content.data.decode("utf-8", "replace"))
-    blocks = [
-        _canonical_block(content, match.group(1), match.group(2)) for match in _PEM_BLOCK.finditer(text)
-    ]
-    if len(_PEM_BEGIN.findall(text)) != len(blocks):
+    blocks: list[PemBlock] = []
+    label, body_start = None, 0
+    for boundary in _PEM_BOUNDARY.finditer(text):
+        if boundary.group(1) == "BEGIN":
+            # A BEGIN inside an open block leaves that block without its END: counted below.
+            label, body_start = boundary.group(2), boundary.end()
+        elif boundary.group(2) == label:
+            blocks.append(_canonical_block(content, label, text[body_start : boundary.start()]))
+            label = None
+    if text.count("-----BEGIN") != len(blocks):
         raise ClientIdentityError(
             f"Malformed PEM in {content.where}: a -----BEGIN line has no matching -----END line "
             "(truncated copy?).",

@@ -49,7 +49,8 @@ def build_ssl_context(
 
     :param chain: the client certificate first, then its intermediates.
     :param private_key: the client certificate's private key.
-    :param ca_pem: the CA certificates to trust, as PEM text; None trusts the system's store.
+    :param ca_pem: the CA certificates to trust, as PEM text; None trusts OpenSSL's default store
+        (the system's, or what the ``SSL_CERT_FILE``/``SSL_CERT_DIR`` variables name).
     :param identity_field: the connection extra the identity came from, for errors.
     :raises ClientIdentityError: when OpenSSL refuses the certificate or key.
     :raises ConfigurationError: when OpenSSL refuses the CA bundle.

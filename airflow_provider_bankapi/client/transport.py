@@ -12,8 +12,10 @@ into all later connections. :class:`BankingApiAdapter` therefore
 - refuses a per-request ``verify=``/``cert=`` (or a Session-level one) with a ConfigurationError:
   TLS comes from the connection's identity only.
 
-The Session does not trust the environment (``trust_env = False``): ``REQUESTS_CA_BUNDLE``,
-``CURL_CA_BUNDLE``, ``HTTP(S)_PROXY``/``NO_PROXY`` and ``~/.netrc`` are all ignored. The egress
+The Session does not trust requests' environment (``trust_env = False``): ``REQUESTS_CA_BUNDLE``,
+``CURL_CA_BUNDLE``, ``HTTP(S)_PROXY``/``NO_PROXY`` and ``~/.netrc`` are all ignored. The server is
+verified by the identity's context alone: against ``ca_cert``, or, when that is empty, against
+OpenSSL's default trust store, which OpenSSL's own ``SSL_CERT_FILE``/``SSL_CERT_DIR`` do change. The egress
 proxy comes from :class:`TransportSettings` only, so what a task does does not depend on the
 worker's shell (and ``.netrc`` cannot add credentials the connection did not ask for). Plain
 ``http://`` is refused: the Bearer token would travel in clear.
@@ -262,7 +264,7 @@ def make_session(
     """
     settings = settings or TransportSettings()
     session = requests.Session()
-    session.trust_env = False  # see the module docstring: the environment changes nothing
+    session.trust_env = False  # see the module docstring: requests' variables change nothing
     session.proxies = {"https": settings.proxy} if settings.proxy else {}
     session.mount("https://", BankingApiAdapter(ssl_context, settings, token_url=token_url))
     session.mount("http://", _PlainHttpRefused())

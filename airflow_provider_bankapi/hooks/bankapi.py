@@ -32,6 +32,8 @@ _LEGACY_PREFIX = "extra__bankapi__"
 
 def connection_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
     """The connection's extras by their plain key; an unknown key is an error, never an HTTP header."""
+    from airflow_provider_bankapi.client.limits import check_size, size_of
+
     extras: dict[str, Any] = {}
     for raw_key, value in extra.items():
         key = raw_key.removeprefix(_LEGACY_PREFIX)
@@ -42,6 +44,7 @@ def connection_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
                 field=key,
                 hint="Remove it or fix its spelling; this provider never turns extras into HTTP headers.",
             )
+        check_size(key, size_of(value))
         if value is None or (isinstance(value, str) and not value.strip()):
             continue  # the UI saves an untouched field as an empty string
         extras[key] = value
@@ -74,8 +77,11 @@ def settings_from_connection(
     """``ClientSettings`` and the cache scope from a connection's fields."""
     from airflow_provider_bankapi.client.api import CACHE_SCOPES, ClientSettings
     from airflow_provider_bankapi.client.identity import IdentityMaterial
+    from airflow_provider_bankapi.client.limits import check_size, size_of
     from airflow_provider_bankapi.client.transport import TransportSettings
 
+    for name, value in (("host", host), ("login", login), ("password", password)):
+        check_size(name, size_of(value))
     extras = connection_extras(extra)
     raw_scope = extras.get("cache_scope", "host")
     scope = raw_scope.strip().lower() if isinstance(raw_scope, str) else repr(raw_scope)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -104,6 +105,42 @@ def test_balances_reports_every_success_and_failure_by_account(bankapi_sandbox, 
     assert type(result.failed["bad"]).__name__ == "ServerError"
     assert "3 succeeded, 1 failed" in result.summary()
     assert bankapi_sandbox.counters()["tokens_issued"] == 1
+
+
+@pytest.mark.parametrize("max_workers", [1, 3])
+def test_balances_raise_the_credentials_own_error_once_when_it_fails_for_every_account(
+    bankapi_sandbox, client, max_workers
+):
+    client.get_token()  # cached: the batch starts on it
+    bankapi_sandbox.core.deactivate(bankapi_sandbox.client_id)
+    bankapi_sandbox.revoke_tokens()
+
+    with pytest.raises(InvalidCredentialsError) as caught:
+        client.get_balances([str(number) for number in range(8)], max_workers=max_workers)
+
+    assert caught.value.status_code == 401
+    # The batch stopped at the first refusal instead of asking for a token once per account.
+    assert bankapi_sandbox.counters()["api_requests"] <= max_workers
+
+
+def test_without_ca_cert_openssls_trust_store_applies_and_requests_variables_change_nothing(
+    bankapi_sandbox, monkeypatch, tmp_path
+):
+    sandbox_ca = str(bankapi_sandbox.ca_cert)
+    settings = settings_for(bankapi_sandbox)
+    settings = dataclasses.replace(settings, identity=dataclasses.replace(settings.identity, ca_cert=None))
+    # requests' and curl's variables name the sandbox's CA; OpenSSL's name an empty store.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox_ca)
+    monkeypatch.setenv("CURL_CA_BUNDLE", sandbox_ca)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-bundle.pem"))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    with BankingApiClient(settings, token_stores=[]) as client, pytest.raises(TlsHandshakeError) as caught:
+        client.get_token()
+    assert caught.value.verify_code in (19, 20)  # the sandbox CA is trusted by nothing
+
+    monkeypatch.setenv("SSL_CERT_FILE", sandbox_ca)
+    with BankingApiClient(settings, token_stores=[]) as client:
+        assert client.get_balance("1")["account_id"] == "1"
 
 
 def test_paginate_follows_the_cursor_to_the_last_page(client):

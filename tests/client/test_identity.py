@@ -247,6 +247,12 @@ ERROR_CASES = [
     pytest.param(
         lambda p: {"client_cert": "/no/such/dir/client.crt", "client_private_key": p.key},
         "client_cert",
+        "names the file '/no/such/dir/client.crt', which does not exist",
+        id="cert-missing-file",
+    ),
+    pytest.param(
+        lambda p: {"client_cert": "client certificate goes here", "client_private_key": p.key},
+        "client_cert",
         "neither PEM text",
         id="cert-neither-file-nor-pem",
     ),
@@ -510,8 +516,8 @@ def secrets_of(values: dict[str, Any]) -> list[str]:
     """Every fragment of the given values that must never show in an error: passwords, key/PFX lines."""
     fragments = []
     for value in values.values():
-        if not isinstance(value, str):
-            continue
+        if not isinstance(value, str) or value.startswith("/"):
+            continue  # a path is no secret: messages show it on purpose
         fragments.append(value.strip())
         fragments.extend(line for line in value.splitlines() if "-----" not in line)
     # Short values ("x") are words of any sentence; the cases use long, distinctive secrets.
@@ -533,7 +539,8 @@ def test_each_mistake_names_its_field_and_the_fix(p: Pki, case: Case, field: str
 
 
 CA_ERROR_CASES = [
-    pytest.param(lambda p: "/no/such/ca.crt", "neither PEM text", id="neither-file-nor-pem"),
+    pytest.param(lambda p: "/no/such/ca.crt", "'/no/such/ca.crt', which does not exist", id="missing-file"),
+    pytest.param(lambda p: "the bank's CA", "neither PEM text", id="neither-file-nor-pem"),
     pytest.param(lambda p: p.ca_pem + p.key, "holds a private key", id="private-key-in-ca"),
     pytest.param(lambda p: truncated(p.ca_pem), "no matching -----END", id="truncated"),
     pytest.param(lambda p: csr(p), "certificate signing request", id="csr"),

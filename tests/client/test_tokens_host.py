@@ -269,6 +269,25 @@ def test_an_untrustworthy_token_file_is_ignored_then_replaced(store, directory, 
     assert SECRET not in caplog.text
 
 
+def test_a_corrupt_token_file_is_reported_once_per_call_and_again_when_it_breaks_again(
+    store, directory, caplog
+):
+    def warnings() -> list[str]:
+        return [
+            r.getMessage() for r in caplog.records if r.getMessage().startswith("Ignoring the token file")
+        ]
+
+    cache = TokenCache([store], clock=lambda: NOW)
+    store.save(KEY, token("planted"))
+    token_file(directory).write_text("{not json")
+
+    assert cache.get(KEY, lambda: token(SECRET)).access_token == SECRET  # looks the key up twice
+    assert len(warnings()) == 1
+    token_file(directory).write_text("{broken again, later")
+    cache.get(KEY, lambda: token(SECRET))
+    assert len(warnings()) == 2
+
+
 @pytest.mark.parametrize(
     ("spoil", "problem"),
     [

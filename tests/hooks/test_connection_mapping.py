@@ -13,6 +13,7 @@ import requests
 
 from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity import load_identity
+from airflow_provider_bankapi.client.limits import limit_of
 from airflow_provider_bankapi.client.transport import TransportSettings
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
@@ -307,3 +308,44 @@ def test_settings_repr_hides_the_secrets():
     shown = repr(settings) + repr(dataclasses.replace(settings))
     for secret in (PASSWORD, "proxy-pw-1234", "kp-1234x"):
         assert secret not in shown
+
+
+# -- size limits ---------------------------------------------------------------------------------------
+
+
+LIMITED_CONNECTION_FIELDS = [
+    pytest.param("host", lambda size: HOST + "/" + "a" * (size - len(HOST) - 1), id="host"),
+    pytest.param("login", lambda size: "c" * size, id="login"),
+    pytest.param("password", lambda size: "s" * size, id="password"),
+]
+
+
+@pytest.mark.parametrize(("name", "value_of"), LIMITED_CONNECTION_FIELDS)
+def test_a_connection_field_over_its_limit_is_refused_naming_it(name, value_of):
+    at_limit, over = value_of(limit_of(name)), value_of(limit_of(name) + 1)
+
+    settings, _ = mapped({}, **{name: at_limit})
+    with pytest.raises(ConfigurationError) as caught:
+        mapped({}, **{name: over})
+
+    assert caught.value.field == name
+    assert f"{name} is " in caught.value.message
+    assert "the limit is" in caught.value.message
+    assert over[-30:] not in str(caught.value)
+    assert getattr(settings, {"host": "base_url", "login": "client_id", "password": "client_secret"}[name])
+
+
+@pytest.mark.parametrize("key", sorted(EXTRA_KEYS))
+def test_every_extra_over_its_limit_is_refused_before_it_is_read(key):
+    with pytest.raises(ConfigurationError) as caught:
+        mapped({key: " " + "9" * limit_of(key)})
+
+    assert caught.value.field == key
+    assert "the limit is" in caught.value.message
+    assert "9" * 30 not in str(caught.value)
+
+
+def test_extras_that_are_not_text_are_measured_too():
+    with pytest.raises(ConfigurationError, match="the limit is") as caught:
+        mapped({"proxy": ["x" * 100] * 100})
+    assert caught.value.field == "proxy"

@@ -186,6 +186,25 @@ def test_a_partial_failure_delivers_the_successes_then_fails_naming_each_failed_
     assert_no_secret(bank, console, all_xcoms(result))
 
 
+def test_a_credential_that_fails_for_every_account_fails_the_task_with_its_own_error_once(
+    bank, tmp_path, capfd
+):
+    BankingApiHook(bankapi_conn_id="bankapi_default").get_token()  # cached on the host: the tasks start on it
+    bank.core.deactivate(bank.client_id)
+    bank.revoke_tokens()
+
+    result = run_dag(
+        DAG_FILE, "bankapi_balances_partly_failing", conf={"out": tmp_path.as_uri(), "accounts": ACCOUNTS}
+    )
+
+    assert result.task_states == {("to_file", -1): "failed", ("to_xcom", -1): "failed"}
+    console = "".join(capfd.readouterr())
+    assert "InvalidCredentialsError" in console
+    assert "BalancesPartlyFailedError" not in console
+    assert "others were delivered" not in console
+    assert not (tmp_path / "partial.jsonl").exists()
+
+
 def test_task_processes_share_one_token_and_their_logs_hold_no_secret(bank, tmp_path, airflow_api_server):
     result = run_dag(DAG_FILE, "bankapi_in_processes", conf={"out": tmp_path.as_uri()}, use_executor=True)
 

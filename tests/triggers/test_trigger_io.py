@@ -18,6 +18,7 @@ import time
 import airflow_harness
 import pytest
 
+from airflow_provider_bankapi.client.limits import limit_of
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.triggers.bankapi import BankingApiTrigger
 
@@ -299,6 +300,39 @@ def test_the_event_loop_keeps_running_while_the_bank_is_slow(bankapi_sandbox, co
     assert event.payload["status"] == "success"
     # A blocked loop would not tick at all during the ~1 s of calls; a free one ticks every 20 ms.
     assert len(ticks) >= 10
+    assert max(b - a for a, b in zip(ticks, ticks[1:], strict=False)) < 0.5
+
+
+def test_the_event_loop_keeps_running_while_a_hostile_connection_is_loaded(
+    bankapi_sandbox, connection, monkeypatch
+):
+    # The worst case of PEM splitting, one byte under the field's limit: BEGIN lines that never end.
+    # Parsed with a GIL-holding quadratic scan, it froze the loop for seconds although it ran in a thread.
+    size = limit_of("client_cert") - 1
+    hostile = ("-----BEGIN CERTIFICATE-----\n" * (size // 28 + 1))[:size]
+    use_connection(monkeypatch, {**connection, "extra": {**connection["extra"], "client_cert": hostile}})
+    ticks = []
+
+    async def run():
+        async def ticker():
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.02)
+
+        ticking = asyncio.create_task(ticker())
+        try:
+            return await anext(trigger_for(condition=RICH).run())
+        finally:
+            ticks.append(time.monotonic())
+            ticking.cancel()
+
+    event = asyncio.run(run())
+
+    assert event.payload["status"] == "error"
+    assert event.payload["error_type"] == "ClientIdentityError"
+    assert "no matching -----END" in event.payload["message"]
+    assert event.payload["polls"] == 0
+    # The loop's longest stall while the connection was read, loaded and refused.
     assert max(b - a for a, b in zip(ticks, ticks[1:], strict=False)) < 0.5
 
 
