@@ -37,7 +37,12 @@ FIELDS = st.dictionaries(
 )
 # Visible ASCII: what a token may hold (it is sent in an Authorization header as is).
 TOKEN_TEXT = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=200)
-SECRET_TEXT = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=12, max_size=40)
+# A secret as a bank issues one: high entropy. A short lowercase draw could spell a word of the error's
+# own wording ("auth_endpoin" is in the hint), which is no leak; one with every character class cannot.
+SECRET_TEXT = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=12, max_size=40).filter(
+    lambda s: all(any(test(c) for c in s) for test in (str.isdigit, str.islower, str.isupper))
+    and any(not c.isalnum() for c in s)
+)
 
 
 def bearer_in_any_case():
