@@ -251,18 +251,48 @@ def test_pfx_password_and_pem_key_text_are_masked(bankapi_sandbox, connect, tmp_
     )
     _ = pem_hook.client, pfx_hook.client  # built, nothing sent
 
-    key_body_line = key_pem.splitlines()[1]
+    key_body = "".join(line for line in key_pem.splitlines() if not line.startswith("-----"))
     for secret in (
         pfx_password,
         key_password,
         proxy_password,
         key_pem,
         json.dumps(key_pem),
-        key_body_line,
+        key_body,
         bundle,
     ):
         assert secret not in str(redact(f"leaked: {secret}")), secret[:12]
     assert "-----BEGIN ENCRYPTED PRIVATE KEY-----" in redact(key_pem.splitlines()[0])  # armour is public
+
+
+def test_key_text_adds_a_few_patterns_to_the_masker_not_one_per_line(connect):
+    # Airflow's masker recompiles one regex of all its patterns at each addition: a pattern per line of a
+    # key would cost seconds per task for an RSA-4096 key (52 lines).
+    from airflow.sdk._shared.secrets_masker import _secrets_masker
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    client = pki.issue_client_certificate(pki.make_ca("Masker count CA"))
+    key_pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=4096)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"masker-count"),
+        )
+        .decode()
+    )
+    assert len(key_pem.splitlines()) > 50
+    before = len(_secrets_masker().patterns)
+    _ = connect(
+        "bankapi_pem_count",
+        extra={
+            "client_cert": client.certificate_pem().decode(),
+            "client_private_key": key_pem,
+            "client_private_key_password": "masker-count",
+        },
+    ).client  # built, nothing sent
+    assert len(_secrets_masker().patterns) - before <= 8
 
 
 def test_a_token_another_process_left_in_the_host_store_is_masked_when_loaded(
