@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bankapi.sandbox.bank import BankApi, Request, Response, error
+from airflow_provider_bankapi.sandbox.chaos import CANNED, REVOKE, CannedAnswer, canned_answer
 from airflow_provider_bankapi.sandbox.state import HANG_LIMIT_SECONDS
 
 if TYPE_CHECKING:
@@ -129,6 +130,10 @@ class BankRequestHandler(BaseHTTPRequestHandler):
         # Request lines hold paths and account ids only; headers (and so tokens) are never logged.
         log.debug("%s %s", self.address_string(), format % args)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header follows the bank's clock, which a test may set off the real one.
+        return super().date_time_string(self.server.state.now() if timestamp is None else timestamp)
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # The base class answers malformed requests and unknown methods with an HTML page; every
         # error of this server is JSON, like the bank's.
@@ -174,10 +179,13 @@ class BankRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         fault = state.take_fault(self.path)
-        if fault is not None:
+        if fault is not None and fault.kind == REVOKE:
+            state.tokens.revoke()  # then served as usual: the token it carries is no longer good
+        elif fault is not None:
             if not self.path.split("?", 1)[0].endswith("/auth/token-v2"):
                 state.count("api_requests")
-            self._serve_fault(fault)
+            status = self._serve_fault(fault)
+            state.record(method, self.path, status, fault.kind)
             return
         request = Request(
             method=method,
@@ -187,23 +195,40 @@ class BankRequestHandler(BaseHTTPRequestHandler):
             peer_ip=self.client_address[0],
             certificate_fingerprint=self.certificate_fingerprint,
         )
-        self._send(self.server.api.handle(request))
+        response = self.server.api.handle(request)
+        state.record(method, self.path, response.status, fault.kind if fault is not None else None)
+        self._send(response)
 
-    def _serve_fault(self, fault: Fault) -> None:
+    def _serve_fault(self, fault: Fault) -> int | None:
+        """Serve the fault; return the status sent (None: no answer at all)."""
         if fault.kind == "drop":
             # Close without a byte of response: the client sees a reset / "connection aborted".
             self.close_connection = True
             socket.socket.shutdown(self.connection, socket.SHUT_RDWR)
-            return
+            return None
         if fault.kind == "hang":
             self.server.state.stopping.wait(HANG_LIMIT_SECONDS)
             self.close_connection = True
-            return
+            return None
+        if fault.kind in CANNED:
+            answer = canned_answer(fault.kind, fault.retry_after, self.server.state.now())
+            self._send_raw(answer)
+            return answer.status
         headers = (("Retry-After", str(fault.retry_after)),) if fault.retry_after is not None else ()
         if fault.kind == "429":
             self._send(error(429, "too_many_requests", "Too Many Requests", "injected fault", headers))
-        else:
-            self._send(error(503, "service_unavailable", "Service Unavailable", "injected fault", headers))
+            return 429
+        self._send(error(503, "service_unavailable", "Service Unavailable", "injected fault", headers))
+        return 503
+
+    def _send_raw(self, answer: CannedAnswer) -> None:
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(answer.body)
 
     def _send(self, response: Response, *, close: bool = False) -> None:
         payload = json.dumps(response.body).encode()
