@@ -34,6 +34,15 @@ REQUEST_LOG_LIMIT = 200_000
 _ACCOUNT = re.compile(r"/accounts/([^/?]+)")
 
 
+#: The status each basic kind answers with (None: no answer at all).
+_BASIC_STATUS: dict[str, int | None] = {"429": 429, "503": 503, "drop": None, "hang": None}
+
+
+def fault_status(kind: str) -> int | None:
+    """The status a fault kind answers with; None for a dropped or hanging request."""
+    return CANNED[kind][0] if kind in CANNED else _BASIC_STATUS[kind]
+
+
 @dataclass(frozen=True)
 class CannedAnswer:
     status: int

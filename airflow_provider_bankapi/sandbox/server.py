@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bankapi.sandbox.bank import BankApi, Request, Response, error
-from airflow_provider_bankapi.sandbox.chaos import CANNED, REVOKE, CannedAnswer, canned_answer
+from airflow_provider_bankapi.sandbox.chaos import CANNED, REVOKE, CannedAnswer, canned_answer, fault_status
 from airflow_provider_bankapi.sandbox.state import HANG_LIMIT_SECONDS
 
 if TYPE_CHECKING:
@@ -184,8 +184,9 @@ class BankRequestHandler(BaseHTTPRequestHandler):
         elif fault is not None:
             if not self.path.split("?", 1)[0].endswith("/auth/token-v2"):
                 state.count("api_requests")
-            status = self._serve_fault(fault)
-            state.record(method, self.path, status, fault.kind)
+            # Logged before it is served: a hanging request must be in the log while it hangs.
+            state.record(method, self.path, fault_status(fault.kind), fault.kind)
+            self._serve_fault(fault)
             return
         request = Request(
             method=method,
@@ -199,27 +200,24 @@ class BankRequestHandler(BaseHTTPRequestHandler):
         state.record(method, self.path, response.status, fault.kind if fault is not None else None)
         self._send(response)
 
-    def _serve_fault(self, fault: Fault) -> int | None:
-        """Serve the fault; return the status sent (None: no answer at all)."""
+    def _serve_fault(self, fault: Fault) -> None:
         if fault.kind == "drop":
             # Close without a byte of response: the client sees a reset / "connection aborted".
             self.close_connection = True
             socket.socket.shutdown(self.connection, socket.SHUT_RDWR)
-            return None
+            return
         if fault.kind == "hang":
             self.server.state.stopping.wait(HANG_LIMIT_SECONDS)
             self.close_connection = True
-            return None
+            return
         if fault.kind in CANNED:
-            answer = canned_answer(fault.kind, fault.retry_after, self.server.state.now())
-            self._send_raw(answer)
-            return answer.status
+            self._send_raw(canned_answer(fault.kind, fault.retry_after, self.server.state.now()))
+            return
         headers = (("Retry-After", str(fault.retry_after)),) if fault.retry_after is not None else ()
         if fault.kind == "429":
             self._send(error(429, "too_many_requests", "Too Many Requests", "injected fault", headers))
-            return 429
-        self._send(error(503, "service_unavailable", "Service Unavailable", "injected fault", headers))
-        return 503
+        else:
+            self._send(error(503, "service_unavailable", "Service Unavailable", "injected fault", headers))
 
     def _send_raw(self, answer: CannedAnswer) -> None:
         self.send_response(answer.status)

@@ -7,6 +7,7 @@ import random
 import time
 
 import pytest
+import requests
 
 from airflow_provider_bankapi.sandbox.chaos import EXTRA_FAULT_KINDS, FaultMix, RequestRecord
 from airflow_provider_bankapi.sandbox.control import ControlError
@@ -154,3 +155,16 @@ def test_reset_stops_the_mix_and_the_clock_offset(client, sandbox):
     assert client.balance(token).status_code == 200
     date = email.utils.parsedate_to_datetime(client.balance(token).headers["Date"]).timestamp()
     assert abs(date - time.time()) < 30
+
+
+def test_a_hanging_request_is_in_the_log_while_it_hangs(client, sandbox):
+    token = client.access_token()
+    sandbox.take_requests()
+    sandbox.inject_fault(BALANCE, "hang")
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        client.session.get(
+            f"{sandbox.base_url}{BALANCE}", headers={"Authorization": f"Bearer {token}"}, timeout=0.5
+        )
+    assert sandbox.take_requests() == [
+        {"method": "GET", "path": BALANCE, "account": "123", "status": None, "fault": "hang"}
+    ]
