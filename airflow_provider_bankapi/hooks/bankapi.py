@@ -71,6 +71,15 @@ def _number(
     return int(number) if integer else number
 
 
+def _text(extras: Mapping[str, Any], key: str) -> str | None:
+    """A text extra, or None when unset; JSON that is not a string is refused by the extra's name."""
+    value = extras.get(key)
+    if value is not None and not isinstance(value, str):
+        # Never echoed: the proxy URL may hold a password.
+        raise ConfigurationError(f"The extra field {key!r} must be text.", field=key)
+    return value
+
+
 def settings_from_connection(
     host: str | None, login: str | None, password: str | None, extra: Mapping[str, Any]
 ) -> tuple[ClientSettings, str]:
@@ -96,7 +105,7 @@ def settings_from_connection(
         connect_timeout=min(transport_defaults.connect_timeout, read_timeout),
         read_timeout=read_timeout,
         max_retries=int(_number(extras, "max_retries", transport_defaults.max_retries, integer=True)),
-        proxy=extras.get("proxy"),
+        proxy=_text(extras, "proxy"),
     )
     settings = ClientSettings(
         base_url=(host or "").strip(),

@@ -15,17 +15,25 @@ DELETE  /faults             drop every pending fault
 POST    /tokens/revoke      ``{"client_id"=None}`` -> ``{"revoked": n}``
 POST    /tokens/expire      ``{"client_id"=None}`` -> ``{"expired": n}``
 POST    /reset              counters, faults, knobs back to their start values, tokens revoked
+POST    /faults/mix         ``{"seed", "rate", "kinds", "paths"="*", "retry_after"=1}``
+DELETE  /faults/mix         stop the mix
+GET     /faults/mix         the mix now (or null)
+POST    /requests/take      the requests logged since the last take (the log restarts)
+POST    /clock              ``{"offset": s}``: the bank's clock runs this far off the real one
 ======  ==================  ==========================================================
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_bankapi.sandbox.chaos import FaultMix
 
 if TYPE_CHECKING:
     from airflow_provider_bankapi.sandbox.state import SandboxState
@@ -118,6 +126,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
             ("POST", "/tokens/revoke"): lambda: {"revoked": state.tokens.revoke(body.get("client_id"))},
             ("POST", "/tokens/expire"): lambda: {"expired": state.tokens.expire(body.get("client_id"))},
             ("POST", "/reset"): state.reset,
+            **self._chaos_routes(body),
         }
         action = routes.get((method, path))
         if action is None:
@@ -128,6 +137,21 @@ class _ControlHandler(BaseHTTPRequestHandler):
             raise ValueError(f"missing field {exc}") from None
         return 200, result if result is not None else {"ok": True}
 
+    def _chaos_routes(self, body: dict[str, Any]) -> dict[tuple[str, str], Any]:
+        state = self.server.state
+
+        def mix() -> Any:
+            current = state.fault_mix()
+            return dataclasses.asdict(current) if current is not None else None
+
+        return {
+            ("POST", "/faults/mix"): lambda: state.set_fault_mix(_fault_mix(body)),
+            ("DELETE", "/faults/mix"): lambda: state.set_fault_mix(None),
+            ("GET", "/faults/mix"): mix,
+            ("POST", "/requests/take"): lambda: [dataclasses.asdict(r) for r in state.take_requests()],
+            ("POST", "/clock"): lambda: state.set_clock_offset(body["offset"]),
+        }
+
     def _settings(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = set(body) - {"latency", "token_lifetime"}
         if unknown:
@@ -137,6 +161,11 @@ class _ControlHandler(BaseHTTPRequestHandler):
         if "token_lifetime" in body:
             self.server.state.set_token_lifetime(body["token_lifetime"])
         return self.server.state.settings()
+
+
+def _fault_mix(body: dict[str, Any]) -> FaultMix:
+    options = {name: body[name] for name in ("paths", "retry_after") if name in body}
+    return FaultMix(int(body["seed"]), float(body["rate"]), tuple(map(str, body["kinds"])), **options)
 
 
 class ControlClient:

@@ -33,7 +33,7 @@ from airflow_provider_bankapi.sandbox.state import SandboxState
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from airflow_provider_bankapi.sandbox.core import CredentialStore
     from airflow_provider_bankapi.sandbox.provision import ClientFiles
@@ -225,9 +225,10 @@ class Sandbox:
 
         :param path: relative to the base URL (``"/accounts/123/balance"``, ``"/auth/token-v2"``),
             the full path, or ``"*"`` for any path.
-        :param kind: ``"429"`` (with Retry-After, 1 s by default), ``"502"``, ``"503"``, ``"504"``,
-            ``"drop"`` (the connection closes without a response), ``"hang"`` (no response until the
-            client gives up) or ``"trickle"`` (a 200 whose body comes one byte every half second).
+        :param kind: ``"429"`` (with Retry-After, 1 s by default), ``"503"``, ``"drop"`` (the
+            connection closes without a response), ``"hang"`` (no response until the client gives up),
+            ``"trickle"`` (a 200 whose body comes one byte every half second), or a kind of
+            :meth:`set_fault_mix` (``"502"``, ``"504"``, ``"404"``, ...).
         :param count: how many requests in a row.
         :param retry_after: the Retry-After header in seconds (429, 502, 503, 504).
         :param after: requests to ``path`` let through first (``after=1``: page 2 of a paginated read fails).
@@ -257,6 +258,33 @@ class Sandbox:
     def reset(self) -> None:
         """Counters, faults and knobs back to their start values; every token revoked."""
         self._control.call("POST", "/reset")
+
+    # -- a faulty day: the seeded mix, the request log, the bank's clock ----------------------
+
+    def set_fault_mix(
+        self, *, seed: int, rate: float, kinds: Sequence[str], paths: str = "*", retry_after: int = 1
+    ) -> None:
+        """Fault a share ``rate`` of the requests whose path matches ``paths`` (``fnmatch``, relative to
+        the base URL), each with a kind drawn from ``kinds``; the same seed faults the same requests.
+
+        Kinds beyond :meth:`inject_fault`'s: ``"429-date"`` (Retry-After as an HTTP date), ``"502"``,
+        ``"504"``, ``"404"``, ``"not-json"`` (a 200 HTML page) and ``"revoke"`` (every token revoked
+        just before the request is served).
+        """
+        body = {"seed": seed, "rate": rate, "kinds": list(kinds), "paths": paths, "retry_after": retry_after}
+        self._control.call("POST", "/faults/mix", body)
+
+    def clear_fault_mix(self) -> None:
+        self._control.call("DELETE", "/faults/mix")
+
+    def take_requests(self) -> list[dict[str, Any]]:
+        """The requests since the last take: ``method``, ``path``, ``account``, ``status``, ``fault``."""
+        result: list[dict[str, Any]] = self._control.call("POST", "/requests/take")
+        return result
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Run the bank's clock ``seconds`` off the real one (token expiry, Date, Retry-After dates)."""
+        self._control.call("POST", "/clock", {"offset": seconds})
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bankapi.sandbox.bank import BankApi, Request, Response, error
+from airflow_provider_bankapi.sandbox.chaos import CANNED, REVOKE, CannedAnswer, canned_answer, fault_status
 from airflow_provider_bankapi.sandbox.state import HANG_LIMIT_SECONDS, TRICKLE_INTERVAL_SECONDS
 
 if TYPE_CHECKING:
@@ -129,6 +130,10 @@ class BankRequestHandler(BaseHTTPRequestHandler):
         # Request lines hold paths and account ids only; headers (and so tokens) are never logged.
         log.debug("%s %s", self.address_string(), format % args)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header follows the bank's clock, which a test may set off the real one.
+        return super().date_time_string(self.server.state.now() if timestamp is None else timestamp)
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # The base class answers malformed requests and unknown methods with an HTML page; every
         # error of this server is JSON, like the bank's.
@@ -174,9 +179,13 @@ class BankRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         fault = state.take_fault(self.path)
-        if fault is not None:
+        if fault is not None and fault.kind == REVOKE:
+            state.tokens.revoke()  # then served as usual: the token it carries is no longer good
+        elif fault is not None:
             if not self.path.split("?", 1)[0].endswith("/auth/token-v2"):
                 state.count("api_requests")
+            # Logged before it is served: a hanging request must be in the log while it hangs.
+            state.record(method, self.path, fault_status(fault.kind), fault.kind)
             self._serve_fault(fault)
             return
         request = Request(
@@ -187,7 +196,9 @@ class BankRequestHandler(BaseHTTPRequestHandler):
             peer_ip=self.client_address[0],
             certificate_fingerprint=self.certificate_fingerprint,
         )
-        self._send(self.server.api.handle(request))
+        response = self.server.api.handle(request)
+        state.record(method, self.path, response.status, fault.kind if fault is not None else None)
+        self._send(response)
 
     def _serve_fault(self, fault: Fault) -> None:
         if fault.kind == "drop":
@@ -201,6 +212,9 @@ class BankRequestHandler(BaseHTTPRequestHandler):
             return
         if fault.kind == "trickle":
             self._trickle()
+            return
+        if fault.kind in CANNED:
+            self._send_raw(canned_answer(fault.kind, fault.retry_after, self.server.state.now()))
             return
         headers = (("Retry-After", str(fault.retry_after)),) if fault.retry_after is not None else ()
         status = HTTPStatus(int(fault.kind))
@@ -225,6 +239,15 @@ class BankRequestHandler(BaseHTTPRequestHandler):
                     return
         except OSError:
             return  # the client gave up: that is the point
+
+    def _send_raw(self, answer: CannedAnswer) -> None:
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(answer.body)
 
     def _send(self, response: Response, *, close: bool = False) -> None:
         payload = json.dumps(response.body).encode()

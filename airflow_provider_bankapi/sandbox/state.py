@@ -9,16 +9,24 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_bankapi.sandbox.chaos import (
+    EXTRA_FAULT_KINDS,
+    REQUEST_LOG_LIMIT,
+    FaultMix,
+    RequestRecord,
+)
 from airflow_provider_bankapi.sandbox.provision import BASE_PATH
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-FAULT_KINDS = ("429", "502", "503", "504", "drop", "hang", "trickle")
+FAULT_KINDS = ("429", "503", "drop", "hang", "trickle")
+#: Every kind a fault may be: the basic ones above and those of chaos.py.
+ALL_FAULT_KINDS = FAULT_KINDS + EXTRA_FAULT_KINDS
 ANY_PATH = "*"
 # How long a "hang" fault holds a request when nobody stops the server: longer than any sane
 # client read timeout, short enough that a forgotten hang does not pin a thread for good.
@@ -41,7 +49,7 @@ def fault_path(path: str) -> str:
 
 @dataclass(frozen=True)
 class Fault:
-    """One injected response: ``kind`` in :data:`FAULT_KINDS`; ``retry_after`` for 429/503."""
+    """One injected response: ``kind`` in :data:`ALL_FAULT_KINDS`; ``retry_after`` for 429/503."""
 
     kind: str
     retry_after: int | None = None
@@ -129,7 +137,12 @@ class SandboxState:
         self._counters: Counter[str] = Counter()
         self._refused: Counter[str] = Counter()
         self._faults_served: Counter[str] = Counter()
-        self.tokens = TokenRegistry(clock)
+        self._base_clock = clock
+        self.clock_offset = 0.0
+        self.tokens = TokenRegistry(self.now)
+        self._mix: FaultMix | None = None
+        self._asked: Counter[str] = Counter()  # requests per path since the mix was set
+        self._requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_LIMIT)
         # Set when the server stops: wakes every sleeping latency and hanging request at once.
         self.stopping = threading.Event()
 
@@ -149,6 +162,16 @@ class SandboxState:
     def settings(self) -> dict[str, Any]:
         return {"latency": self.latency, "token_lifetime": self.token_lifetime}
 
+    def now(self) -> float:
+        """The bank's clock: the real one plus :attr:`clock_offset` (a bank whose clock is off)."""
+        return self._base_clock() + self.clock_offset
+
+    def set_clock_offset(self, seconds: float) -> None:
+        seconds = float(seconds)
+        if not -86_400 <= seconds <= 86_400:
+            raise ValueError(f"clock offset must be within a day, not {seconds}")
+        self.clock_offset = seconds
+
     # -- faults -------------------------------------------------------------------------------
 
     def inject_fault(
@@ -157,8 +180,8 @@ class SandboxState:
         """Make the next ``count`` requests to ``path`` (or ``"*"``: any path) fail as ``kind``, once
         ``after`` requests have gone through (``after=1``: page 2 of a paginated read fails).
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"fault kind must be one of {', '.join(FAULT_KINDS)}, not {kind!r}")
+        if kind not in ALL_FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {', '.join(ALL_FAULT_KINDS)}, not {kind!r}")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"fault count must be a positive integer, not {count!r}")
         if retry_after is not None and (
@@ -167,7 +190,7 @@ class SandboxState:
             raise ValueError(f"retry_after must be a whole number of seconds >= 0, not {retry_after!r}")
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ValueError(f"after must be a whole number of requests >= 0, not {after!r}")
-        if retry_after is None and kind == "429":
+        if retry_after is None and kind in ("429", "429-date"):
             retry_after = 1
         with self._lock:
             self._faults[fault_path(path)] = _PendingFaults(Fault(kind, retry_after), count, after)
@@ -186,7 +209,46 @@ class SandboxState:
                         del self._faults[key]
                     self._faults_served[pending.fault.kind] += 1
                     return pending.fault
-        return None
+            return self._mixed_fault(fault_path(path))
+
+    def _mixed_fault(self, path: str) -> Fault | None:
+        mix = self._mix
+        if mix is None or not mix.applies_to(path):
+            return None
+        occurrence = self._asked[path]
+        self._asked[path] += 1
+        kind = mix.pick(path, occurrence)
+        if kind is None:
+            return None
+        self._faults_served[kind] += 1
+        return Fault(kind, mix.retry_after if kind in ("429", "429-date") else None)
+
+    def set_fault_mix(self, mix: FaultMix | None) -> None:
+        """Fault a share of requests at random from now on (None: stop); the draw restarts."""
+        for kind in mix.kinds if mix is not None else ():
+            if kind not in ALL_FAULT_KINDS:
+                raise ValueError(f"fault kind must be one of {', '.join(ALL_FAULT_KINDS)}, not {kind!r}")
+        with self._lock:
+            self._mix = mix
+            self._asked.clear()
+
+    def fault_mix(self) -> FaultMix | None:
+        return self._mix
+
+    # -- the request log ----------------------------------------------------------------------
+
+    def record(self, method: str, path: str, status: int | None, fault: str | None) -> None:
+        """Log one request (no header, no body: never a token)."""
+        entry = RequestRecord.of(method, fault_path(path), status, fault)
+        with self._lock:
+            self._requests.append(entry)
+
+    def take_requests(self) -> list[RequestRecord]:
+        """The requests logged since the last take, oldest first; the log starts again empty."""
+        with self._lock:
+            taken = list(self._requests)
+            self._requests.clear()
+        return taken
 
     def pending_faults(self) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -232,4 +294,7 @@ class SandboxState:
         self.reset_counters()
         self.clear_faults()
         self.latency, self.token_lifetime = self._initial
+        self.clock_offset = 0.0
+        self.set_fault_mix(None)
+        self.take_requests()
         self.tokens.revoke()

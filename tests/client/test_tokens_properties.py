@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from airflow_provider_bankapi.client.token_values import MAX_BODY_BYTES, MAX_TOKEN_LENGTH
 from airflow_provider_bankapi.client.tokens import (
     MAX_LIFETIME,
     AccessToken,
@@ -151,3 +153,89 @@ def test_a_record_is_either_a_sane_token_or_a_value_error(record):
     except ValueError:
         return
     assert 0 < token.lifetime <= MAX_LIFETIME
+
+
+# -- each bad field of a token answer is named, in bounded time -------------------------------------
+
+VALID_ANSWER = {"access_token": "a-token", "token_type": "Bearer", "expires_in": 3600}
+NOT_WHOLE_SECONDS = st.floats(allow_nan=True, allow_infinity=True).filter(
+    lambda value: not (math.isfinite(value) and value.is_integer() and 1 <= value <= MAX_LIFETIME)
+)
+BAD_VALUES = {
+    "access_token": st.one_of(
+        st.just(""),
+        st.none() | st.booleans() | st.integers() | st.floats() | st.lists(st.text(max_size=3), max_size=2),
+        st.text(min_size=1, max_size=30).filter(lambda text: not _header_safe(text)),
+        st.just("t" * (MAX_TOKEN_LENGTH + 1)),
+    ),
+    "token_type": st.one_of(
+        st.text(max_size=20).filter(lambda text: text.lower() != "bearer"),
+        st.sampled_from(["MAC", "DPoP", "Basic", "Bearer ", " bearer", "Bearer\n"]),
+        st.none() | st.booleans() | st.integers() | st.lists(st.just("Bearer"), max_size=1),
+    ),
+    "expires_in": st.one_of(
+        st.integers(max_value=0),  # zero and negative
+        st.integers(min_value=MAX_LIFETIME + 1),  # absurdly long
+        NOT_WHOLE_SECONDS,  # fractions, NaN, infinities, huge floats
+        st.text(max_size=12).filter(lambda text: not (text.isascii() and text.isdigit()) or int(text) < 1),
+        st.sampled_from(["3600s", "1h", " 60", "60 ", "1e3", "-60", "0x10", "٣٦٠٠", "", "9" * 400]),
+        st.none() | st.booleans() | st.lists(st.integers(), max_size=2) | st.just({"seconds": 60}),
+    ),
+}
+
+
+def _header_safe(text: str) -> bool:
+    return all(0x21 <= ord(char) <= 0x7E for char in text)
+
+
+def refused_within_a_second(raw) -> TokenResponseError:
+    # The bound the answer's parser promises: refused at once, never after a long computation.
+    started = time.monotonic()
+    outcome = attempt(raw)
+    assert time.monotonic() - started < 1.0
+    assert isinstance(outcome, TokenResponseError), "a bad answer was accepted"
+    return outcome
+
+
+@given(st.sampled_from(sorted(BAD_VALUES)).flatmap(lambda name: st.tuples(st.just(name), BAD_VALUES[name])))
+def test_each_bad_field_is_named(case):
+    name, value = case
+    error = refused_within_a_second({**VALID_ANSWER, name: value})
+    assert error.field == name
+    assert name in error.message  # the message names the field too, not only the attribute
+
+
+@given(st.sampled_from(sorted(VALID_ANSWER)), st.sampled_from(["dict", "json"]))
+def test_a_missing_field_is_named(name, form):
+    answer = {key: value for key, value in VALID_ANSWER.items() if key != name}
+    error = refused_within_a_second(answer if form == "dict" else json.dumps(answer))
+    assert (error.field, "missing" in error.message or "no " + name in error.message) == (name, True)
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=100).filter(lambda raw: not _json_object(raw)),
+        st.sampled_from([b"<html>Bad Gateway</html>", b"", b"null", b"[]", b'"token"', b"\xff\xfe{}"]),
+        st.integers(1, 60).map(lambda depth: "[" * (depth * 2000) + "]" * (depth * 2000)),  # deep nesting
+    )
+)
+def test_a_body_that_is_not_a_json_object_is_named(raw):
+    assert refused_within_a_second(raw).field == "body"
+
+
+@given(st.integers(MAX_BODY_BYTES + 1, 8 * MAX_BODY_BYTES), st.sampled_from(["padding", "token"]))
+def test_a_huge_body_is_refused_without_parsing_it(size, where):
+    filler = "x" * size
+    answer = (
+        {**VALID_ANSWER, "scope": filler} if where == "padding" else {**VALID_ANSWER, "access_token": filler}
+    )
+    error = refused_within_a_second(json.dumps(answer).encode())
+    assert error.field == "body"
+    assert filler[:64] not in error.message
+
+
+def _json_object(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw), dict)
+    except ValueError:
+        return False

@@ -220,3 +220,25 @@ def test_cluster_scope_simultaneous_cold_start_costs_at_most_one_token_per_host(
         f"\n[figures] cluster scope, 2 hosts x 2 processes, simultaneous cold start: tokens per trial "
         f"{figures}"
     )
+
+
+def test_cluster_scope_a_variable_deleted_mid_day_costs_one_token_and_is_recreated(
+    bankapi_sandbox, airflow_api_server, tmp_path
+):
+    from airflow.models.variable import Variable
+
+    connection = _text_connection(bankapi_sandbox, cache_scope="cluster")
+    name = _variable_name(bankapi_sandbox)
+    host_a, host_b = ({"cache_home": str(tmp_path / host), "account_id": "1"} for host in "ab")
+
+    _run_hosts(bankapi_sandbox, connection, [host_a])
+    Variable.delete(name)
+    # Host A still holds the token in its host store: no fetch, and the Variable stays deleted...
+    _run_hosts(bankapi_sandbox, connection, [host_a])
+    assert bankapi_sandbox.counters()["tokens_issued"] == 1
+    assert Variable.get(name, default_var=None) is None
+    # ...until a host without a copy needs one: it fetches one token and writes the Variable again.
+    _run_hosts(bankapi_sandbox, connection, [host_b])
+    assert bankapi_sandbox.counters()["tokens_issued"] == 2
+    (token,) = _host_tokens(Path(host_b["cache_home"]))
+    assert json.loads(Variable.get(name))["access_token"] == token
