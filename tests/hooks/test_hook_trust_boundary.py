@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from loopback_https import BASE_PATH, TOKEN, Answer, LoopbackHttps, redirect
 
-from airflow_provider_bankapi.errors import RedirectRefusedError
+from airflow_provider_bankapi.errors import ConfigurationError, RedirectRefusedError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.triggers.bankapi import BankingApiTrigger
 
@@ -47,6 +47,32 @@ def redirecting_gateway(sandbox, tmp_path, elsewhere):
 
 
 @pytest.mark.parametrize(
+    "endpoint",
+    [
+        pytest.param("/accounts/../../../outside/x", id="above-the-base"),
+        pytest.param("/accounts/%2e%2e/%2e%2e/%2E%2E/outside/x", id="encoded-dots"),
+        pytest.param("/auth/./token-v2", id="token-endpoint-dot"),
+        pytest.param("/accounts/../auth/token-v2", id="token-endpoint-dot-dot"),
+        pytest.param("/auth/token-v2#", id="token-endpoint-fragment"),
+        pytest.param("/auth/token-v2/.", id="token-endpoint-trailing-dot"),
+        pytest.param("/accounts?limit=5", id="query-in-the-endpoint"),
+    ],
+)
+def test_get_json_refuses_a_path_off_the_base_before_any_request(bankapi_sandbox, connect, endpoint):
+    hook = connect()
+    with pytest.raises(ConfigurationError) as refused:
+        hook.get_json(endpoint)
+
+    assert refused.value.field == "endpoint"
+    assert bankapi_sandbox.counters()["tls_connections"] == 0  # not even the token request
+
+
+def test_get_json_still_reaches_a_path_that_resolves_inside(bankapi_sandbox, connect):
+    hook = connect()
+    assert hook.get_json("/accounts/9/../123/./balance") == hook.get_balance("123")
+
+
+@pytest.mark.parametrize(
     "follow", [pytest.param({}, id="default"), pytest.param({"allow_redirects": True}, id="asked")]
 )
 def test_a_get_conn_session_never_follows_a_redirect(bankapi_sandbox, connect, tmp_path, elsewhere, follow):
@@ -60,6 +86,24 @@ def test_a_get_conn_session_never_follows_a_redirect(bankapi_sandbox, connect, t
     assert refused.value.location_host == f"127.0.0.1:{elsewhere.port}"
     assert "leak" not in str(refused.value)
     assert elsewhere.connections == 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/accounts/%2e%2e/%2e%2e/outside", id="encoded-dot-dot"),
+        pytest.param("/accounts/..%2fauth%2ftoken-v2", id="encoded-slash-to-the-token"),
+        pytest.param("/auth/token-v2", id="token-endpoint"),
+    ],
+)
+def test_a_get_conn_session_applies_the_same_path_rule(bankapi_sandbox, connect, path):
+    hook = connect()
+    session = hook.get_conn()
+    with pytest.raises(ConfigurationError) as refused:
+        session.get(bankapi_sandbox.base_url + path)
+
+    assert refused.value.field == "endpoint"
+    assert bankapi_sandbox.counters()["api_requests"] == 0
 
 
 def test_the_connection_test_reports_a_redirected_token_request(
