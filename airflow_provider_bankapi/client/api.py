@@ -76,12 +76,7 @@ class ClientSettings:
     expiry_warning_days: int = 30
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.base_url or "")
-        if parts.scheme != "https" or not parts.hostname:
-            raise ConfigurationError(
-                "The Base URL must be an https:// URL such as " + PRODUCTION_BASE_URL + ".",
-                field="host",
-            )
+        check_base_url(self.base_url)
         if not self.client_id:
             raise ConfigurationError(
                 "The Client ID is empty: copy it from the credential in CORE.", field="login"
@@ -109,6 +104,30 @@ class ClientSettings:
     def token_url(self) -> str:
         """The absolute URL of the token endpoint."""
         return endpoint_url(self.base_url, self.auth_endpoint)
+
+
+def check_base_url(base_url: str) -> None:
+    """Refuse a Base URL that is not a plain https URL (the password in ``user:pw@`` is never echoed).
+
+    requests would turn ``user:pw@`` into ``Authorization: Basic`` in place of the Bearer token, and a
+    query or fragment would be glued onto every endpoint.
+    """
+    parts = urlsplit(base_url or "")
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigurationError(
+            "The Base URL must be an https:// URL such as " + PRODUCTION_BASE_URL + ".", field="host"
+        )
+    for present, what in (
+        ("@" in parts.netloc, "a user name or password (user:password@)"),
+        ("?" in base_url, "a query string ('?')"),
+        ("#" in base_url, "a fragment ('#')"),
+    ):
+        if present:
+            raise ConfigurationError(
+                f"The Base URL must not hold {what}: give the bank's API URL only, such as "
+                f"{PRODUCTION_BASE_URL}; the credential goes in the Client ID and Client secret fields.",
+                field="host",
+            )
 
 
 def token_stores_for(scope: str) -> list[TokenStore]:

@@ -16,6 +16,7 @@ from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings
 from airflow_provider_bankapi.client.identity import IdentityMaterial
 from airflow_provider_bankapi.client.transport import TransportSettings
 from airflow_provider_bankapi.errors import (
+    ConfigurationError,
     RedirectRefusedError,
 )
 from airflow_provider_bankapi.sandbox import running
@@ -129,6 +130,40 @@ def test_a_raw_session_cannot_follow_a_redirect_either(sandbox, tmp_path, elsewh
 
     assert_refused(refused, 308, f"127.0.0.1:{elsewhere.port}")
     assert elsewhere.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("base_url", "what"),
+    [
+        pytest.param("https://user:{secret}@127.0.0.1:{port}" + BASE_PATH, "password", id="userinfo"),
+        pytest.param("https://{secret}@127.0.0.1:{port}" + BASE_PATH, "password", id="user-only"),
+        pytest.param("https://127.0.0.1:{port}" + BASE_PATH + "?key={secret}", "query", id="query"),
+        pytest.param("https://127.0.0.1:{port}" + BASE_PATH + "#{secret}", "fragment", id="fragment"),
+    ],
+)
+def test_a_base_url_with_userinfo_query_or_fragment_is_refused_before_any_call(
+    sandbox, tmp_path, base_url, what
+):
+    with gateway(sandbox, tmp_path, {}) as bank:
+        with pytest.raises(ConfigurationError, match=what) as refused:
+            make_client(sandbox, base_url.format(secret="pw-" + SECRET, port=bank.port))
+
+    assert refused.value.field == "host"
+    assert SECRET not in str(refused.value)
+    assert bank.connections == 0
+
+
+def test_a_raw_session_never_sends_basic_auth_from_a_url_with_userinfo(sandbox, tmp_path):
+    answers = {("POST", "/auth/token-v2"): TOKEN, ("GET", "/accounts/1/balance"): Answer(200, body={})}
+    with gateway(sandbox, tmp_path, answers) as bank, make_client(sandbox, bank.base_url) as client:
+        session = client.session()
+        with pytest.raises(ConfigurationError, match="under the connection's Base URL"):
+            session.get(f"https://user:{SECRET}@127.0.0.1:{bank.port}{BASE_PATH}/accounts/1/balance")
+        session.get(client.settings.url("/accounts/1/balance")).raise_for_status()
+
+    assert [seen.method for seen in bank.seen] == ["POST", "GET"]
+    assert bank.seen[1].headers["Authorization"].startswith("Bearer ")
+    assert not any("Basic" in seen.headers.get("Authorization", "") for seen in bank.seen)
 
 
 def test_the_gateway_is_real_and_follows_a_naive_client(sandbox, tmp_path, elsewhere):

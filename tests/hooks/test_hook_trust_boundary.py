@@ -144,3 +144,19 @@ def test_the_trigger_ends_the_wait_on_a_redirect(bankapi_sandbox, connect, tmp_p
     assert event.payload["error_type"] == "RedirectRefusedError"
     assert event.payload["status_code"] == 302
     assert elsewhere.connections == 0
+
+
+def test_a_base_url_with_userinfo_is_refused_naming_the_field_and_not_echoing_the_password(
+    bankapi_sandbox, connect
+):
+    base = bankapi_sandbox.base_url.replace("https://", "https://user:pw-hidden-42@")
+    hook = connect(base)
+    with pytest.raises(ConfigurationError) as refused:
+        hook.get_balance("1")
+    ok, message = hook.test_connection()
+
+    assert refused.value.field == "host"
+    assert "pw-hidden-42" not in str(refused.value)
+    assert not ok
+    assert "pw-hidden-42" not in message
+    assert bankapi_sandbox.counters()["tls_connections"] == 0
