@@ -306,10 +306,11 @@ class BankingApiClient:
         self.settings.url(path)  # a path outside the Base URL is refused before a token is fetched
         token = self.get_token()
         response = self._send(method, path, token=token, **kwargs)
-        if response.status_code == 401:
+        renewed = response.status_code == 401
+        if renewed:
             self._tokens.invalidate(self._token_key, token)
             response = self._send(method, path, token=self.get_token(), **kwargs)
-        raise_for_bank_status(response, method=method, path=path)
+        raise_for_bank_status(response, method=method, path=path, token_renewed=renewed)
         return response
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:

@@ -13,9 +13,13 @@ import requests
 from loopback_https import BASE_PATH, TOKEN, Answer, LoopbackHttps, redirect
 
 from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings
+from airflow_provider_bankapi.client.classify import HINT_TOKEN_REFUSED
 from airflow_provider_bankapi.client.identity import IdentityMaterial
 from airflow_provider_bankapi.client.transport import TransportSettings
 from airflow_provider_bankapi.errors import (
+    HINT_INVALID_CLIENT_CERTIFICATE,
+    HINT_INVALID_CREDENTIALS,
+    ApiError,
     ConfigurationError,
     RedirectRefusedError,
 )
@@ -130,6 +134,21 @@ def test_a_raw_session_cannot_follow_a_redirect_either(sandbox, tmp_path, elsewh
 
     assert_refused(refused, 308, f"127.0.0.1:{elsewhere.port}")
     assert elsewhere.connections == 0
+
+
+def test_after_a_fresh_token_is_also_refused_the_hint_gives_the_checklist(sandbox, tmp_path):
+    answers = {("POST", "/auth/token-v2"): TOKEN, ("GET", "/accounts/1/balance"): Answer(401, body={})}
+    with gateway(sandbox, tmp_path, answers) as bank, make_client(sandbox, bank.base_url) as client:
+        with pytest.raises(ApiError) as refused:
+            client.get_balance("1")
+
+    assert [seen.method for seen in bank.seen] == ["POST", "GET", "POST", "GET"]  # one re-auth, no more
+    assert refused.value.status_code == 401
+    assert "fresh token" in refused.value.hint
+    assert "also" in refused.value.hint
+    assert HINT_INVALID_CREDENTIALS in refused.value.hint
+    assert HINT_INVALID_CLIENT_CERTIFICATE in refused.value.hint
+    assert HINT_TOKEN_REFUSED not in refused.value.hint  # no promise of a retry that will not come
 
 
 @pytest.mark.parametrize(
