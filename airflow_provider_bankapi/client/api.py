@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from airflow_provider_bankapi.client.endpoints import endpoint_url, normalise_endpoint
+from airflow_provider_bankapi.client.endpoints import check_base_url, endpoint_url, normalise_endpoint
 from airflow_provider_bankapi.client.host_store import HostTokenStore
 from airflow_provider_bankapi.client.identity import IdentityMaterial, load_identity
 from airflow_provider_bankapi.client.session_auth import BankOnlyBearerAuth
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CACHE_SCOPES = ("host", "cluster", "process", "off")
-PRODUCTION_BASE_URL = "https://api.bancodigital.com/public/gw_banking/v1"
 
 
 @dataclass(frozen=True)
@@ -104,30 +103,6 @@ class ClientSettings:
     def token_url(self) -> str:
         """The absolute URL of the token endpoint."""
         return endpoint_url(self.base_url, self.auth_endpoint)
-
-
-def check_base_url(base_url: str) -> None:
-    """Refuse a Base URL that is not a plain https URL (the password in ``user:pw@`` is never echoed).
-
-    requests would turn ``user:pw@`` into ``Authorization: Basic`` in place of the Bearer token, and a
-    query or fragment would be glued onto every endpoint.
-    """
-    parts = urlsplit(base_url or "")
-    if parts.scheme != "https" or not parts.hostname:
-        raise ConfigurationError(
-            "The Base URL must be an https:// URL such as " + PRODUCTION_BASE_URL + ".", field="host"
-        )
-    for present, what in (
-        ("@" in parts.netloc, "a user name or password (user:password@)"),
-        ("?" in base_url, "a query string ('?')"),
-        ("#" in base_url, "a fragment ('#')"),
-    ):
-        if present:
-            raise ConfigurationError(
-                f"The Base URL must not hold {what}: give the bank's API URL only, such as "
-                f"{PRODUCTION_BASE_URL}; the credential goes in the Client ID and Client secret fields.",
-                field="host",
-            )
 
 
 def token_stores_for(scope: str) -> list[TokenStore]:

@@ -40,8 +40,10 @@ class BankOnlyBearerAuth:
         url = request.url or ""
         origin, path = _origin_and_path(url)
         prefix = self._base[1].rstrip("/")
-        if origin != self._base[0] or urlsplit(url).username is not None or not (
-            path == prefix or path.startswith(prefix + "/")
+        if (
+            origin != self._base[0]
+            or urlsplit(url).username is not None
+            or not (path == prefix or path.startswith(prefix + "/"))
         ):
             raise ConfigurationError(
                 "This session only calls URLs under the connection's Base URL: the Bearer token and the "
