@@ -13,7 +13,8 @@
         ├── InvalidClientCertificateError  401 Invalid Client Certificate (or a gateway's 400/495/496)
         ├── ForbiddenError                 403: the source IP is not on the credential's allowlist
         ├── RateLimitedError               429 after retries
-        └── ServerError                    5xx after retries
+        ├── ServerError                    5xx after retries
+        └── RedirectRefusedError           3xx: the Banking API has no redirects; none is followed
 
 Callers branch on the types and their attributes, never on message text. No message or
 attribute ever holds a client_secret, a token, a password or key material. Standard library only.
@@ -52,6 +53,10 @@ HINT_RATE_LIMITED = (
     "cache share one token (cache_scope host or cluster)."
 )
 HINT_SERVER_ERROR = "The bank's side failed. Try again later; if it keeps failing, ask the bank."
+HINT_REDIRECT = (
+    "The Banking API has no redirects, so none is followed: the client secret, tokens and the client "
+    "certificate only go to the Base URL. Check the connection's Base URL (host, port and path)."
+)
 HINT_CONNECTION_FAILED = (
     "Check the Base URL (host and port), that this worker can reach it (DNS, firewall, the egress proxy "
     "setting), and that the bank's environment is up."
@@ -197,3 +202,15 @@ class RateLimitedError(ApiError):
 
 class ServerError(ApiError):
     """5xx after the retries ran out."""
+
+
+class RedirectRefusedError(ApiError):
+    """A 3xx answer: never followed, so no secret, token or certificate reaches another address.
+
+    :param location_host: the host (and port) the answer pointed to, never the whole Location: its
+        query could hold a token.
+    """
+
+    def __init__(self, message: str, *, location_host: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.location_host = location_host

@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
+from airflow_provider_bankapi.client.endpoints import check_base_url, endpoint_url, normalise_endpoint
 from airflow_provider_bankapi.client.host_store import HostTokenStore
 from airflow_provider_bankapi.client.identity import IdentityMaterial, load_identity
 from airflow_provider_bankapi.client.session_auth import BankOnlyBearerAuth
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CACHE_SCOPES = ("host", "cluster", "process", "off")
-PRODUCTION_BASE_URL = "https://api.bancodigital.com/public/gw_banking/v1"
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,7 @@ class ClientSettings:
     expiry_warning_days: int = 30
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.base_url or "")
-        if parts.scheme != "https" or not parts.hostname:
-            raise ConfigurationError(
-                "The Base URL must be an https:// URL such as " + PRODUCTION_BASE_URL + ".",
-                field="host",
-            )
+        check_base_url(self.base_url)
         if not self.client_id:
             raise ConfigurationError(
                 "The Client ID is empty: copy it from the credential in CORE.", field="login"
@@ -101,18 +96,21 @@ class ClientSettings:
             raise ConfigurationError(
                 "auth_endpoint must be a path such as /auth/token-v2.", field="auth_endpoint"
             )
+        normalise_endpoint(self.auth_endpoint, field="auth_endpoint")
         if self.refresh_margin < 0:
             raise ConfigurationError("refresh_margin must be zero or more seconds.", field="refresh_margin")
 
     def url(self, path: str) -> str:
-        """The absolute URL of a path under the base URL (a full URL elsewhere is refused)."""
-        if "://" in path:
-            raise ConfigurationError(
-                "Give a path under the Base URL (such as /accounts/123/balance), not a full URL: the "
-                "client certificate and token are only sent to the bank.",
-                field="endpoint",
-            )
-        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+        """The absolute URL of a protected resource's path under the Base URL (see ``endpoints.py``).
+
+        A path that resolves outside the Base URL's path or onto the token endpoint is refused.
+        """
+        return endpoint_url(self.base_url, path, token_endpoint=self.auth_endpoint)
+
+    @property
+    def token_url(self) -> str:
+        """The absolute URL of the token endpoint."""
+        return endpoint_url(self.base_url, self.auth_endpoint)
 
 
 def token_stores_for(scope: str) -> list[TokenStore]:
@@ -225,7 +223,7 @@ class BankingApiClient:
 
     @property
     def token_url(self) -> str:
-        return self.settings.url(self.settings.auth_endpoint)
+        return self.settings.token_url
 
     @cached_property
     def _token_key(self) -> str:
@@ -284,9 +282,12 @@ class BankingApiClient:
         headers.setdefault("Accept", "application/json")
         if token is not None:
             headers["Authorization"] = f"Bearer {token.access_token}"
+        # The token endpoint itself only for the token request (no Bearer token attached).
+        is_token_call = token is None and path == self.settings.auth_endpoint
+        url = self.settings.token_url if is_token_call else self.settings.url(path)
         with self._session() as session:
             try:
-                return session.request(method, self.settings.url(path), headers=headers, **kwargs)
+                return session.request(method, url, headers=headers, **kwargs)
             except requests.RequestException as exc:
                 raise map_transport_error(exc, method=method, path=path) from exc
 
@@ -296,7 +297,9 @@ class BankingApiClient:
         any other is refused before a connection is made, so the token only ever goes to the bank.
         """
         session = make_session(self.identity.ssl_context(), self.settings.transport, token_url=self.token_url)
-        session.auth = BankOnlyBearerAuth(self.settings.base_url, self.get_token)
+        session.auth = BankOnlyBearerAuth(
+            self.settings.base_url, self.get_token, auth_endpoint=self.settings.auth_endpoint
+        )
         with self._sessions_lock:
             self._all_sessions.append(session)
         return session
@@ -306,12 +309,14 @@ class BankingApiClient:
 
         A 401 means the token was revoked or expired early: drop it, fetch a new one, retry once.
         """
+        self.settings.url(path)  # a path outside the Base URL is refused before a token is fetched
         token = self.get_token()
         response = self._send(method, path, token=token, **kwargs)
-        if response.status_code == 401:
+        renewed = response.status_code == 401
+        if renewed:
             self._tokens.invalidate(self._token_key, token)
             response = self._send(method, path, token=self.get_token(), **kwargs)
-        raise_for_bank_status(response, method=method, path=path)
+        raise_for_bank_status(response, method=method, path=path, token_renewed=renewed)
         return response
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:

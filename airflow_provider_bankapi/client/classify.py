@@ -60,6 +60,12 @@ HINT_TOKEN_REFUSED = (
     "The bank refused the access token: it was revoked, expired early, or was fetched with another "
     "client certificate. Fetch a new token and retry the call once."
 )
+HINT_FRESH_TOKEN_REFUSED = (
+    "A fresh token was fetched and was also refused, so the fault is not the token's age. "
+    + HINT_INVALID_CREDENTIALS
+    + " "
+    + HINT_INVALID_CLIENT_CERTIFICATE
+)
 HINT_UNAUTHENTICATED = HINT_INVALID_CREDENTIALS + " " + HINT_INVALID_CLIENT_CERTIFICATE
 HINT_NOT_FOUND = (
     "Check the path and the identifiers in it: paths are relative to the Base URL (.../public/gw_banking/v1)."
@@ -239,6 +245,7 @@ def error_for_status(
     retry_after: float | None = None,
     bearer_sent: bool = False,
     retries: int = 0,
+    token_renewed: bool = False,
 ) -> ApiError | None:
     """The error for an answer of the bank, or None for a 2xx.
 
@@ -250,6 +257,7 @@ def error_for_status(
     :param bearer_sent: whether the request carried a Bearer token.
     :param retries: how many times the call was retried before this answer (the message says how many
         attempts were made, or that a 429/5xx was not retried).
+    :param token_renewed: whether the Bearer token was a fresh one fetched after a first 401.
     """
     if 200 <= status < 300:
         return None
@@ -300,7 +308,9 @@ def error_for_status(
     if phrase == FORBIDDEN or status == 403:
         return ForbiddenError(message(label, with_excerpt=phrase is None), hint=HINT_FORBIDDEN, **fields)
     hint = {
-        401: HINT_TOKEN_REFUSED if bearer_sent else HINT_UNAUTHENTICATED,
+        401: (HINT_FRESH_TOKEN_REFUSED if token_renewed else HINT_TOKEN_REFUSED)
+        if bearer_sent
+        else HINT_UNAUTHENTICATED,
         404: HINT_NOT_FOUND,
     }.get(status, "")
     return ApiError(message(label, with_excerpt=True), hint=hint, **fields)
@@ -314,12 +324,15 @@ def _retries_of(response: requests.Response) -> int:
     return len(getattr(retry, "history", ()) or ())
 
 
-def raise_for_bank_status(response: requests.Response, *, method: str, path: str) -> None:
+def raise_for_bank_status(
+    response: requests.Response, *, method: str, path: str, token_renewed: bool = False
+) -> None:
     """Raise the error-tree error for a non-2xx answer; return quietly for a 2xx.
 
     :param response: the bank's answer.
     :param method: the HTTP method (for the message).
     :param path: the path called, relative to the Base URL (for the message).
+    :param token_renewed: whether the call carried a fresh token fetched after a first 401.
     :raises ApiError: one of its subclasses where the bank's phrase or the status says which.
     """
     if 200 <= response.status_code < 300:
@@ -333,6 +346,7 @@ def raise_for_bank_status(response: requests.Response, *, method: str, path: str
         retry_after=parse_retry_after(response.headers.get("Retry-After"), now=time.time()),
         bearer_sent=str(authorization).lower().startswith("bearer "),
         retries=_retries_of(response),
+        token_renewed=token_renewed,
     )
     if error is not None:
         raise error

@@ -20,6 +20,9 @@ proxy comes from :class:`TransportSettings` only, so what a task does does not d
 worker's shell (and ``.netrc`` cannot add credentials the connection did not ask for). Plain
 ``http://`` is refused: the Bearer token would travel in clear.
 
+No redirect is ever followed: a 3xx answer raises :class:`RedirectRefusedError` in the adapter,
+whatever ``allow_redirects`` the caller passed, so nothing sent to the bank is re-sent elsewhere.
+
 Every request gets the (connect, read) timeouts of the settings unless it passes its own; an
 explicit ``timeout=None`` (or a ``None`` part) also gets them, so a call to the bank never waits
 forever. The read timeout bounds the whole answer (status, headers and body), not each read: a
@@ -42,7 +45,7 @@ from airflow_provider_bankapi.client.deadline import use_answer_deadline
 from airflow_provider_bankapi.client.probe import TlsSessionInfo, probe_tls
 from airflow_provider_bankapi.client.retry import BankRetry
 from airflow_provider_bankapi.client.transport_errors import HINT_BAD_URL, map_transport_error
-from airflow_provider_bankapi.errors import ConfigurationError
+from airflow_provider_bankapi.errors import HINT_REDIRECT, ConfigurationError, RedirectRefusedError
 
 if TYPE_CHECKING:
     import ssl
@@ -218,7 +221,7 @@ class BankingApiAdapter(HTTPAdapter):
             raise ConfigurationError(
                 f"{what} conflicts with the connection's TLS identity and is refused.", hint=HINT_TLS_OWNED
             )
-        return super().send(
+        response = super().send(
             request,
             stream=stream,
             timeout=self._timeouts(timeout),
@@ -226,6 +229,12 @@ class BankingApiAdapter(HTTPAdapter):
             cert=None,
             proxies=proxies,
         )
+        if 300 <= response.status_code < 400 and response.status_code != 304:
+            # Refused here, below Session.request, so that no caller (allow_redirects=True included)
+            # can follow it: a redirected request would carry the secret or the token elsewhere.
+            response.close()
+            raise redirect_refused(response)
+        return response
 
     def _timeouts(self, timeout: Any) -> Any:
         """The request's (connect, read) timeouts, the settings' standing in for any that is None."""
@@ -238,6 +247,37 @@ class BankingApiAdapter(HTTPAdapter):
                 self.settings.read_timeout if read is None else read,
             )
         return timeout  # a number (both parts) or a urllib3 Timeout, as requests takes them
+
+
+def redirect_refused(response: requests.Response) -> RedirectRefusedError:
+    """The error for a 3xx answer: its status and the Location's host, never the whole Location."""
+    request = response.request
+    method = (request.method or "").upper()
+    path = urlsplit(request.url or "").path
+    host = location_host(response.headers.get("Location"), request.url or "")
+    status = f"{response.status_code} {response.reason}".strip()
+    return RedirectRefusedError(
+        f"{method} {path} answered {status}, a redirect to {host}: not followed.",
+        status_code=response.status_code,
+        method=method,
+        path=path,
+        location_host=host,
+        hint=HINT_REDIRECT,
+    )
+
+
+def location_host(location: str | None, request_url: str) -> str:
+    """``host[:port]`` of a Location header (its path and query may hold a token and are never shown)."""
+    if not location:
+        return "nowhere (no Location header)"
+    parts = urlsplit(location.strip())
+    if not parts.netloc:
+        return f"{urlsplit(request_url).hostname} (the same host)"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname or 'an unreadable host'}{f':{port}' if port else ''}"
 
 
 class _PlainHttpRefused(HTTPAdapter):

@@ -167,14 +167,8 @@ class BankingApiOperator(_BankingApiBaseOperator):
         method = str(self.method).strip().upper()
         if self.pagination_function is not None and method != "GET":
             raise ConfigurationError("pagination_function pages through GET answers only.", field="method")
-        path = "/" + str(self.endpoint).strip().lstrip("/")
-        auth_endpoint = "/" + self.hook.client.settings.auth_endpoint.lstrip("/")
-        if path.split("?", 1)[0].rstrip("/") == auth_endpoint.rstrip("/"):
-            raise ConfigurationError(
-                "The token endpoint is not a resource: its answer is a token, which must never reach XCom "
-                "or a file. The hook fetches and caches tokens by itself.",
-                field="endpoint",
-            )
+        # The client's own rule, asked before any call: under the Base URL, never the token endpoint.
+        self.hook.client.settings.url(self.endpoint)
         return method
 
     def _call(self, method: str) -> Any:

@@ -127,6 +127,39 @@ def test_a_rerun_that_fails_on_page_2_leaves_the_previous_file_and_a_good_rerun_
     assert target.read_bytes() == complete  # replaced, not appended to
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "refusal"),
+    [
+        pytest.param("/accounts/../../../outside/x", "outside the Base URL", id="above-the-base"),
+        pytest.param("/auth/./token-v2", "token endpoint", id="token-endpoint-dot"),
+        pytest.param("/accounts/../auth/token-v2", "token endpoint", id="token-endpoint-dot-dot"),
+        pytest.param("/auth/token-v2#", "fragment", id="token-endpoint-fragment"),
+        pytest.param("/auth/token-v2/.", "token endpoint", id="token-endpoint-trailing-dot"),
+        pytest.param("/accounts/%2e%2e/auth/token-v2", "token endpoint", id="token-endpoint-encoded-dots"),
+    ],
+)
+def test_an_endpoint_from_the_run_conf_that_leaves_the_base_url_fails_before_any_request(
+    bank, capfd, endpoint, refusal
+):
+    result = run_dag(DAG_FILE, "bankapi_endpoint_from_conf", conf={"endpoint": endpoint})
+
+    assert result.task_states == {("from_conf", -1): "failed"}
+    console = "".join(capfd.readouterr())
+    assert "ConfigurationError" in console
+    assert refusal in console
+    assert bank.counters()["tls_connections"] == 0  # no token fetched, nothing sent
+    assert "access_token" not in all_xcoms(result)
+
+
+def test_an_endpoint_from_the_run_conf_that_resolves_inside_the_base_url_is_called(bank):
+    result = run_dag(
+        DAG_FILE, "bankapi_endpoint_from_conf", conf={"endpoint": "/accounts/9/../123/./balance"}
+    )
+
+    assert result.task_states == {("from_conf", -1): "success"}
+    assert result.xcom("from_conf") == data.balance("123")
+
+
 # -- BankingApiBalanceOperator -------------------------------------------------------------------------
 
 

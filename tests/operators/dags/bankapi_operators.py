@@ -50,6 +50,9 @@ with DAG("bankapi_generic_refusals", schedule=None, start_date=START, catchup=Fa
     )
     BankingApiOperator(task_id="token_endpoint", endpoint="/auth/token-v2", method="POST")
 
+with DAG("bankapi_endpoint_from_conf", schedule=None, start_date=START, catchup=False):
+    BankingApiOperator(task_id="from_conf", endpoint="{{ dag_run.conf['endpoint'] }}")
+
 with DAG(
     "bankapi_balances", schedule=None, start_date=START, catchup=False, render_template_as_native_obj=True
 ):

@@ -1,0 +1,144 @@
+r"""The Base URL, and where an endpoint resolves under it: the one rule every entry point asks.
+
+The client secret, tokens and the client certificate are for the Base URL's origin and path prefix
+only, so an endpoint is a path *relative to the Base URL* and nothing else. It is normalised the way
+a lenient server or gateway might read it, and the normalised form is what is sent, so what is
+checked here is what the bank sees:
+
+- percent-encoded unreserved characters are decoded (RFC 3986, 6.2.2.2: ``%2e`` is ``.``);
+- ``\``, ``%5c`` and ``%2f`` count as ``/`` (servers and gateways that treat them as separators
+  exist), ``//`` collapses, and ``.``/``..`` segments are removed (RFC 3986, 5.2.4);
+- ``..`` above the Base URL's path, ``?``, ``#``, ``;``, ``://`` and control characters are refused,
+  before any request;
+- a protected call onto the token endpoint is refused: its answer is a token, which must never
+  reach XCom or a file.
+
+The Base URL itself is a plain https URL: no ``user:password@`` (requests would send it as
+``Authorization: Basic`` in place of the Bearer token), no query and no fragment.
+
+Pure: no I/O, standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from urllib.parse import urlsplit
+
+from airflow_provider_bankapi.errors import ConfigurationError
+
+PRODUCTION_BASE_URL = "https://api.bancodigital.com/public/gw_banking/v1"
+HINT_ENDPOINT = (
+    "Give a path relative to the Base URL, such as /accounts/123/balance. Query parameters go in params "
+    "(query_params for the operator), never in the endpoint."
+)
+
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_SEPARATOR = re.compile(r"%2[fF]|%5[cC]|\\")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_base_url(base_url: str) -> None:
+    """Refuse a Base URL that is not a plain https URL (the password in ``user:pw@`` is never echoed).
+
+    requests would turn ``user:pw@`` into ``Authorization: Basic`` in place of the Bearer token, and a
+    query or fragment would be glued onto every endpoint.
+    """
+    parts = urlsplit(base_url or "")
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigurationError(
+            "The Base URL must be an https:// URL such as " + PRODUCTION_BASE_URL + ".", field="host"
+        )
+    for present, what in (
+        ("@" in parts.netloc, "a user name or password (user:password@)"),
+        ("?" in base_url, "a query string ('?')"),
+        ("#" in base_url, "a fragment ('#')"),
+    ):
+        if present:
+            raise ConfigurationError(
+                f"The Base URL must not hold {what}: give the bank's API URL only, such as "
+                f"{PRODUCTION_BASE_URL}; the credential goes in the Client ID and Client secret fields.",
+                field="host",
+            )
+
+
+def endpoint_url(base_url: str, endpoint: str, *, token_endpoint: str | None = None) -> str:
+    """The absolute URL of ``endpoint`` under ``base_url``, or a ConfigurationError naming ``endpoint``.
+
+    :param base_url: the connection's Base URL (already validated: https, no query or fragment).
+    :param endpoint: the path relative to the Base URL, e.g. ``/accounts/123/balance``.
+    :param token_endpoint: for a protected call, the token path, which ``endpoint`` must not resolve to.
+    """
+    path = normalise_endpoint(endpoint)
+    if token_endpoint is not None and _resource(path) == _resource(normalise_endpoint(token_endpoint)):
+        raise ConfigurationError(
+            f"The endpoint {_shown(endpoint)} resolves to the token endpoint. The token endpoint is not a "
+            "resource: its answer is a token, which must never reach XCom or a file. Tokens are fetched "
+            "and cached by the hook itself.",
+            field="endpoint",
+            hint=HINT_ENDPOINT,
+        )
+    return base_url.rstrip("/") + path
+
+
+def normalise_endpoint(endpoint: str, *, field: str = "endpoint") -> str:
+    """``endpoint`` as an absolute path relative to the Base URL's path: ``/a/b`` (or ``/`` for the base).
+
+    :param endpoint: what the caller gave.
+    :param field: the field named by the error (``endpoint``, or ``auth_endpoint`` for the token path).
+    :raises ConfigurationError: the endpoint is not a plain path, or it resolves above the Base URL's path.
+    """
+    if not isinstance(endpoint, str):
+        raise ConfigurationError(f"The {field} must be a path (text).", field=field, hint=HINT_ENDPOINT)
+    text = endpoint.strip()
+    refusal = _refusal(text)
+    if refusal:
+        raise ConfigurationError(f"The {field} {_shown(text)} {refusal}.", field=field, hint=HINT_ENDPOINT)
+    text = _ESCAPE.sub(_decode_unreserved, _SEPARATOR.sub("/", text))
+    segments: list[str] = []
+    for segment in text.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not segments:
+                raise ConfigurationError(
+                    f"The {field} {_shown(endpoint)} resolves outside the Base URL's path: the token and the "
+                    "client certificate are only sent to the bank's API.",
+                    field=field,
+                    hint=HINT_ENDPOINT,
+                )
+            segments.pop()
+            continue
+        segments.append(segment)
+    trailing = bool(segments) and (text.endswith("/") or text.rsplit("/", 1)[-1] in (".", ".."))
+    return "/" + "/".join(segments) + ("/" if trailing else "")
+
+
+def _refusal(text: str) -> str:
+    if "://" in text:
+        return "is a full URL; the token and the client certificate go to the Base URL only"
+    if "?" in text:
+        return "holds a query string ('?')"
+    if "#" in text:
+        return "holds a fragment ('#')"
+    if ";" in text:
+        return "holds path parameters (';')"
+    if _CONTROL.search(text):
+        return "holds control characters"
+    return ""
+
+
+def _decode_unreserved(match: re.Match[str]) -> str:
+    character = chr(int(match.group(1), 16))
+    return character if character in _UNRESERVED else match.group(0)
+
+
+def _resource(path: str) -> str:
+    # Gateways differ on case and on a trailing slash: the token endpoint is refused in all its spellings.
+    return path.rstrip("/").lower()
+
+
+def _shown(endpoint: str) -> str:
+    # An endpoint is not secret, but it may be long or hold control characters: show a short repr.
+    return repr(endpoint[:80] + ("…" if len(endpoint) > 80 else ""))
