@@ -80,7 +80,9 @@ class AccessToken:
             raise ValueError("token_type must be a non-empty string.")
         if not _is_seconds(self.issued_at) or not _is_seconds(self.expires_at):
             raise ValueError("issued_at and expires_at must be finite numbers of epoch seconds.")
-        if not 0 < self.expires_at - self.issued_at <= MAX_LIFETIME:
+        # The slack absorbs float rounding: now + expires_in can land a few hundred nanoseconds past
+        # now + MAX_LIFETIME (issued at 506968725.5413906, for one).
+        if not 0 < self.expires_at - self.issued_at <= MAX_LIFETIME + 1e-3:
             raise ValueError(f"a token lives more than 0 and at most {MAX_LIFETIME} seconds.")
         object.__setattr__(self, "issued_at", float(self.issued_at))
         object.__setattr__(self, "expires_at", float(self.expires_at))

@@ -6,7 +6,8 @@ import json
 import math
 import time
 
-from hypothesis import assume, given
+import pytest
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from airflow_provider_bankapi.client.token_values import MAX_BODY_BYTES, MAX_TOKEN_LENGTH
@@ -138,6 +139,13 @@ def test_freshness_only_ever_ends(issued, lifetime, margin, earlier, later):
     token = AccessToken("t", "Bearer", issued, issued + lifetime)
     first, second = sorted((issued + earlier, issued + later))
     assert not (token.is_fresh(second, margin) and not token.is_fresh(first, margin))
+
+
+@given(st.floats(0, 4e9), st.sampled_from([1, 3600, MAX_LIFETIME - 1, MAX_LIFETIME]))
+@example(506968725.5413906, MAX_LIFETIME)  # issued + MAX_LIFETIME rounds a little past MAX_LIFETIME
+def test_the_longest_lifetime_parses_at_any_moment(now, lifetime):
+    body = json.dumps({"access_token": "t", "token_type": "Bearer", "expires_in": lifetime})
+    assert parse_token_response(body, now=now).lifetime == pytest.approx(lifetime, abs=1e-3)
 
 
 @given(TOKEN_TEXT, st.floats(0, 4e9), st.integers(1, MAX_LIFETIME))
