@@ -196,7 +196,9 @@ def test_pem_fields_say_pem_text_or_a_path(key):
 
 def test_standard_fields():
     behaviour = connection_type()["ui-field-behaviour"]
-    assert sorted(behaviour["hidden-fields"]) == ["port", "schema"]
+    # The port stays visible: a saved port is what lets Airflow 3.3.2's Test button reuse the secrets.
+    assert behaviour["hidden-fields"] == ["schema"]
+    assert behaviour["placeholders"]["port"].startswith("443 ")
     assert behaviour["relabeling"] == {"host": "Base URL", "login": "Client ID", "password": "Client secret"}
     assert behaviour["placeholders"]["host"] == "https://api.bancodigital.com/public/gw_banking/v1"
 
