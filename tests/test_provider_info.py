@@ -213,3 +213,13 @@ def test_module_imports_no_airflow():
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert imported <= {"__future__", "typing"}
+
+
+def test_the_readme_names_the_form_fields_as_the_ui_labels_them():
+    # The README's "In the Airflow UI" tables: one row per field of the form, by the label it shows.
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("### In the Airflow UI") : readme.index("### As `AIRFLOW_CONN_*` JSON")]
+    rows = re.findall(r"^\| ([^|`]+?) \|", section, flags=re.MULTILINE)
+    labels = [field["label"] for field in connection_type()["conn-fields"].values()]
+    shown = ["Base URL", "Client ID", "Client secret", "Port", *labels]
+    assert [row for row in rows if not row.startswith(("Form field", "---"))] == shown
