@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest day bench bench-sandbox demo demo-curl constraints clean
+.PHONY: install test lint typecheck pytest day e2e bench bench-sandbox demo demo-curl constraints clean
 
 # The virtualenv is (re)built when the project or its pinned constraints change.
 $(STAMP): pyproject.toml constraints.txt
@@ -32,6 +32,10 @@ test: lint typecheck pytest
 day: install
 	$(BIN)/pytest -m day tests/day
 
+# A real deployment on loopback, and the connection form in headless Chromium (apt: chromium).
+e2e: install
+	$(BIN)/pytest -m e2e tests/e2e
+
 bench: install
 	$(BIN)/python -m benchmarks
 
@@ -53,4 +57,4 @@ constraints: install
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(airflow-provider-bankapi|pip|setuptools)==' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo .e2e-artifacts

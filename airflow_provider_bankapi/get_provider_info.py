@@ -22,6 +22,7 @@ PACKAGE_NAME = "airflow-provider-bankapi"
 CONN_TYPE = "bankapi"
 HOOK_CLASS_NAME = "airflow_provider_bankapi.hooks.bankapi.BankingApiHook"
 PRODUCTION_BASE_URL = "https://api.bancodigital.com/public/gw_banking/v1"
+PORT_PLACEHOLDER = "443 (the Base URL's port; needed by the Test button)"
 
 _TEXT = ["string", "null"]
 
@@ -213,11 +214,15 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": HOOK_CLASS_NAME,
                 "hook-name": "Banking API",
                 "conn-fields": {key: _copy(field) for key, field in _CONN_FIELDS},
+                # The port stays on the form: Airflow's Test button reuses a saved connection's secrets only
+                # when the port it sends matches the stored one, and Airflow 3.3.2 sends 0 for an empty
+                # port, which never matches. A saved Port (443 for the bank) matches in every version.
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port"],
+                    "hidden-fields": ["schema"],
                     "relabeling": {"host": "Base URL", "login": "Client ID", "password": "Client secret"},
                     "placeholders": {
                         "host": PRODUCTION_BASE_URL,
+                        "port": PORT_PLACEHOLDER,
                         "login": "client_id issued by the bank",
                         "password": "client_secret issued by the bank",
                     },

@@ -87,7 +87,7 @@ def test_connection_form_metadata(airflow_api_server):
     }
     assert (standard["login"]["title"], standard["password"]["title"]) == ("Client ID", "Client secret")
     assert standard["url_schema"]["hidden"] is True
-    assert standard["port"]["hidden"] is True
+    assert standard["port"]["hidden"] is False
     extra = ours["extra_fields"]
     assert list(extra) == list(EXTRA_KEYS)
     assert extra["cache_scope"]["value"] == "host"

@@ -196,7 +196,9 @@ def test_pem_fields_say_pem_text_or_a_path(key):
 
 def test_standard_fields():
     behaviour = connection_type()["ui-field-behaviour"]
-    assert sorted(behaviour["hidden-fields"]) == ["port", "schema"]
+    # The port stays visible: a saved port is what lets Airflow 3.3.2's Test button reuse the secrets.
+    assert behaviour["hidden-fields"] == ["schema"]
+    assert behaviour["placeholders"]["port"].startswith("443 ")
     assert behaviour["relabeling"] == {"host": "Base URL", "login": "Client ID", "password": "Client secret"}
     assert behaviour["placeholders"]["host"] == "https://api.bancodigital.com/public/gw_banking/v1"
 
@@ -211,3 +213,13 @@ def test_module_imports_no_airflow():
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert imported <= {"__future__", "typing"}
+
+
+def test_the_readme_names_the_form_fields_as_the_ui_labels_them():
+    # The README's "In the Airflow UI" tables: one row per field of the form, by the label it shows.
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("### In the Airflow UI") : readme.index("### As `AIRFLOW_CONN_*` JSON")]
+    rows = re.findall(r"^\| ([^|`]+?) \|", section, flags=re.MULTILINE)
+    labels = [field["label"] for field in connection_type()["conn-fields"].values()]
+    shown = ["Base URL", "Client ID", "Client secret", "Port", *labels]
+    assert [row for row in rows if not row.startswith(("Form field", "---"))] == shown

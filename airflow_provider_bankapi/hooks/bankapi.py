@@ -80,8 +80,48 @@ def _text(extras: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
+def base_url_with_port(host: str | None, port: int | str | None = None) -> str:
+    """The Base URL completed by the connection's Port.
+
+    The Port fills in a Base URL that names none and must agree with one that does; empty or 0 means
+    the Base URL's own. It is a field of the form because Airflow's Test button only reuses a saved
+    connection's secrets when the port it sends, 0 for an empty one in Airflow 3.3.2, matches the
+    stored port; a saved Port makes the two agree whatever Airflow version sends.
+    """
+    url = (host or "").strip()
+    if port is None or port == "" or port == 0:
+        return url
+    try:
+        number = int(str(port))
+    except ValueError:
+        number = 0
+    if not 0 < number < 65536:
+        raise ConfigurationError(f"The Port must be a number from 1 to 65535; got {port!r}.", field="port")
+    parts = urlsplit(url)
+    try:
+        named = parts.port
+    except ValueError:
+        raise ConfigurationError("The Base URL has a malformed port.", field="host") from None
+    if named is None:
+        if number == 443 or not parts.hostname:
+            # https's own port stays implicit: the URL, and the token cache key made from it, do not change.
+            return url
+        return parts._replace(netloc=f"{parts.netloc}:{number}").geturl()
+    if named != number:
+        raise ConfigurationError(
+            f"The Port ({number}) differs from the port in the Base URL ({named}).",
+            field="port",
+            hint="Make them the same, or remove the port from the Base URL.",
+        )
+    return url
+
+
 def settings_from_connection(
-    host: str | None, login: str | None, password: str | None, extra: Mapping[str, Any]
+    host: str | None,
+    login: str | None,
+    password: str | None,
+    extra: Mapping[str, Any],
+    port: int | str | None = None,
 ) -> tuple[ClientSettings, str]:
     """``ClientSettings`` and the cache scope from a connection's fields."""
     from airflow_provider_bankapi.client.api import CACHE_SCOPES, ClientSettings
@@ -108,7 +148,7 @@ def settings_from_connection(
         proxy=_text(extras, "proxy"),
     )
     settings = ClientSettings(
-        base_url=(host or "").strip(),
+        base_url=base_url_with_port(host, port),
         client_id=(login or "").strip(),
         client_secret=password or "",
         identity=identity,
@@ -141,7 +181,7 @@ class BankingApiHook(BaseHook):
 
         connection = self.get_connection(self.bankapi_conn_id)
         settings, scope = settings_from_connection(
-            connection.host, connection.login, connection.password, connection.extra_dejson
+            connection.host, connection.login, connection.password, connection.extra_dejson, connection.port
         )
         for secret in (
             settings.identity.client_private_key,

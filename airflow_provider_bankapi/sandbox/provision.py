@@ -12,7 +12,7 @@
 
 Private keys, the PFX, core.json and both connection files (they hold the client_secret) are 0600.
 
-The connection files carry the base URL, which depends on the port the server listens on. ``init``
+The connection files carry the base URL and its port, which depend on where the server listens. ``init``
 writes the port it is given (default :data:`DEFAULT_PORT`); ``serve`` (and :func:`running`) rewrite
 both files with the real address as soon as the server listens, so they are right whenever the
 sandbox runs, including with ``--port 0``.
@@ -26,6 +26,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -172,7 +173,7 @@ def write_connections(
     layout: Layout, url: str, client_id: str, client_secret: str, pfx_password: str
 ) -> None:
     """Write ``connection.json`` and ``connection-pfx.json`` (both 0600: they hold the secret)."""
-    common = {"conn_type": "bankapi", "host": url, "login": client_id, "password": client_secret}
+    common = {"conn_type": "bankapi", **_address(url), "login": client_id, "password": client_secret}
     pem = {
         **common,
         "extra": {
@@ -193,12 +194,19 @@ def write_connections(
     pki.write_private(layout.connection_pfx, json.dumps(pfx, indent=2).encode() + b"\n")
 
 
+def _address(url: str) -> dict[str, Any]:
+    # The port is written out too: Airflow's Test button refuses a saved connection whose stored port
+    # differs from the one the UI sends, and the UI sends 0 for a connection without one.
+    return {"host": url, "port": urlsplit(url).port}
+
+
 def set_base_url(layout: Layout, url: str) -> None:
     """Point both connection files at ``url`` (what ``serve`` does once it knows its port)."""
     for path in (layout.connection, layout.connection_pfx):
         data = json.loads(path.read_text())
-        if data.get("host") != url:
-            data["host"] = url
+        address = _address(url)
+        if {key: data.get(key) for key in address} != address:
+            data.update(address)
             pki.write_private(path, json.dumps(data, indent=2).encode() + b"\n")
 
 

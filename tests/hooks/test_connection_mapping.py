@@ -46,8 +46,8 @@ def material(tmp_path_factory):
     }
 
 
-def mapped(extra, *, host=HOST, login=LOGIN, password=PASSWORD):
-    return settings_from_connection(host, login, password, extra)
+def mapped(extra, *, host=HOST, login=LOGIN, password=PASSWORD, port=None):
+    return settings_from_connection(host, login, password, extra, port)
 
 
 # -- identity material in its three forms ------------------------------------------------------------
@@ -297,6 +297,43 @@ def test_missing_connection_fields_are_named(fields, named):
     with pytest.raises(ConfigurationError) as caught:
         mapped({}, **fields)
     assert caught.value.field == named
+
+
+ON_8443 = "https://bank.example:8443/v1"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "base_url"),
+    [
+        pytest.param(HOST, None, HOST, id="no-port"),
+        pytest.param(HOST, 0, HOST, id="port-0-is-no-port"),
+        pytest.param(HOST, 443, HOST, id="https-port-stays-implicit"),
+        pytest.param(HOST, "443", HOST, id="port-as-text"),
+        pytest.param(HOST, 8443, HOST.replace(".example/", ".example:8443/"), id="port-fills-in-the-url"),
+        pytest.param("https://[::1]/v1", 8443, "https://[::1]:8443/v1", id="ipv6"),
+        pytest.param(ON_8443, 8443, ON_8443, id="same-port"),
+        pytest.param(ON_8443, None, ON_8443, id="port-in-url-only"),
+    ],
+)
+def test_the_port_completes_the_base_url(host, port, base_url):
+    settings, _ = mapped({}, host=host, port=port)
+    assert settings.base_url == base_url
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "message"),
+    [
+        pytest.param(ON_8443, 9443, r"Port \(9443\) differs .* Base URL \(8443\)", id="differs"),
+        pytest.param(ON_8443, 443, r"Port \(443\) differs", id="differs-from-https"),
+        pytest.param(HOST, 70000, "from 1 to 65535", id="too-big"),
+        pytest.param(HOST, -1, "from 1 to 65535", id="negative"),
+        pytest.param(HOST, "https", "from 1 to 65535", id="not-a-number"),
+    ],
+)
+def test_a_bad_port_is_named(host, port, message):
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        mapped({}, host=host, port=port)
+    assert caught.value.field == "port"
 
 
 def test_settings_repr_hides_the_secrets():

@@ -87,8 +87,10 @@ def test_serve_prints_the_base_url_first_and_rewrites_the_connections(served):
     assert base_url.startswith("https://127.0.0.1:")
     assert base_url.endswith("/public/gw_banking/v1")
     assert output.next().startswith("control: http://127.0.0.1:")
+    port = int(base_url.split(":")[2].split("/")[0])
     for name in ("connection.json", "connection-pfx.json"):
-        assert json.loads((directory / name).read_text())["host"] == base_url
+        connection = json.loads((directory / name).read_text())
+        assert (connection["host"], connection["port"]) == (base_url, port)
     assert _token(directory, base_url).status_code == 200
 
 
@@ -176,9 +178,10 @@ def test_serve_refuses_a_directory_that_was_never_provisioned(tmp_path):
 
 def test_init_with_a_port_writes_it(tmp_path):
     assert cli("init", str(tmp_path), "--port", "9999").returncode == 0
-    assert json.loads((tmp_path / "connection.json").read_text())["host"].startswith(
-        "https://127.0.0.1:9999/"
-    )
+    connection = json.loads((tmp_path / "connection.json").read_text())
+    assert connection["host"].startswith("https://127.0.0.1:9999/")
+    # Saved with the connection, the port lets the UI's Test button reuse the stored secrets.
+    assert connection["port"] == 9999
     assert cli("init", str(tmp_path)).returncode == 2
 
 

@@ -129,6 +129,7 @@ def test_init_provisions_every_file(tmp_path):
     connection = json.loads(layout.connection.read_text())
     assert connection == {
         "conn_type": "bankapi",
+        "port": 9443,
         "host": "https://127.0.0.1:9443/public/gw_banking/v1",
         "login": connection["login"],
         "password": connection["password"],
@@ -164,9 +165,10 @@ def test_init_refuses_to_overwrite_unless_forced(tmp_path):
 
 def test_set_base_url_rewrites_both_connections(tmp_path):
     layout = provision.init(tmp_path)
-    provision.set_base_url(layout, "https://localhost:1234/public/gw_banking/v1")
-    assert layout.read_connection()["host"] == layout.read_connection(pfx=True)["host"]
-    assert layout.read_connection()["host"] == "https://localhost:1234/public/gw_banking/v1"
+    url = "https://localhost:1234/public/gw_banking/v1"
+    provision.set_base_url(layout, url)
+    for connection in (layout.read_connection(), layout.read_connection(pfx=True)):
+        assert (connection["host"], connection["port"]) == (url, 1234)
     assert _mode(layout.connection) == 0o600
 
 
