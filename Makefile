@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest bench bench-sandbox demo demo-curl constraints clean
+.PHONY: install test e2e lint typecheck pytest bench bench-sandbox demo demo-curl constraints clean
 
 # The virtualenv is (re)built when the project or its pinned constraints change.
 $(STAMP): pyproject.toml constraints.txt
@@ -26,6 +26,11 @@ pytest: install
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# A real deployment on loopback: api-server, scheduler, dag-processor, triggerer, Celery workers and
+# Redis, started and stopped by the tests; their logs are kept in .e2e-logs/.
+e2e: install
+	$(BIN)/pytest -m e2e tests/e2e
 
 bench: install
 	$(BIN)/python -m benchmarks
