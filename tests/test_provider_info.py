@@ -211,3 +211,17 @@ def test_module_imports_no_airflow():
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert imported <= {"__future__", "typing"}
+
+
+def test_readme_form_table_uses_the_labels_the_form_shows():
+    # The README's "In the Airflow UI" table names each field as the form labels it, and in its order.
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("### In the Airflow UI") : readme.index("### As `AIRFLOW_CONN_*` JSON")]
+    named = re.findall(r"^\| ([^|]+?) \| ", section, flags=re.MULTILINE)[1:]  # past the header row
+    conn_type = connection_type()
+    labels = [
+        *conn_type["ui-field-behaviour"]["relabeling"].values(),
+        *(field["label"] for field in conn_type["conn-fields"].values()),
+    ]
+    assert named == labels[: len(named)]
+    assert len(named) >= 9  # the credential and every identity field
