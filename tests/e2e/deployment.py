@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -271,18 +272,28 @@ class Deployment:
         body = {"logical_date": None, "conf": dict(conf or {})}
         return str(self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
 
+    def xcom(self, result: DagRunResult, task_id: str, *, map_index: int = -1) -> Any:
+        """A task's return value, as the API gives it (``KeyError``-like ``AssertionError`` if none)."""
+        path = f"{run_path(result.dag_id, result.run_id)}/taskInstances/{task_id}/xcomEntries/return_value"
+        return self.call("GET", path, params={"map_index": map_index, "deserialize": True})["value"]
+
+    def job_ids(self, job_type: str) -> set[int]:
+        """The ids of the jobs of one type (``TriggererJob``, ``SchedulerJob``...) the API knows."""
+        jobs = self.call("GET", "/api/v2/jobs", params={"job_type": job_type, "limit": 100})["jobs"]
+        return {int(job["id"]) for job in jobs}
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> DagRunResult:
         """Wait until the run finishes; its task states and state come from the REST API."""
         deadline = time.monotonic() + timeout
         run: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            run = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            run = self.call("GET", run_path(dag_id, run_id))
             if run["state"] in FINISHED:
                 break
             time.sleep(1)
-        instances = self.call(
-            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
-        )["task_instances"]
+        instances = self.call("GET", f"{run_path(dag_id, run_id)}/taskInstances", params={"limit": 1000})[
+            "task_instances"
+        ]
         states = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in instances}
         if run.get("state") not in FINISHED:
             raise AssertionError(f"{dag_id} {run_id} still {run.get('state')} after {timeout} s: {states}\n"
@@ -307,6 +318,11 @@ class Deployment:
                 if hits:
                     found[str(path.relative_to(AIRFLOW_HOME))] = hits
         return found
+
+
+def run_path(dag_id: str, run_id: str) -> str:
+    """The API path of a DAG run (run ids hold ``:`` and ``+``)."""
+    return f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
 
 
 def form_connection(bank: Sandbox, **extra: Any) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def run_on_new_hosts(celery, bank, cache_scope: str):
     result = celery.wait_for_run(DAG_ID, celery.trigger(DAG_ID))
     assert result.state == "success", result.task_states
     assert result.task_states == {("fetch_balance", index): "success" for index in range(len(ACCOUNTS))}
-    assert result.xcom("fetch_balance", map_index=7) == {ACCOUNTS[7]: data.balance(ACCOUNTS[7])}
+    assert celery.xcom(result, "fetch_balance", map_index=7) == {ACCOUNTS[7]: data.balance(ACCOUNTS[7])}
     ran = {host.name: len(host.task_logs(DAG_ID, result.run_id)) for host in celery.worker_hosts}
     assert sum(ran.values()) == len(ACCOUNTS)
     assert all(ran.values()), f"a worker ran no task: {ran}"  # both hosts took part

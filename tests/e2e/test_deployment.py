@@ -60,14 +60,6 @@ def trigger_log(deployment, result) -> Path:
     return path
 
 
-def job_type(job_id: int) -> str:
-    from airflow.jobs.job import Job
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        return str(session.get(Job, job_id).job_type)
-
-
 def test_every_example_dag_succeeds_with_one_token(deployment, bank, output):
     # The sensor's first look, from its worker, gets 503s past the client's 3 retries: "not yet", so it
     # defers, and the triggerer's first poll sees the funds.
@@ -79,28 +71,29 @@ def test_every_example_dag_succeeds_with_one_token(deployment, bank, output):
     states = {dag_id: result.state for dag_id, result in results.items()}
     assert states == dict.fromkeys(EXAMPLE_DAGS, "success")
 
-    hourly = results["bankapi_hourly_balances"].xcom("fetch_balances")
+    xcom = deployment.xcom
+    hourly = xcom(results["bankapi_hourly_balances"], "fetch_balances")
     assert rows(hourly["path"]) == [data.balance(account) for account in ("123", "456", "789")]
 
     mapped = results["bankapi_balances_mapped"]
     for index, account in enumerate(("123", "456", "789", "1001")):
-        assert rows(mapped.xcom("fetch_balance", map_index=index)["path"]) == [data.balance(account)]
-    assert mapped.xcom("summary")["balances"] == 4
+        assert rows(xcom(mapped, "fetch_balance", map_index=index)["path"]) == [data.balance(account)]
+    assert xcom(mapped, "summary")["balances"] == 4
 
-    exported = results["bankapi_transactions_paginated"].xcom("export_transactions")
+    exported = xcom(results["bankapi_transactions_paginated"], "export_transactions")
     total = data.transaction_count("123")
     assert rows(exported["path"]) == data.transactions("123", None, str(total))["items"]
 
-    assert results["bankapi_certificate_check"].xcom("check_client_certificate")["status"] == "ok"
+    assert xcom(results["bankapi_certificate_check"], "check_client_certificate")["status"] == "ok"
 
     funds = results["bankapi_wait_for_funds"]
-    assert funds.xcom("payout")["available_when_checked"] == data.balance(FUNDS_ACCOUNT)["available"]
+    assert xcom(funds, "payout")["available_when_checked"] == data.balance(FUNDS_ACCOUNT)["available"]
     # It deferred, and its trigger ran in the triggerer: the trigger's own log, named after the
     # triggerer's job, and the task resumed with what the trigger saw.
     log = trigger_log(deployment, funds)
     assert f"Poll 1 of /accounts/{FUNDS_ACCOUNT}/balance: available >= 1500.00 holds." in log.read_text()
     job_id = int(re.search(r"\.trigger\.(\d+)\.log$", log.name).group(1))
-    assert job_type(job_id) == "TriggererJob"
+    assert job_id in deployment.job_ids("TriggererJob")
     assert "condition met after 1 polls in the triggerer" in funds.task_log("wait_for_funds")
 
     counters = bank.counters()
