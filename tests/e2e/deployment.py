@@ -161,11 +161,15 @@ class Deployment:
             self.env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"{self.redis.url}/1"
         self.worker_hosts = [self._host(f"worker-{index}") for index in range(1, celery_workers + 1)]
         self.api.env.update(self.env)
+        # No log server (it listens on every interface, on a port shared by all sessions of the machine):
+        # the API server reads the scheduler machine's logs from disk, and the tests read the workers'.
+        triggerer = Triggerer(env=self.env)
+        triggerer.args = ("triggerer", "--skip-serve-logs")
         self.services: list[AirflowService] = [
             self.api,
-            AirflowService("scheduler", ("scheduler",), self.env),
+            AirflowService("scheduler", ("scheduler", "--skip-serve-logs"), self.env),
             AirflowService("dag-processor", ("dag-processor",), self.env),
-            Triggerer(env=self.env),
+            triggerer,
             *(CeleryWorker(host, self.env, concurrency) for host in self.worker_hosts),
         ]
         self.startup_seconds: float | None = None
@@ -227,11 +231,13 @@ class Deployment:
 
     def _keep_logs(self) -> None:
         self.kept_logs.mkdir(parents=True, exist_ok=True)
-        for log in AIRFLOW_HOME.glob("*.log"):
-            shutil.copy2(log, self.kept_logs / log.name)
-        for folder, target in ((LOGS_FOLDER, "logs"), (AIRFLOW_HOME / "hosts", "hosts")):
-            if folder.exists():
-                shutil.copytree(folder, self.kept_logs / target, dirs_exist_ok=True)
+        own = [service.log_path for service in self.services] + ([self.redis.log_path] if self.redis else [])
+        for log in own:
+            if log.exists():
+                shutil.copy2(log, self.kept_logs / log.name)
+        for host in self.hosts:
+            if host.log_dir.exists():
+                shutil.copytree(host.log_dir, self.kept_logs / f"{host.name}-logs", dirs_exist_ok=True)
 
     def where_logs_are(self) -> str:
         return f"Logs of every component: {self.kept_logs} (written when the deployment stops)"
@@ -273,7 +279,7 @@ class Deployment:
         return str(self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
 
     def xcom(self, result: DagRunResult, task_id: str, *, map_index: int = -1) -> Any:
-        """A task's return value, as the API gives it (``KeyError``-like ``AssertionError`` if none)."""
+        """A task's return value, as the API gives it (an ``AssertionError`` if it pushed none)."""
         path = f"{run_path(result.dag_id, result.run_id)}/taskInstances/{task_id}/xcomEntries/return_value"
         return self.call("GET", path, params={"map_index": map_index, "deserialize": True})["value"]
 
