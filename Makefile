@@ -32,7 +32,9 @@ test: lint typecheck pytest
 day: install
 	$(BIN)/pytest -m day tests/day
 
-# A real deployment on loopback, and the connection form in headless Chromium (apt: chromium).
+# A real deployment on loopback (api-server, scheduler, dag-processor, triggerer; Celery workers and
+# Redis), started and stopped by the tests, their logs kept in .e2e-logs/; and the connection form in
+# headless Chromium (apt: chromium, redis-server).
 e2e: install
 	$(BIN)/pytest -m e2e tests/e2e
 

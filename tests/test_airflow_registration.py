@@ -162,6 +162,8 @@ def test_connections_test_reports_the_failure_without_the_secret(bankapi_sandbox
     )
     assert result.returncode == 1
     assert "Connection failed!" in result.stdout
+    assert "Invalid Credentials" in result.stdout  # the bank's reason...
+    assert "Client ID (login) and Client secret (password)" in result.stdout  # ...and its checklist
     assert wrong_secret not in result.stdout + result.stderr
     assert bankapi_sandbox.counters()["token_refused"]  # refused by the bank, not before reaching it
 

@@ -1,0 +1,88 @@
+"""The README's install section, as written, on a fresh copy of the repository and a fresh virtualenv.
+
+No package index carries the provider: a user builds the wheel with the README's command, installs it
+with the pinned constraints, and copies the example DAGs. pip may use this machine's caches, so this
+costs about a minute once they are warm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+README = (REPOSITORY / "README.md").read_text()
+# Not in a clone: what this checkout built or ran.
+NOT_CLONED = shutil.ignore_patterns(
+    ".git", ".venv", ".e2e-logs", ".demo", "dist", "build", "__pycache__", ".*_cache", ".hypothesis"
+)
+
+
+def install_section() -> str:
+    return README[README.index("## Install\n") : README.index("## Connection setup\n")]
+
+
+def bash_blocks(section: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+
+
+@pytest.fixture
+def workdir():
+    path = Path(tempfile.mkdtemp(prefix="bankapi-e2e-install-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def user_shell(script: str, *, cwd: Path, venv: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    """``bash -e`` with the fresh virtualenv first on PATH and none of this session's Airflow settings."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("AIRFLOW", "XDG_CACHE_HOME", "VIRTUAL_ENV", "PYTHON"))}
+    env.update(PATH=f"{venv / 'bin'}:{env['PATH']}", AIRFLOW_HOME=str(home))
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=780, check=False)
+    assert result.returncode == 0, f"{script}\n--- stdout ---\n{result.stdout[-3000:]}\n--- stderr ---\n" \
+                                   f"{result.stderr[-3000:]}"
+    return result
+
+
+def test_the_wheel_installs_as_the_readme_says_into_a_fresh_virtualenv(workdir):
+    clone_block, wheel_block, dags_block = bash_blocks(install_section())
+    assert "pip install .\n" in clone_block
+    clone, venv, home = workdir / "airflow-provider-bankapi", workdir / "venv", workdir / "airflow-home"
+    shutil.copytree(REPOSITORY, clone, ignore=NOT_CLONED)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+
+    user_shell(wheel_block, cwd=clone, venv=venv, home=home)
+
+    (wheel,) = (clone / "dist").glob("airflow_provider_bankapi-*-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+        entry_points_text = archive.read(entry_points).decode()
+    assert "airflow_provider_bankapi/hooks/bankapi.py" in names
+    assert "airflow_provider_bankapi/sandbox/pytest_plugin.py" in names
+    assert not [name for name in names if not name.startswith("airflow_provider_bankapi")]  # no tests, DAGs
+    assert not [name for name in names if name.endswith((".key", ".pem", ".crt", ".pfx", ".p12"))]
+    assert "provider_info = airflow_provider_bankapi.get_provider_info:get_provider_info" in entry_points_text
+    assert "bankapi_sandbox = airflow_provider_bankapi.sandbox.pytest_plugin" in entry_points_text
+
+    shown = user_shell("airflow providers get airflow-provider-bankapi --output json", cwd=workdir,
+                       venv=venv, home=home)
+    (provider,) = json.loads(shown.stdout.strip().splitlines()[-1])
+    assert provider["Provider"] == "airflow-provider-bankapi"
+    assert f"-{provider['Version']}-" in wheel.name
+
+    user_shell(dags_block, cwd=clone, venv=venv, home=home)
+    copied = sorted(path.name for path in (home / "dags").glob("*.py"))
+    assert copied == sorted(path.name for path in (REPOSITORY / "dags_examples").glob("bankapi_*.py"))
