@@ -21,7 +21,9 @@ def connect(bankapi_sandbox, airflow_connection):
 
     def define(host=None):
         connection = dict(bankapi_sandbox.connection)
-        connection["host"] = host or connection["host"]
+        if host:
+            connection["host"] = host
+            connection.pop("port", None)  # the sandbox's Port would disagree with another server's URL
         connection["extra"] = {**connection["extra"], "cache_scope": "off", "max_retries": 0}
         airflow_connection(CONN_ID, connection)
         return BankingApiHook(bankapi_conn_id=CONN_ID)
