@@ -7,14 +7,13 @@ No token ever reaches XCom: the token endpoint is not a resource these operators
 
 from __future__ import annotations
 
-import json as jsonlib
 import re
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import AssetAlias, BaseOperator
 
-from airflow_provider_bankapi.errors import ApiError, BankingApiError, ConfigurationError
+from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.outputs import (
     counted_pages,
@@ -87,7 +86,7 @@ class _BankingApiBaseOperator(BaseOperator):
         if output_path is not None and asset_alias != "":
             # The path is usually templated, so the asset is only known at run time: an alias says so.
             self.asset_alias = asset_alias or default_asset_alias(
-                self.dag_id if self.has_dag() else None, self.task_id
+                self.dag_id if self.has_dag() else None, self.task_id  # type: ignore[no-untyped-call]
             )
             self.outlets = _with_alias(self.outlets, self.asset_alias)
 
@@ -181,15 +180,9 @@ class BankingApiOperator(_BankingApiBaseOperator):
         response = self.hook.request(method, self.endpoint, params=self.query_params, json=self.json)
         if not response.content:
             return None  # 204 No Content and friends
-        try:
-            return jsonlib.loads(response.content)
-        except ValueError as exc:
-            raise ApiError(
-                f"{method} {self.endpoint} answered {response.status_code} with a body that is not JSON.",
-                status_code=response.status_code,
-                method=method,
-                path=str(self.endpoint),
-            ) from exc
+        from airflow_provider_bankapi.client.classify import json_body  # the client's imports, at run time
+
+        return json_body(response, method=method, path=str(self.endpoint))
 
     def _checked(self, page: Any, number: int | None = None) -> Any:
         if self.response_check is not None and not self.response_check(page):

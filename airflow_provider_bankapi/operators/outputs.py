@@ -17,7 +17,7 @@ import csv
 import datetime
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
@@ -110,7 +110,7 @@ def temporary_for(path: ObjectStoragePath) -> ObjectStoragePath:
 
 def _age(path: ObjectStoragePath, now: datetime.datetime) -> float | None:
     try:
-        modified = path.fs.modified(path.path)
+        modified: datetime.datetime = path.fs.modified(path.path)
     except (NotImplementedError, OSError, ValueError, KeyError):
         return None  # a store that cannot tell: leave the file (it may be a live writer's)
     if modified.tzinfo is None:
@@ -180,7 +180,7 @@ def csv_columns(rows: Iterable[Mapping[str, Any]], first: str | None = None) -> 
 
 
 def write_csv(
-    path: ObjectStoragePath, rows: list[Mapping[str, Any]], *, first_column: str | None = None
+    path: ObjectStoragePath, rows: Sequence[Mapping[str, Any]], *, first_column: str | None = None
 ) -> int:
     """Write rows as CSV with a header (nested values as JSON text); return how many rows. The file
     replaces the previous one only when complete.
