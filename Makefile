@@ -37,11 +37,11 @@ bench-sandbox: install
 # A real Airflow (AIRFLOW_HOME under .demo/, wiped at each run) runs the hourly balances example DAG
 # against a local sandbox bank, then prints what it wrote.
 demo: install
-	$(BIN)/python -m airflow_provider_bankapi.sandbox.airflow_demo --state .demo --dags dags_examples
+	$(BIN)/python -m demos.airflow_demo --state .demo --dags dags_examples
 
 # The bank's own curl commands against a fresh sandbox.
 demo-curl: install
-	$(BIN)/python -m airflow_provider_bankapi.sandbox demo
+	$(BIN)/python -m demos.curl_demo
 
 # Refresh the pins from a working install (run after changing dependencies, then commit).
 constraints: install

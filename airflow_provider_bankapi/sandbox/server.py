@@ -56,8 +56,10 @@ def server_context(layout: Layout, tls_max_version: ssl.TLSVersion | str | None 
     return context
 
 
-class SandboxHTTPServer(ThreadingHTTPServer):
-    """Accepts plain TCP, then shakes hands over TLS in the connection's own thread."""
+class BankServer(ThreadingHTTPServer):
+    """The sandbox bank's HTTPS server: accepts plain TCP, then shakes hands over TLS (client certificate
+    required) in the connection's own thread.
+    """
 
     daemon_threads = False  # joined in server_close(), so a stopped sandbox leaves no thread behind
     block_on_close = True
@@ -74,7 +76,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        # Nagle's algorithm plus delayed ACKs stall every keep-alive response ~40 ms (NOTES-TLS.md).
+        # Nagle's algorithm plus delayed ACKs stall every keep-alive response ~40 ms without TCP_NODELAY.
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
         try:
@@ -116,7 +118,7 @@ class BankRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "BankingApiSandbox/1.0"
     sys_version = ""
-    server: SandboxHTTPServer
+    server: BankServer
     connection: ssl.SSLSocket
 
     def setup(self) -> None:
