@@ -227,7 +227,7 @@ class BankingApiClient:
             "client_secret": self.settings.client_secret,
             "grant_type": "client_credentials",
         }
-        # The bank wants JSON here, where most OAuth libraries send a form (CONTRACT.md).
+        # The bank wants JSON here, where most OAuth libraries send a form (docs/bank-contract.md).
         response = self._send("POST", self.settings.auth_endpoint, json=body)
         raise_for_bank_status(response, method="POST", path=self.settings.auth_endpoint)
         token = parse_token_response(response.content, now=self._clock())

@@ -2,14 +2,15 @@
 
 The TLS layer has already verified the client certificate against the sandbox CA (a foreign,
 expired or missing certificate never gets here: the handshake fails, as at a real gateway).
-What is left is what the seed document says the bank checks for a token, in its order:
+What is left is what the bank's documentation says it checks for a token, in its order
+(docs/bank-contract.md):
 
 1. the credential: client_id + client_secret valid, credential active -> else 401 Invalid Credentials
 2. the certificate of the handshake is bound to that credential -> else 401 Invalid Client Certificate
 3. the source IP is on the credential's allowlist -> else 403 Forbidden
 
-The credential comes first because the other two are properties *of* the credential; the seed
-lists them in this order both under "valida simultaneamente" and in its troubleshooting table.
+The credential comes first because the other two are properties *of* the credential; the bank
+lists them in this order both where it says what it checks and in its troubleshooting table.
 Tokens are bound to the SHA-256 thumbprint of the certificate that fetched them (RFC 8705): a
 protected call over another certificate gets 401 ``invalid_token``.
 """
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.sandbox.core import Credential, CredentialStore
     from airflow_provider_bankapi.sandbox.state import SandboxState
 
-# The bank's phrases (seed document, "Troubleshooting"): clients look for them in the body.
+# The phrases of the bank's documented failures (docs/bank-contract.md): clients look for them in the body.
 INVALID_CREDENTIALS = "Invalid Credentials"
 INVALID_CLIENT_CERTIFICATE = "Invalid Client Certificate"
 FORBIDDEN = "Forbidden"

@@ -59,7 +59,7 @@ def balance(account_id: str) -> dict[str, Any]:
 
 
 def accounts(client_id: str) -> dict[str, Any]:
-    """``GET /accounts``: the credential's accounts (an illustration). ``123`` is the seed's example."""
+    """``GET /accounts``: the credential's accounts (an illustration). ``123`` is the bank's example."""
     others = [str(100_000 + _number("account", client_id, n) % 900_000) for n in range(2)]
     items = [
         {"account_id": account_id, "type": kind, "currency": "BRL"}
