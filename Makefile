@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest bench bench-sandbox demo demo-curl constraints clean
+.PHONY: install test test-fast lint typecheck pytest bench bench-sandbox demo demo-curl constraints clean
 
 # The virtualenv is (re)built when the project or its pinned constraints change.
 $(STAMP): pyproject.toml constraints.txt
@@ -26,6 +26,10 @@ pytest: install
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The pure tests only (no sandbox bank, no process, no Airflow DB): about half a minute.
+test-fast: install
+	$(BIN)/pytest --fast
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from airflow_provider_bankapi.sandbox import data
 from demos.airflow_demo import demo_environment
 
@@ -16,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "dags_examples"
 
 
+@pytest.mark.slow  # Airflow and a sandbox in subprocesses
 def test_the_demo_runs_the_hourly_dag_against_a_sandbox_it_starts_and_stops(tmp_path):
     state = tmp_path / "demo"
     stale = state / "output" / "balances" / "from-a-previous-run.jsonl"

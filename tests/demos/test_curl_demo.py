@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a sandbox and curl in a subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -14,6 +14,8 @@ import requests
 
 from airflow_provider_bankapi.sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # the CLI in subprocesses
+
 CLI = [sys.executable, "-m", "airflow_provider_bankapi.sandbox"]
 
 
