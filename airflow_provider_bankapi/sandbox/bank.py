@@ -40,6 +40,8 @@ FORBIDDEN = "Forbidden"
 TOKEN_PATH = "/auth/token-v2"
 _BALANCE = re.compile(r"/accounts/([^/]+)/balance")
 _TRANSACTIONS = re.compile(r"/accounts/([^/]+)/transactions")
+_STATEMENT = re.compile(r"/accounts/([^/]+)/statement\.csv")
+_ILLUSTRATION = (("X-Sandbox-Illustration", "true"),)
 _REQUIRED_FIELDS = ("client_id", "client_secret", "grant_type")
 
 
@@ -57,9 +59,12 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
+    """A JSON body (a dict), or raw bytes sent as they are with their ``content_type``."""
+
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | bytes
     headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = "application/json"
 
 
 def error(
@@ -224,22 +229,35 @@ class BankApi:
         if kind == "balance":
             return Response(200, data.balance(account_id))
         if kind == "accounts":
-            return Response(200, data.accounts(credential.client_id), (("X-Sandbox-Illustration", "true"),))
+            return Response(200, data.accounts(credential.client_id), _ILLUSTRATION)
+        if kind == "statement":
+            if not _accepts_csv(request.headers.get("accept", "*/*")):
+                detail = "this resource is text/csv: send Accept: text/csv"
+                return error(406, "not_acceptable", "Not Acceptable", detail)
+            statement = data.statement_csv(account_id).encode()
+            return Response(200, statement, _ILLUSTRATION, content_type="text/csv; charset=utf-8")
         try:
             page = data.transactions(account_id, _first(query, "cursor"), _first(query, "limit"))
         except data.BadRequest as exc:
             return error(400, "invalid_request", "Bad Request", str(exc))
-        return Response(200, page, (("X-Sandbox-Illustration", "true"),))
+        return Response(200, page, _ILLUSTRATION)
 
     @staticmethod
     def _route(path: str) -> tuple[str, str] | None:
         if path == "/accounts":
             return "accounts", ""
-        for kind, pattern in (("balance", _BALANCE), ("transactions", _TRANSACTIONS)):
+        routes = (("balance", _BALANCE), ("transactions", _TRANSACTIONS), ("statement", _STATEMENT))
+        for kind, pattern in routes:
             match = pattern.fullmatch(path)
             if match and data.ACCOUNT_ID.fullmatch(match.group(1)):
                 return kind, match.group(1)
         return None
+
+
+def _accepts_csv(accept: str) -> bool:
+    """Whether an Accept header admits ``text/csv`` (content negotiation, without the q-values)."""
+    ranges = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    return bool(ranges & {"text/csv", "text/*", "*/*"})
 
 
 def _first(query: dict[str, list[str]], name: str) -> str | None:

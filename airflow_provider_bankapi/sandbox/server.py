@@ -208,9 +208,10 @@ class BankRequestHandler(BaseHTTPRequestHandler):
             self._send(error(503, "service_unavailable", "Service Unavailable", "injected fault", headers))
 
     def _send(self, response: Response, *, close: bool = False) -> None:
-        payload = json.dumps(response.body).encode()
+        body = response.body
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(response.status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in response.headers:
             self.send_header(name, value)
