@@ -1,4 +1,4 @@
-"""Where the operators write what they fetched: JSON Lines or CSV at an object-storage URL.
+"""Where the operators write what they fetched: JSON Lines, CSV or a body as it came, to object storage.
 
 ``ObjectStoragePath`` (``airflow.sdk``) reaches local files (``file:///...``) and every store an
 fsspec filesystem exists for (``s3://``, ``gs://``, ...), with its credentials from an Airflow
@@ -163,6 +163,15 @@ def write_jsonl(path: ObjectStoragePath, records: Iterable[Any]) -> int:
             handle.flush()  # keeps the temporary file's mtime fresh, so that no sweep takes it for dead
             count += 1
     return count
+
+
+def write_bytes(path: ObjectStoragePath, body: bytes) -> int:
+    """Write a body as it is (a CSV statement, a PDF...); return its size. Replaces the previous file only
+    when complete.
+    """
+    with replacing(path) as temporary, temporary.open("wb") as handle:
+        handle.write(body)
+    return len(body)
 
 
 def _cell(value: Any) -> Any:
