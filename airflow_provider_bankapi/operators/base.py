@@ -38,9 +38,8 @@ class BankingApiBaseOperator(BaseOperator):
         self.asset_alias = asset_alias
         if output_path is not None and asset_alias != "":
             # The path is usually templated, so the asset is only known at run time: an alias says so.
-            self.asset_alias = asset_alias or default_asset_alias(
-                self.dag_id if self.has_dag() else None, self.task_id  # type: ignore[no-untyped-call]
-            )
+            dag_id = self.dag_id if self.has_dag() else None  # type: ignore[no-untyped-call]
+            self.asset_alias = asset_alias or default_asset_alias(dag_id, self.task_id)
             self.outlets = _with_alias(self.outlets, self.asset_alias)
 
     @cached_property
