@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest day e2e bench bench-sandbox demo demo-curl constraints clean
+.PHONY: install test test-fast lint typecheck pytest day e2e bench bench-sandbox demo demo-curl constraints clean
 
 # The virtualenv is (re)built when the project or its pinned constraints change.
 $(STAMP): pyproject.toml constraints.txt
@@ -26,6 +26,10 @@ pytest: install
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The pure tests only (no sandbox bank, no process, no Airflow DB): about half a minute.
+test-fast: install
+	$(BIN)/pytest --fast
 
 # A whole day at a faulty bank (RELIABILITY.md): 24 hourly DAG runs over 500 accounts, about 5 minutes.
 # Replay a day with BANKAPI_DAY_SEED=<the seed it printed>.
@@ -48,11 +52,11 @@ bench-sandbox: install
 # A real Airflow (AIRFLOW_HOME under .demo/, wiped at each run) runs the hourly balances example DAG
 # against a local sandbox bank, then prints what it wrote.
 demo: install
-	$(BIN)/python -m airflow_provider_bankapi.sandbox.airflow_demo --state .demo --dags dags_examples
+	$(BIN)/python -m demos.airflow_demo --state .demo --dags dags_examples
 
 # The bank's own curl commands against a fresh sandbox.
 demo-curl: install
-	$(BIN)/python -m airflow_provider_bankapi.sandbox demo
+	$(BIN)/python -m demos.curl_demo
 
 # Refresh the pins from a working install (run after changing dependencies, then commit).
 constraints: install

@@ -16,13 +16,19 @@
         ├── ServerError                    5xx after retries
         └── RedirectRefusedError           3xx: the Banking API has no redirects; none is followed
 
+Every error says whether it is ``transient``: True when the same call may succeed later without a change
+of configuration (429, 5xx, no answer, a TLS connection dropped for a reason other than the client
+certificate or an untrusted server, a 408/425 answer), so that a caller that waits (the sensors, the
+trigger) backs off and tries again instead of giving up. Everything else (credentials, certificate,
+allowlist, configuration, another 4xx the bank will keep answering) is not.
+
 Callers branch on the types and their attributes, never on message text. No message or
 attribute ever holds a client_secret, a token, a password or key material. Standard library only.
 """
 
 from __future__ import annotations
 
-# The bank's own troubleshooting checklists (seed document, "Troubleshooting"), in English.
+# The bank's own troubleshooting checklists, in English (docs/bank-contract.md, "Failures the bank names").
 HINT_INVALID_CREDENTIALS = (
     "Check the connection's Client ID (login) and Client secret (password), and that the credential "
     "is active in the bank's back office (CORE)."
@@ -70,6 +76,9 @@ class BankingApiError(Exception):
     :param hint: what to check, usually the bank's own checklist.
     """
 
+    #: True when the same call may succeed later with nothing changed (see the module's docstring).
+    transient: bool = False
+
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)
         self.message = message
@@ -112,12 +121,14 @@ class TlsHandshakeError(BankingApiError):
         self.reason = reason
         self.verify_code = verify_code
         self.client_certificate_rejected = client_certificate_rejected
+        # A rejected client certificate or an untrusted server stays that way; a reset mid-handshake may not.
+        self.transient = not client_certificate_rejected and verify_code is None
 
 
 class ConnectionFailedError(BankingApiError):
     """No HTTP answer came back: connection refused, host not resolved, timed out, or dropped.
 
-    Raised after the transport's retries ran out (or at once where retrying was not safe).
+    Raised after the transport's retries ran out (or at once where retrying was not safe). Transient.
 
     :param method: the HTTP method.
     :param path: the path called, without the query string.
@@ -125,6 +136,8 @@ class ConnectionFailedError(BankingApiError):
     :param request_sent: True when the request was (or may have been) sent before the failure: a call
         that is not idempotent may have taken effect at the bank.
     """
+
+    transient = True
 
     def __init__(
         self,
@@ -149,6 +162,10 @@ class TokenResponseError(BankingApiError):
     def __init__(self, message: str, *, field: str | None = None, hint: str = "") -> None:
         super().__init__(message, hint=hint)
         self.field = field
+
+
+# A request timeout (408) or "too early" (425) says nothing about the request itself: it may pass later.
+_STATUSES_THAT_PASS = frozenset({408, 425})
 
 
 class ApiError(BankingApiError):
@@ -178,6 +195,8 @@ class ApiError(BankingApiError):
         self.path = path
         self.body_excerpt = body_excerpt
         self.bank_reason = bank_reason
+        if status_code in _STATUSES_THAT_PASS:
+            self.transient = True
 
 
 class InvalidCredentialsError(ApiError):
@@ -193,7 +212,9 @@ class ForbiddenError(ApiError):
 
 
 class RateLimitedError(ApiError):
-    """429 after the retries ran out; ``retry_after`` is the bank's last advice in seconds, if any."""
+    """429 after the retries ran out (transient); ``retry_after`` is the bank's last advice in seconds."""
+
+    transient = True
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
@@ -201,7 +222,9 @@ class RateLimitedError(ApiError):
 
 
 class ServerError(ApiError):
-    """5xx after the retries ran out."""
+    """5xx after the retries ran out. Transient."""
+
+    transient = True
 
 
 class RedirectRefusedError(ApiError):

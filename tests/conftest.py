@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,50 @@ def pytest_configure(config: pytest.Config) -> None:
     plugin = importlib.import_module(SANDBOX_PLUGIN)
     if not config.pluginmanager.is_registered(plugin):
         config.pluginmanager.register(plugin, SANDBOX_PLUGIN)
+
+
+# The fast lane (``pytest --fast``, ``make test-fast``): only the pure tests, those that start no sandbox
+# bank, no process and no Airflow metadata DB. A test is ``slow`` when it is marked ``airflow``, asks for
+# one of these fixtures (directly or through another fixture), or is marked ``@pytest.mark.slow`` by
+# hand. The lane keeps itself honest: in it, starting a process or a sandbox fails the test with a
+# message saying to mark it, so a new slow test cannot slip in unnoticed.
+SLOW_FIXTURES = frozenset({"bankapi_sandbox", "sandbox", "airflow_db", "airflow_api_server"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fast", action="store_true", help="run only the pure tests (the fast lane)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("airflow") is not None or fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+    if config.getoption("fast"):
+        slow = [item for item in items if item.get_closest_marker("slow") is not None]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
+def _not_in_the_fast_lane(what: str) -> Callable[..., Any]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"This test {what}: mark it @pytest.mark.slow (the fast lane runs pure tests).")
+
+    return refuse
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_lane_stays_pure(request: pytest.FixtureRequest) -> Iterator[None]:
+    if not request.config.getoption("fast"):
+        yield
+        return
+    from airflow_provider_bankapi.sandbox.runner import SandboxServers
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", _not_in_the_fast_lane("starts a process"))
+        patch.setattr(SandboxServers, "start", _not_in_the_fast_lane("starts a sandbox bank"))
+        yield
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -181,6 +181,11 @@ def next_cursor_params(page: Any) -> dict[str, Any] | None:
     return {"cursor": cursor} if cursor else None
 
 
+def balance_path(account_id: str | int) -> str:
+    """The path of an account's balance, the id quoted whole (a ``/`` in it cannot reach another path)."""
+    return f"/accounts/{quote(str(account_id), safe='')}/balance"
+
+
 class BankingApiClient:
     """A token and protected calls over one mTLS client identity.
 
@@ -244,7 +249,7 @@ class BankingApiClient:
             "client_secret": self.settings.client_secret,
             "grant_type": "client_credentials",
         }
-        # The bank wants JSON here, where most OAuth libraries send a form (CONTRACT.md).
+        # The bank wants JSON here, where most OAuth libraries send a form (docs/bank-contract.md).
         response = self._send("POST", self.settings.auth_endpoint, json=body)
         raise_for_bank_status(response, method="POST", path=self.settings.auth_endpoint)
         token = parse_token_response(response.content, now=self._clock())
@@ -327,7 +332,7 @@ class BankingApiClient:
 
     def get_balance(self, account_id: str | int) -> Any:
         """The balance of one account (``GET /accounts/{id}/balance``, the bank's documented example)."""
-        return self.get_json(f"/accounts/{quote(str(account_id), safe='')}/balance")
+        return self.get_json(balance_path(account_id))
 
     def get_balances(self, account_ids: Sequence[str | int], *, max_workers: int = 4) -> BatchResult:
         """Balances of many accounts, at most ``max_workers`` at once; every success and failure by id.

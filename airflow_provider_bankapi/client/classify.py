@@ -1,6 +1,6 @@
 """The bank's HTTP answers, mapped to the error tree.
 
-The bank does not document the JSON shape of its error bodies (CONTRACT.md), so nothing here
+The bank does not document the JSON shape of its error bodies (docs/bank-contract.md), so nothing here
 depends on one: the bank's phrase ("Invalid Credentials", "Invalid Client Certificate",
 "Forbidden") is looked for, case-insensitively, in every string of a JSON body however nested, or
 in the raw text of any other body; the status code decides when no phrase is found. Every error
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
     import requests
 
-# The bank's phrases (seed document, "Troubleshooting"), most specific first.
+# The phrases of the bank's documented failures (docs/bank-contract.md), most specific first.
 INVALID_CLIENT_CERTIFICATE = "Invalid Client Certificate"
 INVALID_CREDENTIALS = "Invalid Credentials"
 FORBIDDEN = "Forbidden"

@@ -1,7 +1,7 @@
 """The client identity: certificate + key (PEM or PKCS#12) -> validated identity -> ``ssl.SSLContext``.
 
 The bank issues a token, and answers a protected call, only over mutual TLS with a certificate
-bound to the credential (CONTRACT.md). Everything that can be wrong with that certificate
+bound to the credential (docs/bank-contract.md). Everything that can be wrong with that certificate
 locally is found here, before any network call, and reported as a
 :class:`~airflow_provider_bankapi.errors.ClientIdentityError` naming the connection extra to fix
 (a problem with ``ca_cert`` is a :class:`~airflow_provider_bankapi.errors.ConfigurationError`).

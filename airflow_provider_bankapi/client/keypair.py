@@ -4,7 +4,7 @@ Every failure names the connection extra to fix and says how, and tells apart th
 actually make: a certificate pasted as the key (and the reverse), a wrong, missing or superfluous
 passphrase, a PKCS#12 that has no password, PEM put where the PKCS#12 belongs. cryptography gives
 the same ``ValueError`` for a wrong PKCS#12 password and a damaged file, so a quick look at the
-DER header first tells "not a PKCS#12 at all" apart from those (NOTES-TLS.md).
+DER header first tells "not a PKCS#12 at all" apart from those.
 """
 
 from __future__ import annotations

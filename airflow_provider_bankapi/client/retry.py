@@ -1,6 +1,6 @@
 """When to retry a call to the bank, and how long to wait first.
 
-The bank documents no rate limits and no server errors (CONTRACT.md), so 429 and 5xx are treated
+The bank documents no rate limits and no server errors (docs/bank-contract.md), so 429 and 5xx are treated
 as transient: retried with exponential backoff and full jitter, honouring ``Retry-After``, bounded
 in attempts and in total wait. What may be retried depends on whether repeating the request is
 safe:

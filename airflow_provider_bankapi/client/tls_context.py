@@ -62,7 +62,7 @@ def build_ssl_context(
         # system store must not vouch for a server the connection was not configured to trust.
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         try:
-            # cadata must be str: bytes are read as DER (NOTES-TLS.md).
+            # cadata must be str: bytes are read as DER, and PEM read as DER fails.
             context.load_verify_locations(cadata=ca_pem)
         except ssl.SSLError as exc:
             raise ConfigurationError(

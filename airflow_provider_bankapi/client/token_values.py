@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from airflow_provider_bankapi.errors import TokenResponseError
 
-#: The bank's sample client renews its token 5 minutes before expiry (seed document).
+#: The bank's sample client renews its token 5 minutes before expiry (docs/bank-contract.md).
 DEFAULT_REFRESH_MARGIN = 300.0
 #: A stated lifetime above a year is a unit error or a broken server, not generosity.
 MAX_LIFETIME = 366 * 24 * 3600

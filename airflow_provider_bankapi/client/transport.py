@@ -1,6 +1,6 @@
 """The HTTP transport to the bank: a requests Session whose adapter owns TLS completely.
 
-Why an adapter that only passes ``ssl_context=`` to urllib3 is not enough (NOTES-TLS.md): on
+Why an adapter that only passes ``ssl_context=`` to urllib3 is not enough: on
 every request requests' ``cert_verify()`` hands ``ca_certs`` (certifi, or ``REQUESTS_CA_BUNDLE``),
 ``cert_file`` and ``cert_reqs`` to urllib3, which loads them *into the shared context*: its trust
 store grows from the bank's CA to every public root, and one request's ``verify=``/``cert=`` leaks

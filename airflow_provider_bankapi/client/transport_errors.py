@@ -5,7 +5,7 @@ requests wraps what went wrong several layers deep: ``requests.exceptions.SSLErr
 The classification walks that chain and decides on the ``ssl`` error's ``reason`` and
 ``verify_code`` (never on message text or ``_ssl.c`` line numbers, which change between builds).
 
-What a refused client certificate looks like (NOTES-TLS.md): in TLS 1.2 the handshake fails with
+What a refused client certificate looks like: in TLS 1.2 the handshake fails with
 an alert (``SSLV3_ALERT_HANDSHAKE_FAILURE``, ``TLSV1_ALERT_UNKNOWN_CA``...); in TLS 1.3 the
 handshake succeeds and the alert (``TLSV13_ALERT_CERTIFICATE_REQUIRED``) comes at the first read,
 unless the write fails first with an EOF and the alert is lost. An EOF or a reset inside the TLS

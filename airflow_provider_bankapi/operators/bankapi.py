@@ -1,28 +1,31 @@
 """Operators for the Banking API: any protected call, and the balances of many accounts.
 
 Both build their hook at execute time (nothing touches the connection while the DAG is parsed), return
-plain JSON to XCom, or write JSON Lines / CSV to an object-storage URL and return where and how much.
+plain JSON to XCom, or write JSON Lines / CSV to an object-storage URL and return where and how much;
+BankingApiOperator also returns or writes answers that are not JSON (text, bytes) as they came.
 No token ever reaches XCom: the token endpoint is not a resource these operators call.
 """
 
 from __future__ import annotations
 
-import json as jsonlib
 import re
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import AssetAlias, BaseOperator
-
-from airflow_provider_bankapi.errors import ApiError, BankingApiError, ConfigurationError
+from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
+from airflow_provider_bankapi.operators.base import BankingApiBaseOperator
+from airflow_provider_bankapi.operators.http_options import (
+    check_header_names,
+    checked_headers,
+    checked_response_type,
+    text_body,
+)
 from airflow_provider_bankapi.operators.outputs import (
     counted_pages,
-    default_asset_alias,
-    emit_asset_event,
     output_format,
     output_location,
     page_records,
+    write_bytes,
     write_csv,
     write_jsonl,
 )
@@ -30,7 +33,8 @@ from airflow_provider_bankapi.operators.outputs import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from airflow.sdk import Context, ObjectStoragePath
+    import requests
+    from airflow.sdk import Context
 
     from airflow_provider_bankapi.client.api import BatchResult
 
@@ -62,56 +66,23 @@ class BalancesPartlyFailedError(BankingApiError):
         self.delivered_to = delivered_to
 
 
-def _with_alias(outlets: Any, alias: str) -> list[Any]:
-    current = list(outlets or [])
-    if not any(isinstance(item, AssetAlias) and item.name == alias for item in current):
-        current.append(AssetAlias(name=alias))
-    return current
-
-
-class _BankingApiBaseOperator(BaseOperator):
-    """What both operators share: the connection, the hook, the output file and its asset event."""
-
-    def __init__(
-        self,
-        *,
-        bankapi_conn_id: str,
-        output_path: str | None,
-        asset_alias: str | None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.bankapi_conn_id = bankapi_conn_id
-        self.output_path = output_path
-        self.asset_alias = asset_alias
-        if output_path is not None and asset_alias != "":
-            # The path is usually templated, so the asset is only known at run time: an alias says so.
-            self.asset_alias = asset_alias or default_asset_alias(
-                self.dag_id if self.has_dag() else None, self.task_id
-            )
-            self.outlets = _with_alias(self.outlets, self.asset_alias)
-
-    @cached_property
-    def hook(self) -> BankingApiHook:
-        """Made on first use at execute time, never while the DAG file is parsed."""
-        return BankingApiHook(bankapi_conn_id=self.bankapi_conn_id)
-
-    def _announce(self, context: Context, path: ObjectStoragePath, extra: dict[str, Any]) -> None:
-        if self.asset_alias:
-            uri = emit_asset_event(context, self.asset_alias, path, extra)
-            self.log.info("Asset event for %s (alias %s).", uri, self.asset_alias)
-
-
-class BankingApiOperator(_BankingApiBaseOperator):
+class BankingApiOperator(BankingApiBaseOperator):
     """Calls any protected endpoint of the Banking API and returns its JSON, or writes it as JSON Lines.
 
     :param endpoint: the path under the connection's Base URL (templated), e.g. ``/accounts``.
     :param method: the HTTP method (templated), default ``GET``.
     :param query_params: query parameters (templated). Not ``params``: that name is Airflow's own.
     :param json: a JSON body (templated), for POST/PUT/PATCH.
+    :param headers: extra request headers (templated values), e.g. ``{"Accept": "text/csv"}``. Never
+        ``Authorization``, ``Proxy-Authorization``, ``Host``, ``Cookie`` or what requests computes
+        (``Content-Length``, ``Transfer-Encoding``, ``Connection``): the provider sets those itself.
+    :param response_type: ``"json"`` (default): the decoded JSON; ``"text"``: the body as a string (in
+        the charset of its Content-Type, UTF-8 when none); ``"bytes"``: the body as it came. Bytes
+        cannot go to XCom: give ``output_path`` (or a ``response_filter`` that returns something XCom
+        holds). With ``output_path``, a text or bytes answer is written as it came.
     :param bankapi_conn_id: the ``bankapi`` connection.
-    :param response_check: ``callable(response_json) -> bool``; False fails the task. With pagination,
-        called for every page.
+    :param response_check: ``callable(response) -> bool`` (the decoded JSON, text or bytes); False fails
+        the task. With pagination, called for every page.
     :param response_filter: ``callable(response_json) -> value``: what the task returns (with
         pagination it receives the list of pages; with ``output_path`` a list it returns is written
         one item per line).
@@ -127,8 +98,8 @@ class BankingApiOperator(_BankingApiBaseOperator):
         ``bankapi__<dag_id>__<task_id>``; ``""`` announces nothing).
     """
 
-    template_fields: Sequence[str] = ("endpoint", "method", "query_params", "json", "output_path")
-    template_fields_renderers = {"query_params": "json", "json": "json"}
+    template_fields: Sequence[str] = ("endpoint", "method", "query_params", "json", "headers", "output_path")
+    template_fields_renderers = {"query_params": "json", "json": "json", "headers": "json"}
     ui_color = "#dbe9f6"
 
     def __init__(
@@ -138,6 +109,8 @@ class BankingApiOperator(_BankingApiBaseOperator):
         method: str = "GET",
         query_params: Mapping[str, Any] | None = None,
         json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        response_type: str = "json",
         bankapi_conn_id: str = BankingApiHook.default_conn_name,
         response_check: Callable[[Any], bool] | None = None,
         response_filter: Callable[[Any], Any] | None = None,
@@ -160,6 +133,14 @@ class BankingApiOperator(_BankingApiBaseOperator):
         self.max_pages = max_pages
         if max_pages < 1:
             raise ValueError("max_pages must be at least 1.")
+        self.headers = headers
+        check_header_names(headers)
+        self.response_type = checked_response_type(
+            response_type,
+            paginated=pagination_function is not None,
+            with_headers=bool(self.headers),
+            bytes_to_xcom=output_path is None and response_filter is None and self.do_xcom_push,
+        )
 
     # -- calls --------------------------------------------------------------------------------------
 
@@ -171,19 +152,46 @@ class BankingApiOperator(_BankingApiBaseOperator):
         self.hook.client.settings.url(self.endpoint)
         return method
 
+    def _request(self, method: str) -> requests.Response:
+        headers = checked_headers(self.headers)
+        return self.hook.request(
+            method, self.endpoint, params=self.query_params, json=self.json, headers=headers or None
+        )
+
     def _call(self, method: str) -> Any:
-        response = self.hook.request(method, self.endpoint, params=self.query_params, json=self.json)
+        response = self._request(method)
         if not response.content:
             return None  # 204 No Content and friends
-        try:
-            return jsonlib.loads(response.content)
-        except ValueError as exc:
-            raise ApiError(
-                f"{method} {self.endpoint} answered {response.status_code} with a body that is not JSON.",
-                status_code=response.status_code,
-                method=method,
-                path=str(self.endpoint),
-            ) from exc
+        from airflow_provider_bankapi.client.classify import json_body  # the client's imports, at run time
+
+        return json_body(response, method=method, path=str(self.endpoint))
+
+    def _raw(self, context: Context, method: str) -> Any:
+        """A text or bytes answer: returned (after the check and the filter), or written as it came."""
+        response = self._request(method)
+        body: Any = response.content
+        if self.response_type == "text":
+            body = text_body(response, method=method, path=str(self.endpoint))
+        result = self._checked(body)
+        if self.response_filter is not None:
+            result = self.response_filter(result)
+        if self.output_path is None:
+            return result
+        if self.response_filter is None:
+            result = response.content  # as it came, whatever its charset
+        if isinstance(result, str):
+            result = result.encode("utf-8")
+        if not isinstance(result, bytes):
+            raise ConfigurationError(
+                f"response_filter returned {type(result).__name__}; with response_type "
+                f"{self.response_type!r} and output_path it must return text or bytes.",
+                field="response_filter",
+            )
+        path = output_location(str(self.output_path))
+        size = write_bytes(path, result)
+        self.log.info("Wrote %d bytes to %s.", size, path)
+        self._announce(context, path, {"bytes": size})
+        return {"path": str(path), "bytes": size}
 
     def _checked(self, page: Any, number: int | None = None) -> Any:
         if self.response_check is not None and not self.response_check(page):
@@ -210,6 +218,8 @@ class BankingApiOperator(_BankingApiBaseOperator):
 
     def execute(self, context: Context) -> Any:
         method = self._validate()
+        if self.response_type != "json":
+            return self._raw(context, method)
         if self.output_path is not None:
             return self._write(context, method)
         if self.pagination_function is not None:
@@ -243,7 +253,7 @@ class BankingApiOperator(_BankingApiBaseOperator):
         return summary
 
 
-class BankingApiBalanceOperator(_BankingApiBaseOperator):
+class BankingApiBalanceOperator(BankingApiBaseOperator):
     """Fetches the balances of one or many accounts at once, to XCom or to a JSON Lines / CSV file.
 
     Every account is tried. The successes are delivered first (written to ``output_path``, or pushed to

@@ -1,4 +1,4 @@
-"""Where the operators write what they fetched: JSON Lines or CSV at an object-storage URL.
+"""Where the operators write what they fetched: JSON Lines, CSV or a body as it came, to object storage.
 
 ``ObjectStoragePath`` (``airflow.sdk``) reaches local files (``file:///...``) and every store an
 fsspec filesystem exists for (``s3://``, ``gs://``, ...), with its credentials from an Airflow
@@ -17,7 +17,7 @@ import csv
 import datetime
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
@@ -110,7 +110,7 @@ def temporary_for(path: ObjectStoragePath) -> ObjectStoragePath:
 
 def _age(path: ObjectStoragePath, now: datetime.datetime) -> float | None:
     try:
-        modified = path.fs.modified(path.path)
+        modified: datetime.datetime = path.fs.modified(path.path)
     except (NotImplementedError, OSError, ValueError, KeyError):
         return None  # a store that cannot tell: leave the file (it may be a live writer's)
     if modified.tzinfo is None:
@@ -165,6 +165,15 @@ def write_jsonl(path: ObjectStoragePath, records: Iterable[Any]) -> int:
     return count
 
 
+def write_bytes(path: ObjectStoragePath, body: bytes) -> int:
+    """Write a body as it is (a CSV statement, a PDF...); return its size. Replaces the previous file only
+    when complete.
+    """
+    with replacing(path) as temporary, temporary.open("wb") as handle:
+        handle.write(body)
+    return len(body)
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, (Mapping, list)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -180,7 +189,7 @@ def csv_columns(rows: Iterable[Mapping[str, Any]], first: str | None = None) -> 
 
 
 def write_csv(
-    path: ObjectStoragePath, rows: list[Mapping[str, Any]], *, first_column: str | None = None
+    path: ObjectStoragePath, rows: Sequence[Mapping[str, Any]], *, first_column: str | None = None
 ) -> int:
     """Write rows as CSV with a header (nested values as JSON text); return how many rows. The file
     replaces the previous one only when complete.

@@ -2,14 +2,15 @@
 
 The TLS layer has already verified the client certificate against the sandbox CA (a foreign,
 expired or missing certificate never gets here: the handshake fails, as at a real gateway).
-What is left is what the seed document says the bank checks for a token, in its order:
+What is left is what the bank's documentation says it checks for a token, in its order
+(docs/bank-contract.md):
 
 1. the credential: client_id + client_secret valid, credential active -> else 401 Invalid Credentials
 2. the certificate of the handshake is bound to that credential -> else 401 Invalid Client Certificate
 3. the source IP is on the credential's allowlist -> else 403 Forbidden
 
-The credential comes first because the other two are properties *of* the credential; the seed
-lists them in this order both under "valida simultaneamente" and in its troubleshooting table.
+The credential comes first because the other two are properties *of* the credential; the bank
+lists them in this order both where it says what it checks and in its troubleshooting table.
 Tokens are bound to the SHA-256 thumbprint of the certificate that fetched them (RFC 8705): a
 protected call over another certificate gets 401 ``invalid_token``.
 """
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.sandbox.core import Credential, CredentialStore
     from airflow_provider_bankapi.sandbox.state import SandboxState
 
-# The bank's phrases (seed document, "Troubleshooting"): clients look for them in the body.
+# The phrases of the bank's documented failures (docs/bank-contract.md): clients look for them in the body.
 INVALID_CREDENTIALS = "Invalid Credentials"
 INVALID_CLIENT_CERTIFICATE = "Invalid Client Certificate"
 FORBIDDEN = "Forbidden"
@@ -39,6 +40,8 @@ FORBIDDEN = "Forbidden"
 TOKEN_PATH = "/auth/token-v2"
 _BALANCE = re.compile(r"/accounts/([^/]+)/balance")
 _TRANSACTIONS = re.compile(r"/accounts/([^/]+)/transactions")
+_STATEMENT = re.compile(r"/accounts/([^/]+)/statement\.csv")
+_ILLUSTRATION = (("X-Sandbox-Illustration", "true"),)
 _REQUIRED_FIELDS = ("client_id", "client_secret", "grant_type")
 
 
@@ -56,9 +59,12 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
+    """A JSON body (a dict), or raw bytes sent as they are with their ``content_type``."""
+
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | bytes
     headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = "application/json"
 
 
 def error(
@@ -223,22 +229,35 @@ class BankApi:
         if kind == "balance":
             return Response(200, data.balance(account_id))
         if kind == "accounts":
-            return Response(200, data.accounts(credential.client_id), (("X-Sandbox-Illustration", "true"),))
+            return Response(200, data.accounts(credential.client_id), _ILLUSTRATION)
+        if kind == "statement":
+            if not _accepts_csv(request.headers.get("accept", "*/*")):
+                detail = "this resource is text/csv: send Accept: text/csv"
+                return error(406, "not_acceptable", "Not Acceptable", detail)
+            statement = data.statement_csv(account_id).encode()
+            return Response(200, statement, _ILLUSTRATION, content_type="text/csv; charset=utf-8")
         try:
             page = data.transactions(account_id, _first(query, "cursor"), _first(query, "limit"))
         except data.BadRequest as exc:
             return error(400, "invalid_request", "Bad Request", str(exc))
-        return Response(200, page, (("X-Sandbox-Illustration", "true"),))
+        return Response(200, page, _ILLUSTRATION)
 
     @staticmethod
     def _route(path: str) -> tuple[str, str] | None:
         if path == "/accounts":
             return "accounts", ""
-        for kind, pattern in (("balance", _BALANCE), ("transactions", _TRANSACTIONS)):
+        routes = (("balance", _BALANCE), ("transactions", _TRANSACTIONS), ("statement", _STATEMENT))
+        for kind, pattern in routes:
             match = pattern.fullmatch(path)
             if match and data.ACCOUNT_ID.fullmatch(match.group(1)):
                 return kind, match.group(1)
         return None
+
+
+def _accepts_csv(accept: str) -> bool:
+    """Whether an Accept header admits ``text/csv`` (content negotiation, without the q-values)."""
+    ranges = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    return bool(ranges & {"text/csv", "text/*", "*/*"})
 
 
 def _first(query: dict[str, list[str]], name: str) -> str | None:

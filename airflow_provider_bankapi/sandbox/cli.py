@@ -1,4 +1,4 @@
-"""``python -m airflow_provider_bankapi.sandbox``: provision, serve, manage credentials, demo.
+"""``python -m airflow_provider_bankapi.sandbox``: provision, serve, manage credentials.
 
 ::
 
@@ -11,7 +11,6 @@
     deactivate | activate DIR [--client-id ID]
     rotate-secret DIR [--client-id ID]   a new client_secret; prints it once
     allow-ips DIR IP_OR_CIDR ... [--client-id ID]   (no address at all: every IP is refused)
-    demo [--dir DIR]                  the bank's curl commands against a fresh sandbox
 
 ``--client-id`` defaults to the credential of DIR/connection.json. Credential changes apply to a
 running ``serve`` at once: it re-reads DIR/core.json whenever the file changes.
@@ -74,10 +73,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from airflow_provider_bankapi.sandbox.runner import SandboxServer
+    from airflow_provider_bankapi.sandbox.runner import SandboxServers
 
     layout = _layout(args.dir)
-    server = SandboxServer(
+    server = SandboxServers(
         layout.directory,
         host=args.host,
         port=args.port,
@@ -148,13 +147,6 @@ def cmd_change(args: argparse.Namespace) -> int:
         "allow-ips": lambda: store.set_allowed_ips(client_id, args.addresses),
     }
     print(_describe(operations[args.command]()))
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from airflow_provider_bankapi.sandbox.demo import demo
-
-    demo(sys.stdout, Path(args.dir) if args.dir else None)
     return 0
 
 
@@ -235,10 +227,6 @@ def parser() -> argparse.ArgumentParser:
     allow.add_argument("addresses", nargs="*", metavar="IP_OR_CIDR")
     allow.add_argument("--client-id")
     allow.set_defaults(run=cmd_change)
-
-    demo = commands.add_parser("demo", help="the bank's curl commands against a fresh sandbox")
-    demo.add_argument("--dir", help="keep the sandbox files there (default: a temporary directory)")
-    demo.set_defaults(run=cmd_demo)
     return root
 
 

@@ -44,6 +44,10 @@ class ControlError(RuntimeError):
 
 
 class ControlServer(ThreadingHTTPServer):
+    """The sandbox's control endpoint: plain HTTP on 127.0.0.1 that turns the knobs (faults, latency,
+    token lifetime) and reads the counters of a running bank server.
+    """
+
     daemon_threads = False
     block_on_close = True
 

@@ -1,7 +1,8 @@
 """The sandbox's stand-in for the bank's back office ("CORE"): credentials, their certificates and IPs.
 
-The seed document's provisioning steps, in order: register a client certificate, create the
-credential, set the allowed IPs, bind the certificate to the credential, copy the client_secret.
+The bank's documented provisioning steps (docs/bank-contract.md), in order: register a client
+certificate, create the credential, set the allowed IPs, bind the certificate to the credential,
+copy the client_secret.
 A credential holds **at most two active certificates**, so that one can be rotated without downtime.
 
 The store is one JSON file (``DIR/core.json``, 0600) so that the CLI can change it while a server

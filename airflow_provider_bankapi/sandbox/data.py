@@ -1,15 +1,18 @@
 """Deterministic fake banking data: the same account id always gives the same figures.
 
-Only the balance is part of the bank's documented contract. The account list and the paginated
-transactions are **sandbox illustrations** (the bank documents no such resources): they exist so
-that the provider's generic call and its pagination can be shown and tested. Their bodies say so.
+Only the balance is part of the bank's documented contract. The account list, the paginated
+transactions and the CSV statement are **sandbox illustrations** (the bank documents no such
+resources): they exist so that the provider's generic call, its pagination and its answers that are
+not JSON can be shown and tested. Their bodies (or, for the CSV, a header) say so.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import datetime
 import hashlib
+import io
 import re
 from typing import Any
 
@@ -59,7 +62,7 @@ def balance(account_id: str) -> dict[str, Any]:
 
 
 def accounts(client_id: str) -> dict[str, Any]:
-    """``GET /accounts``: the credential's accounts (an illustration). ``123`` is the seed's example."""
+    """``GET /accounts``: the credential's accounts (an illustration). ``123`` is the bank's example."""
     others = [str(100_000 + _number("account", client_id, n) % 900_000) for n in range(2)]
     items = [
         {"account_id": account_id, "type": kind, "currency": "BRL"}
@@ -119,3 +122,18 @@ def transactions(account_id: str, cursor: str | None, limit: str | None) -> dict
         "next_cursor": encode_cursor(account_id, end) if end < total else None,
         "sandbox_illustration": ILLUSTRATION_NOTE,
     }
+
+
+STATEMENT_COLUMNS = ("date", "transaction_id", "type", "amount", "description")
+
+
+def statement_csv(account_id: str) -> str:
+    """``GET /accounts/{id}/statement.csv``: every transaction, newest first, as CSV with a header row
+    (an illustration of an answer that is not JSON).
+    """
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=STATEMENT_COLUMNS)
+    writer.writeheader()
+    for index in range(transaction_count(account_id)):
+        writer.writerow(_transaction(account_id, index))
+    return buffer.getvalue()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_bankapi.sandbox.bank import BankApi
 from airflow_provider_bankapi.sandbox.control import ControlClient, ControlServer
 from airflow_provider_bankapi.sandbox.provision import Layout, base_url, init, issue_client, set_base_url
-from airflow_provider_bankapi.sandbox.server import SandboxHTTPServer, server_context
+from airflow_provider_bankapi.sandbox.server import BankServer, server_context
 from airflow_provider_bankapi.sandbox.state import SandboxState
 
 if TYPE_CHECKING:
@@ -43,8 +43,9 @@ POLL_SECONDS = 0.05
 _WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
-class SandboxServer:
-    """The HTTPS server and the control endpoint of one provisioned directory, run in threads.
+class SandboxServers:
+    """The two servers of one provisioned directory, run in threads: the bank (:class:`BankServer`, HTTPS
+    with client certificates) and its control endpoint (:class:`ControlServer`, plain HTTP on loopback).
 
     :param directory: a provisioned sandbox directory (see provision.init).
     :param host: the address the HTTPS server listens on.
@@ -70,7 +71,7 @@ class SandboxServer:
         self.state = SandboxState(latency=latency, token_lifetime=expires_in)
         api = BankApi(self.layout.credential_store(), self.state)
         context = server_context(self.layout, tls_max_version)
-        self.https = SandboxHTTPServer((host, port), context=context, api=api, state=self.state)
+        self.https = BankServer((host, port), context=context, api=api, state=self.state)
         self.base_url = base_url(_WILDCARDS.get(host, host), self.https.server_address[1])
         try:
             self.control = ControlServer(control_port, self.state, self.base_url)
@@ -308,7 +309,7 @@ def running(
         layout = Layout(Path(directory).resolve())
         if not layout.is_provisioned():
             init(layout.directory)
-        server = SandboxServer(
+        server = SandboxServers(
             layout.directory, expires_in=expires_in, latency=latency, tls_max_version=tls_max_version
         )
         stack.callback(server.stop)

@@ -57,8 +57,10 @@ def server_context(layout: Layout, tls_max_version: ssl.TLSVersion | str | None 
     return context
 
 
-class SandboxHTTPServer(ThreadingHTTPServer):
-    """Accepts plain TCP, then shakes hands over TLS in the connection's own thread."""
+class BankServer(ThreadingHTTPServer):
+    """The sandbox bank's HTTPS server: accepts plain TCP, then shakes hands over TLS (client certificate
+    required) in the connection's own thread.
+    """
 
     daemon_threads = False  # joined in server_close(), so a stopped sandbox leaves no thread behind
     block_on_close = True
@@ -75,7 +77,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        # Nagle's algorithm plus delayed ACKs stall every keep-alive response ~40 ms (NOTES-TLS.md).
+        # Nagle's algorithm plus delayed ACKs stall every keep-alive response ~40 ms without TCP_NODELAY.
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
         try:
@@ -117,7 +119,7 @@ class BankRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "BankingApiSandbox/1.0"
     sys_version = ""
-    server: SandboxHTTPServer
+    server: BankServer
     connection: ssl.SSLSocket
 
     def setup(self) -> None:
@@ -250,9 +252,10 @@ class BankRequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(answer.body)
 
     def _send(self, response: Response, *, close: bool = False) -> None:
-        payload = json.dumps(response.body).encode()
+        body = response.body
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(response.status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in response.headers:
             self.send_header(name, value)

@@ -13,7 +13,6 @@ import time
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
@@ -25,7 +24,7 @@ from airflow_provider_bankapi.triggers.bankapi import (
     BankingApiTrigger,
     error_from_payload,
 )
-from airflow_provider_bankapi.triggers.polling import COMPARISONS, Condition, as_decimal, ends_the_wait
+from airflow_provider_bankapi.triggers.polling import COMPARISONS, Condition, as_decimal
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -124,7 +123,7 @@ class BankingApiSensor(BaseSensorOperator):
                 self.hook.get_json(endpoint, self.query_params), self._check_function()
             )
         except BankingApiError as exc:
-            if ends_the_wait(exc):
+            if not exc.transient:
                 raise
             self.log.warning("%s: %s: %s (transient; poking again later)", endpoint, type(exc).__name__, exc)
             return False
@@ -220,7 +219,9 @@ class BankingApiBalanceSensor(BankingApiSensor):
         account = str(self.account_id).strip()
         if not account:
             raise ConfigurationError("account_id is empty.", field="account_id")
-        return f"/accounts/{quote(account, safe='')}/balance"
+        from airflow_provider_bankapi.client.api import balance_path  # the client's imports, at run time only
+
+        return balance_path(account)
 
     def _condition(self) -> Condition:
         threshold = as_decimal(self.threshold)

@@ -33,13 +33,12 @@ from airflow_provider_bankapi import errors
 from airflow_provider_bankapi.errors import BankingApiError
 from airflow_provider_bankapi.triggers.polling import (
     Condition,
-    ends_the_wait,
     import_check,
     wait_before_next_poll,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 
     from airflow_provider_bankapi.client.api import BankingApiClient
     from airflow_provider_bankapi.triggers.polling import Outcome
@@ -75,7 +74,7 @@ class BankingApiTrigger(BaseTrigger):
         deadline: float | None = None,
         next_poll_at: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger is unannotated
         self.bankapi_conn_id = bankapi_conn_id
         self.endpoint = endpoint
         self.params = dict(params) if params else None
@@ -150,7 +149,7 @@ class BankingApiTrigger(BaseTrigger):
 
     async def _poll_until_done(
         self, client: BankingApiClient, check: Callable[[Any], Any] | None
-    ) -> AsyncIterator[TriggerEvent]:
+    ) -> AsyncGenerator[TriggerEvent, None]:
         polls, failures = 0, 0
         last_error: BankingApiError | None = None
         first_wait = 0.0 if self.next_poll_at is None else self.next_poll_at - time.time()
@@ -171,7 +170,7 @@ class BankingApiTrigger(BaseTrigger):
                 yield TriggerEvent(self._timeout_payload(polls, last_error))
                 return
             except BankingApiError as exc:
-                if ends_the_wait(exc):
+                if not exc.transient:
                     self.log.error(
                         "Poll %d of %s: %s: %s (not retried)", polls, self.endpoint, type(exc).__name__, exc
                     )

@@ -4,11 +4,11 @@
   ``Decimal`` when both sides are numbers: money is never a float here), and/or an importable check
   function named by its dotted path. Only plain values, so a condition survives the trip to the
   triggerer (a lambda cannot be serialized; a dotted path can be imported there).
-- :func:`ends_the_wait`: which errors no amount of waiting fixes (credentials, certificate, allowlist,
-  configuration), as opposed to transient ones (429, 5xx, no answer) that call for a backoff.
 - :func:`wait_before_next_poll`: how long to wait before the next poll. Never less than the poke
-  interval, whatever happened: the peer's trigger that re-polled a 401 1,601 times in 2 s is the bug
-  this prevents.
+  interval, whatever happened: a trigger that re-polls a 401 at once hammers the bank with thousands of
+  calls a second, which is the bug this prevents.
+
+Which errors end a wait is the error's own ``transient`` (:mod:`airflow_provider_bankapi.errors`).
 """
 
 from __future__ import annotations
@@ -22,15 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from airflow_provider_bankapi.errors import (
-    ApiError,
-    BankingApiError,
-    ConfigurationError,
-    ConnectionFailedError,
-    RateLimitedError,
-    ServerError,
-    TlsHandshakeError,
-)
+from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 
 COMPARISONS: Mapping[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
@@ -210,21 +202,6 @@ class Condition:
                 hint="Compare a numeric field, or use == / != for text.",
             )
         return compare(observed, self.value)
-
-
-def ends_the_wait(error: BaseException) -> bool:
-    """True when waiting longer cannot help: wrong credentials, certificate, allowlist, configuration,
-    or a 4xx the bank will keep answering. False for what passes: 429, 5xx, no answer, a dropped TLS
-    connection that was not about the client certificate.
-    """
-    if isinstance(error, (RateLimitedError, ServerError, ConnectionFailedError)):
-        return False
-    if isinstance(error, TlsHandshakeError):
-        # A rejected client certificate or an untrusted server stays that way; a reset mid-handshake may not.
-        return error.client_certificate_rejected or error.verify_code is not None
-    if isinstance(error, ApiError) and error.status_code in (408, 425):
-        return False
-    return True
 
 
 def wait_before_next_poll(

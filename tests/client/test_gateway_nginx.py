@@ -28,7 +28,10 @@ from airflow_provider_bankapi.sandbox import pki
 NGINX = shutil.which(
     "nginx", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 )
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx)")
+pytestmark = [
+    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx)"),
+    pytest.mark.slow,  # starts an nginx process
+]
 
 TOKEN = "/public/gw_banking/v1/auth/token-v2"
 CONFIG = """

@@ -58,6 +58,7 @@ def test_no_airflow_import_in_the_source(path: Path) -> None:
     assert airflow_imports(path.read_text(encoding="utf-8")) == []
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_the_client_layer_loads_no_airflow() -> None:
     # Catches indirect imports too (a helper elsewhere in the package that pulls airflow in).
     modules = ["airflow_provider_bankapi.errors"] + [

@@ -516,6 +516,7 @@ def _corrupt_file(directory: Path) -> None:
     token_file(directory).chmod(0o600)
 
 
+@pytest.mark.slow  # twelve processes
 @pytest.mark.parametrize(
     "prepare",
     [

@@ -27,9 +27,11 @@ from airflow_provider_bankapi.errors import (
 )
 from airflow_provider_bankapi.sandbox import pki, running
 
+pytestmark = pytest.mark.slow  # a sandbox bank per TLS version
+
 FAST = TransportSettings(connect_timeout=5, read_timeout=5, backoff_base=0.001, backoff_max=0.01)
 BALANCE = "/accounts/123/balance"
-TRIES = 10  # the TLS 1.3 alert is lost on some tries through requests (NOTES-TLS.md): try several
+TRIES = 10  # through requests the TLS 1.3 alert is lost on some tries (an EOF on write first): try several
 
 
 @pytest.fixture(scope="module", params=[pytest.param("1.2", id="tls1.2"), pytest.param("1.3", id="tls1.3")])

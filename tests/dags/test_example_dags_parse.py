@@ -42,6 +42,7 @@ def test_the_examples_folder_parses_without_errors_one_documented_dag_per_file()
         assert conn_ids <= {"bankapi_default"}
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_no_example_imports_the_http_stack_or_the_client_at_parse_time():
     # A fresh interpreter: this pytest process has imported everything already. One interpreter for all the
     # files: a heavy module is charged to the first file that imports it, and any such import fails the test.

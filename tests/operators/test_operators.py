@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from airflow_harness import run_dag
 
+from airflow_provider_bankapi.client.api import next_cursor_params
+from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.bankapi import BankingApiBalanceOperator, BankingApiOperator
+from airflow_provider_bankapi.operators.http_options import checked_headers
 from airflow_provider_bankapi.sandbox import data
 
 pytestmark = pytest.mark.airflow
@@ -158,6 +161,85 @@ def test_an_endpoint_from_the_run_conf_that_resolves_inside_the_base_url_is_call
 
     assert result.task_states == {("from_conf", -1): "success"}
     assert result.xcom("from_conf") == data.balance("123")
+
+
+def test_headers_reach_the_bank_and_a_csv_answer_is_returned_or_written_as_it_came(bank, tmp_path, capfd):
+    result = run_dag(DAG_FILE, "bankapi_raw_answers", conf={"out": tmp_path.as_uri()})
+
+    statement = data.statement_csv("123")
+    assert result.task_states[("without_accept", -1)] == "failed"  # the default Accept is JSON: 406
+    assert "406" in "".join(capfd.readouterr())
+    assert result.xcom("statement_text") == statement
+    assert result.xcom("statement_rows") == data.transaction_count("123")
+    (written,) = tmp_path.glob("statement-*.csv")
+    assert written.read_bytes() == statement.encode()  # byte for byte, CRLF line ends included
+    assert result.xcom("statement_file") == {"path": written.as_uri(), "bytes": len(statement.encode())}
+    assert asset_events(tmp_path.as_uri())[written.as_uri()] == [{"bytes": len(statement.encode())}]
+    assert [p.name for p in tmp_path.iterdir()] == [written.name]  # no temporary file left
+    assert bank.counters()["tokens_issued"] == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["Authorization", "authorization", "HOST", "Cookie", "Proxy-Authorization", "content-length"]
+)
+def test_headers_the_provider_owns_are_refused_when_the_dag_is_parsed_without_their_value(name):
+    with pytest.raises(ConfigurationError) as caught:
+        BankingApiOperator(task_id="o", endpoint="/accounts", headers={name: "Bearer not-a-real-token"})
+
+    assert caught.value.field == "headers"
+    assert repr(name) in caught.value.message
+    assert "not-a-real-token" not in f"{caught.value} {caught.value!r}"
+
+
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        pytest.param({"X-Trace": "one\r\nAuthorization: Bearer not-a-real-token"}, "X-Trace", id="crlf"),
+        pytest.param({"X-Count": 3}, "X-Count", id="not-text"),
+        pytest.param({"Bad Name:": "v"}, "Bad Name:", id="bad-name"),
+        pytest.param("X-Trace: 1", None, id="not-a-mapping"),
+    ],
+)
+def test_rendered_headers_are_checked_before_the_call_without_echoing_values(headers, named):
+    with pytest.raises(ConfigurationError) as caught:
+        checked_headers(headers)
+
+    assert caught.value.field == "headers"
+    if named:
+        assert repr(named) in caught.value.message
+    assert "not-a-real-token" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        pytest.param({"response_type": "xml"}, "response_type", id="unknown-type"),
+        pytest.param({"response_type": "bytes"}, "response_type", id="bytes-to-xcom"),
+        pytest.param(
+            {"response_type": "text", "pagination_function": next_cursor_params},
+            "response_type",
+            id="paged-text",
+        ),
+        pytest.param(
+            {"headers": {"Accept": "text/csv"}, "pagination_function": next_cursor_params},
+            "headers",
+            id="paged-headers",
+        ),
+    ],
+)
+def test_response_type_arguments_are_checked_when_the_dag_is_parsed(kwargs, field):
+    with pytest.raises(ConfigurationError) as caught:
+        BankingApiOperator(task_id="o", endpoint="/accounts", **kwargs)
+
+    assert caught.value.field == field
+
+
+def test_bytes_may_go_to_a_file_or_through_a_filter_or_nowhere():
+    for kwargs in ({"output_path": "file:///tmp/x.csv"}, {"response_filter": len}, {"do_xcom_push": False}):
+        assert (
+            BankingApiOperator(task_id="o", endpoint="/a", response_type="bytes", **kwargs).response_type
+            == "bytes"
+        )
 
 
 # -- BankingApiBalanceOperator -------------------------------------------------------------------------

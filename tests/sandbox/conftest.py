@@ -113,7 +113,7 @@ class CurlResult:
 
 
 class Curl:
-    """The bank's curl commands (seed document), unchanged but for the host and the file names."""
+    """The bank's documented curl commands, unchanged but for the host and the file names."""
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
@@ -125,7 +125,7 @@ class Curl:
         environment = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         result = subprocess.run(
             [self.executable, *arguments],
-            cwd=self.sandbox.dir,  # the seed names files relative to the current directory
+            cwd=self.sandbox.dir,  # the bank's examples name files relative to the current directory
             env=environment,
             capture_output=True,
             text=True,

@@ -1,9 +1,8 @@
-"""The CLI as a user runs it: real subprocesses for init, serve, the credential commands and the demo."""
+"""The CLI as a user runs it: real subprocesses for init, serve and the credential commands."""
 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -14,6 +13,8 @@ import pytest
 import requests
 
 from airflow_provider_bankapi.sandbox import Sandbox
+
+pytestmark = pytest.mark.slow  # the CLI in subprocesses
 
 CLI = [sys.executable, "-m", "airflow_provider_bankapi.sandbox"]
 
@@ -183,23 +184,3 @@ def test_init_with_a_port_writes_it(tmp_path):
     # Saved with the connection, the port lets the UI's Test button reuse the stored secrets.
     assert connection["port"] == 9999
     assert cli("init", str(tmp_path)).returncode == 2
-
-
-def test_demo_runs_the_banks_curl_commands(tmp_path):
-    result = subprocess.run(
-        [*CLI, "demo", "--dir", str(tmp_path / "demo")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
-    )
-    assert result.returncode == 0, result.stderr
-    output = result.stdout
-    assert "--cert client.crt" in output
-    assert "--cacert ca.crt" in output
-    assert '"token_type": "Bearer"' in output
-    assert '"account_id": "123"' in output
-    connection = json.loads((tmp_path / "demo" / "connection.json").read_text())
-    assert connection["password"] not in output  # the client_secret is never printed
-    assert output.rstrip().endswith("Sandbox stopped.")

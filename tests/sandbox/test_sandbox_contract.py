@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
 import json
 import socket
 import ssl
@@ -224,6 +226,25 @@ def test_illustrations_paginate_with_a_cursor(client, sandbox):
     assert client.get("/accounts/123/transactions", token, limit=500).status_code == 400
     assert client.get("/accounts/123/transactions", token, cursor="bogus").status_code == 400
 
+
+
+def test_the_statement_illustration_is_csv_sent_as_it_is(client):
+    token = client.access_token()
+    statement = client.get("/accounts/123/statement.csv", token)
+    assert statement.status_code == 200
+    assert statement.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert statement.headers["X-Sandbox-Illustration"] == "true"
+    rows = list(csv.DictReader(io.StringIO(statement.content.decode())))
+    assert list(rows[0]) == ["date", "transaction_id", "type", "amount", "description"]
+    transactions = client.get("/accounts/123/transactions", token, limit=5).json()["items"]
+    assert rows[:5] == [{key: str(value) for key, value in item.items()} for item in transactions]
+    assert client.get("/accounts/123/statement.csv", None).status_code == 401
+    refused = client.session.get(
+        f"{client.sandbox.base_url}/accounts/123/statement.csv",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        timeout=10,
+    )
+    assert refused.status_code == 406  # content negotiation: the statement is CSV only
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),

@@ -1,6 +1,6 @@
-"""The bank's own curl commands (seed document) against the sandbox: PEM and PFX, TLS 1.2 and 1.3.
+"""The bank's own documented curl commands against the sandbox: PEM and PFX, TLS 1.2 and 1.3.
 
-Each command is the seed's, unchanged but for the host and the file names.
+Each command is the bank's example, unchanged but for the host and the file names.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def _now() -> datetime.datetime:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_seed_token_and_balance(curl, sandbox, variant):
+def test_documented_token_and_balance(curl, sandbox, variant):
     token = curl.token(variant).body
     assert (token["token_type"], token["expires_in"]) == ("Bearer", 3600)
     balance = curl.balance(token["access_token"]).body

@@ -10,6 +10,8 @@ import requests
 
 from airflow_provider_bankapi.sandbox import running
 
+pytestmark = pytest.mark.slow  # sandbox banks started and stopped
+
 BALANCE = "/accounts/123/balance"
 
 

@@ -25,7 +25,6 @@ from airflow_provider_bankapi.triggers.bankapi import error_from_payload, error_
 from airflow_provider_bankapi.triggers.polling import (
     Condition,
     as_decimal,
-    ends_the_wait,
     field_value,
     import_check,
     wait_before_next_poll,
@@ -162,7 +161,7 @@ def test_a_condition_travels_as_plain_values():
     ],
 )
 def test_which_errors_end_the_wait(error, ends):
-    assert ends_the_wait(error) is ends
+    assert error.transient is not ends
 
 
 @pytest.mark.parametrize(

@@ -105,3 +105,25 @@ with DAG(
         output_path=OUT + "/transactions.jsonl",
         asset_alias="",
     )
+
+with DAG("bankapi_raw_answers", schedule=None, start_date=START, catchup=False):
+    # The sandbox's CSV statement answers only an Accept that admits CSV: the headers reach the bank.
+    STATEMENT = "/accounts/123/statement.csv"
+    CSV = {"Accept": "text/csv", "X-Request-Id": "{{ run_id }}"}
+    BankingApiOperator(task_id="statement_text", endpoint=STATEMENT, headers=CSV, response_type="text")
+    BankingApiOperator(
+        task_id="statement_rows",
+        endpoint=STATEMENT,
+        headers=CSV,
+        response_type="bytes",
+        response_filter=lambda body: body.count(b"\n") - 1,
+    )
+    BankingApiOperator(
+        task_id="statement_file",
+        endpoint=STATEMENT,
+        headers=CSV,
+        response_type="bytes",
+        output_path=OUT + "/statement-{{ ds }}.csv",
+        asset_alias="bankapi_test_statement",
+    )
+    BankingApiOperator(task_id="without_accept", endpoint=STATEMENT, response_type="text")

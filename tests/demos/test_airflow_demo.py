@@ -9,12 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from airflow_provider_bankapi.sandbox import data
-from airflow_provider_bankapi.sandbox.airflow_demo import demo_environment
+from demos.airflow_demo import demo_environment
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "dags_examples"
 
 
+@pytest.mark.slow  # Airflow and a sandbox in subprocesses
 def test_the_demo_runs_the_hourly_dag_against_a_sandbox_it_starts_and_stops(tmp_path):
     state = tmp_path / "demo"
     stale = state / "output" / "balances" / "from-a-previous-run.jsonl"
@@ -22,12 +26,13 @@ def test_the_demo_runs_the_hourly_dag_against_a_sandbox_it_starts_and_stops(tmp_
     stale.write_text("{}\n")
 
     result = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_bankapi.sandbox.airflow_demo", "--state", str(state),
+        [sys.executable, "-m", "demos.airflow_demo", "--state", str(state),
          "--dags", str(EXAMPLES)],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
+        cwd=ROOT,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stdout + result.stderr

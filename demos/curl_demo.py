@@ -1,38 +1,44 @@
-"""``make demo``: a sandbox bank, then the bank's own curl commands against it, over mutual TLS.
+"""``make demo-curl``: a sandbox bank, then the bank's own curl commands against it, over mutual TLS.
 
-The commands are the seed document's, unchanged but for the host and the file names: the real
+::
+
+    python -m demos.curl_demo [--dir DIR]    # from the repository root
+
+The commands are the bank's documented examples, unchanged but for the host and the file names: the real
 ``curl`` binary runs in the sandbox directory, so ``--cert client.crt --key client.key --cacert
 ca.crt`` name the provisioned files exactly as the bank's example does.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from airflow_provider_bankapi.sandbox.runner import running
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
 PEM_IDENTITY = ("--cert", "client.crt", "--key", "client.key", "--cacert", "ca.crt")
-ACCOUNT_ID = "123"  # the seed document's example account
+ACCOUNT_ID = "123"  # the example account of the bank's documentation
 
 
 def token_body(client_id: str, client_secret: str) -> str:
-    """The token request body, laid out as in the seed document."""
+    """The token request body, laid out as in the bank's documented example."""
     return json.dumps(
         {"client_id": client_id, "client_secret": client_secret, "grant_type": "client_credentials"}, indent=0
     )
 
 
 def token_command(base_url: str, body: str, identity: Sequence[str] = PEM_IDENTITY) -> list[str]:
-    """The seed's ``POST /auth/token-v2`` curl command (``identity``: the PEM trio or the PFX pair)."""
+    """The documented ``POST /auth/token-v2`` curl command (``identity``: the PEM trio or the PFX pair)."""
     return [
         "curl", "-X", "POST", f"{base_url}/auth/token-v2", *identity,
         "-H", "Content-Type: application/json", "-d", body,
@@ -40,7 +46,7 @@ def token_command(base_url: str, body: str, identity: Sequence[str] = PEM_IDENTI
 
 
 def balance_command(base_url: str, access_token: str, account_id: str = ACCOUNT_ID) -> list[str]:
-    """The seed's ``GET /accounts/{id}/balance`` curl command."""
+    """The bank's documented ``GET /accounts/{id}/balance`` curl command."""
     return [
         "curl", "-X", "GET", f"{base_url}/accounts/{account_id}/balance", *PEM_IDENTITY,
         "-H", f"Authorization: Bearer {access_token}",
@@ -55,7 +61,7 @@ def curl_environment() -> dict[str, str]:
 def run_curl(
     command: Sequence[str], directory: Path, timeout: float = 30.0
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real curl binary in ``directory`` (so the seed's relative file names resolve there)."""
+    """Run the real curl binary in ``directory`` (so the example's relative file names resolve there)."""
     executable = shutil.which(command[0])
     if executable is None:
         raise FileNotFoundError(
@@ -73,7 +79,7 @@ def run_curl(
 
 
 def _shown(command: Sequence[str], secrets: dict[str, str]) -> str:
-    """The command as the seed lays it out, one option per line, with secrets replaced by a label."""
+    """The command as the bank's example lays it out, one option per line, secrets replaced by a label."""
     words = [shlex.quote(word) for word in command]
     for secret, label in secrets.items():
         words = [word.replace(secret, label) for word in words]
@@ -121,3 +127,15 @@ def demo(out: TextIO, directory: Path | None = None) -> None:
         print(json.dumps(_response(run_curl(command, sandbox.dir)), indent=2), file=out)
         print(f"\nCounters: {json.dumps(sandbox.counters())}", file=out)
     print("Sandbox stopped.", file=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demos.curl_demo")
+    parser.add_argument("--dir", help="keep the sandbox files there (default: a temporary directory)")
+    args = parser.parse_args(argv)
+    demo(sys.stdout, Path(args.dir) if args.dir else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

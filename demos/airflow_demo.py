@@ -2,7 +2,7 @@
 
 ::
 
-    python -m airflow_provider_bankapi.sandbox.airflow_demo [--state .demo] [--dags dags_examples]
+    python -m demos.airflow_demo [--state .demo] [--dags dags_examples]    # from the repository root
 
 Everything lives under the state directory, wiped at the start so the demo can be run again:
 ``airflow/`` (AIRFLOW_HOME with its SQLite DB), ``bank/`` (the sandbox's CA, certificates and
@@ -199,7 +199,7 @@ def run(state: Path, dags: Path, out: IO[str]) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m airflow_provider_bankapi.sandbox.airflow_demo")
+    parser = argparse.ArgumentParser(prog="python -m demos.airflow_demo")
     parser.add_argument("--state", default=".demo", help="the demo's working directory (default .demo)")
     parser.add_argument("--dags", default="dags_examples", help="the DAGs folder (default dags_examples)")
     args = parser.parse_args(argv)
