@@ -279,8 +279,8 @@ def test_a_trickled_answer_ends_the_poll_at_its_deadline_and_the_next_poll_succe
     assert bankapi_sandbox.counters()["faults_served"] == {"trickle": 1}
 
 
-def test_the_event_loop_keeps_running_while_the_bank_is_slow(bankapi_sandbox, connection):
-    bankapi_sandbox.set_latency(0.5)  # the token call and the balance call take 0.5 s each
+def first_event_with_loop_ticks(trigger):
+    """The trigger's first event, and the moments a 20 ms ticker ran on the same loop meanwhile."""
     ticks = []
 
     async def run():
@@ -291,11 +291,17 @@ def test_the_event_loop_keeps_running_while_the_bank_is_slow(bankapi_sandbox, co
 
         ticking = asyncio.create_task(ticker())
         try:
-            return await anext(trigger_for(condition=RICH).run())
+            return await anext(trigger.run())
         finally:
+            ticks.append(time.monotonic())  # a stall up to the very end counts too
             ticking.cancel()
 
-    event = asyncio.run(run())
+    return asyncio.run(run()), ticks
+
+
+def test_the_event_loop_keeps_running_while_the_bank_is_slow(bankapi_sandbox, connection):
+    bankapi_sandbox.set_latency(0.5)  # the token call and the balance call take 0.5 s each
+    event, ticks = first_event_with_loop_ticks(trigger_for(condition=RICH))
 
     assert event.payload["status"] == "success"
     # A blocked loop would not tick at all during the ~1 s of calls; a free one ticks every 20 ms.
@@ -311,22 +317,7 @@ def test_the_event_loop_keeps_running_while_a_hostile_connection_is_loaded(
     size = limit_of("client_cert") - 1
     hostile = ("-----BEGIN CERTIFICATE-----\n" * (size // 28 + 1))[:size]
     use_connection(monkeypatch, {**connection, "extra": {**connection["extra"], "client_cert": hostile}})
-    ticks = []
-
-    async def run():
-        async def ticker():
-            while True:
-                ticks.append(time.monotonic())
-                await asyncio.sleep(0.02)
-
-        ticking = asyncio.create_task(ticker())
-        try:
-            return await anext(trigger_for(condition=RICH).run())
-        finally:
-            ticks.append(time.monotonic())
-            ticking.cancel()
-
-    event = asyncio.run(run())
+    event, ticks = first_event_with_loop_ticks(trigger_for(condition=RICH))
 
     assert event.payload["status"] == "error"
     assert event.payload["error_type"] == "ClientIdentityError"
