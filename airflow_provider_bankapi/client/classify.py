@@ -343,7 +343,9 @@ def raise_for_bank_status(
         decode_body(response.content),
         method=method,
         path=path,
-        retry_after=parse_retry_after(response.headers.get("Retry-After"), now=time.time()),
+        retry_after=parse_retry_after(
+            response.headers.get("Retry-After"), now=time.time(), date=response.headers.get("Date")
+        ),
         bearer_sent=str(authorization).lower().startswith("bearer "),
         retries=_retries_of(response),
         token_renewed=token_renewed,

@@ -101,11 +101,15 @@ def failure_kind(error: BaseException) -> Failure:
     return "other"  # urllib3's SSLError among them: a TLS failure is never retried
 
 
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
+def parse_retry_after(value: str | None, *, now: float, date: str | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (RFC 9110 10.2.3): delay-seconds or an HTTP date.
 
+    An HTTP date is the origin's clock, and so is the answer's ``Date`` (RFC 9110 6.6.1): read one
+    against the other, a bank clock minutes off the worker's still means the wait the bank meant.
+
     :param value: the header's value, or None when absent.
-    :param now: the current time (epoch seconds), for HTTP dates.
+    :param now: the current time (epoch seconds), for HTTP dates when ``date`` is absent or unreadable.
+    :param date: the answer's ``Date`` header, or None when absent.
     :returns: seconds in ``[0, RETRY_AFTER_CEILING]``, or None when absent or unreadable.
     """
     if value is None:
@@ -114,14 +118,25 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     if match:
         seconds = float(min(int(match.group(1)), int(RETRY_AFTER_CEILING)))
     else:
-        try:
-            moment = email.utils.parsedate_to_datetime(value.strip())
-        except (TypeError, ValueError, IndexError, OverflowError):
+        moment = http_date(value)
+        if moment is None:
             return None
-        if moment.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less date is read as such
-            return None
-        seconds = moment.timestamp() - now
+        origin_now = http_date(date)
+        seconds = moment - (now if origin_now is None else origin_now)
     return min(max(seconds, 0.0), RETRY_AFTER_CEILING)
+
+
+def http_date(value: str | None) -> float | None:
+    """Epoch seconds of an HTTP date (RFC 9110 5.6.7), or None when absent, unreadable or zone-less."""
+    if value is None:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less date is read as such
+        return None
+    return moment.timestamp()
 
 
 def backoff_time(
@@ -191,7 +206,7 @@ class BankRetry(Retry):
     :param waited: seconds waited so far in this call (set by ``increment``).
     :param planned_wait: the wait before the attempt this value is for (set by ``increment``).
     :param uniform: random source for the jitter.
-    :param clock: time source for HTTP-date ``Retry-After`` values.
+    :param clock: time source for HTTP-date ``Retry-After`` values when the answer has no ``Date``.
     :param sleep: how to wait.
     """
 
@@ -287,7 +302,7 @@ class BankRetry(Retry):
         counted = super().increment(method, url, response, error, _pool, _stacktrace)  # may be exhausted
         retry_after = None
         if response is not None and self.respect_retry_after_header:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self._clock())
+            retry_after = self.get_retry_after(response)
         wait = next_wait(
             retry_number=len(counted.history) - 1,
             retry_after=retry_after,
@@ -301,6 +316,12 @@ class BankRetry(Retry):
             reason = error or _response_error(response)
             raise MaxRetryError(_pool, url or "", reason) from reason  # type: ignore[arg-type]
         return counted.new(waited=self.waited + wait, planned_wait=wait)
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        # urllib3's own reading raises on an unreadable value and reads a date on this machine's
+        # clock; this one ignores the unreadable and reads a date against the answer's Date.
+        headers = response.headers
+        return parse_retry_after(headers.get("Retry-After"), now=self._clock(), date=headers.get("Date"))
 
     def get_backoff_time(self) -> float:
         return self.planned_wait

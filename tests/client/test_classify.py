@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
+import time
 
 import pytest
 import requests
@@ -444,6 +446,18 @@ def test_raise_for_bank_status_reads_retry_after_and_the_bearer():
     with pytest.raises(ApiError) as caught:
         raise_for_bank_status(_response(401, "{}", bearer=True), method="GET", path="/x")
     assert caught.value.hint == HINT_TOKEN_REFUSED
+
+
+def test_the_retry_after_the_error_carries_is_a_date_read_against_the_answers_date():
+    # The bank's clock an hour ahead of this machine's: its date means "in 90 s", as the trigger must wait.
+    bank_now = time.time() + 3600
+    headers = {
+        "Retry-After": email.utils.formatdate(bank_now + 90, usegmt=True),
+        "Date": email.utils.formatdate(bank_now, usegmt=True),
+    }
+    with pytest.raises(RateLimitedError) as caught:
+        raise_for_bank_status(_response(429, "", headers=headers), method="GET", path="/x")
+    assert caught.value.retry_after == 90.0
 
 
 def test_raise_for_bank_status_reads_invalid_utf8():

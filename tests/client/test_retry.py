@@ -156,6 +156,64 @@ def test_parse_retry_after_never_raises_and_stays_in_range(value):
     assert seconds is None or 0.0 <= seconds <= RETRY_AFTER_CEILING
 
 
+BANK_AHEAD = NOW + 300.0  # the bank's clock, five minutes ahead of the worker's (NOW)
+
+
+@pytest.mark.parametrize(
+    ("value", "date", "expected"),
+    [
+        pytest.param(
+            email.utils.formatdate(BANK_AHEAD + 1, usegmt=True),
+            email.utils.formatdate(BANK_AHEAD, usegmt=True),
+            1.0,
+            id="date-present-bank-ahead",
+        ),
+        pytest.param(
+            email.utils.formatdate(NOW - 300 + 1, usegmt=True),
+            email.utils.formatdate(NOW - 300, usegmt=True),
+            1.0,
+            id="date-present-bank-behind",
+        ),
+        pytest.param(
+            email.utils.formatdate(BANK_AHEAD + 1, usegmt=True), None, 301.0, id="date-absent-worker-clock"
+        ),
+        pytest.param(
+            email.utils.formatdate(BANK_AHEAD + 1, usegmt=True), "soon", 301.0, id="date-garbage-worker-clock"
+        ),
+        pytest.param(
+            email.utils.formatdate(BANK_AHEAD + 1, usegmt=True),
+            "Wed, 21 Oct 2015 07:28:00",
+            301.0,
+            id="date-without-zone-worker-clock",
+        ),
+        pytest.param(
+            email.utils.formatdate(BANK_AHEAD - 30, usegmt=True),
+            email.utils.formatdate(BANK_AHEAD, usegmt=True),
+            0.0,
+            id="retry-after-before-the-date-is-now",
+        ),
+        pytest.param(
+            "7", email.utils.formatdate(BANK_AHEAD, usegmt=True), 7.0, id="delay-seconds-ignore-date"
+        ),
+        pytest.param("soon", email.utils.formatdate(BANK_AHEAD, usegmt=True), None, id="garbage-with-date"),
+        pytest.param(
+            email.utils.formatdate(BANK_AHEAD + 10 * 365 * 86400, usegmt=True),
+            email.utils.formatdate(BANK_AHEAD, usegmt=True),
+            RETRY_AFTER_CEILING,
+            id="far-date-capped",
+        ),
+    ],
+)
+def test_parse_retry_after_reads_a_date_against_the_answers_date(value, date, expected):
+    assert parse_retry_after(value, now=NOW, date=date) == expected
+
+
+@given(st.text(max_size=60), st.one_of(st.none(), st.text(max_size=60)))
+def test_parse_retry_after_with_any_date_never_raises_and_stays_in_range(value, date):
+    seconds = parse_retry_after(value, now=NOW, date=date)
+    assert seconds is None or 0.0 <= seconds <= RETRY_AFTER_CEILING
+
+
 # -- how long to wait -----------------------------------------------------------------------------
 
 
@@ -218,8 +276,10 @@ def test_next_wait_respects_the_total_budget(retry_after, waited, expected):
 # -- BankRetry: the value urllib3 drives -------------------------------------------------------------
 
 
-def _response(status, retry_after=None):
+def _response(status, retry_after=None, date=None):
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    if date is not None:
+        headers["Date"] = date
     return HTTPResponse(body=b"", headers=headers, status=status, preload_content=False)
 
 
@@ -262,6 +322,25 @@ def test_retry_after_as_http_date_uses_the_injected_clock():
         "GET", "/x", response=_response(503, email.utils.formatdate(NOW + 8, usegmt=True))
     )
     assert policy.planned_wait == 8.0
+
+
+def test_retry_after_as_http_date_is_read_against_the_answers_date():
+    policy, _ = _policy(max_retries=3, max_total_wait=120.0)
+    answer = _response(
+        429,
+        email.utils.formatdate(BANK_AHEAD + 1, usegmt=True),
+        date=email.utils.formatdate(BANK_AHEAD, usegmt=True),
+    )
+    assert policy.get_retry_after(answer) == 1.0
+    assert policy.increment("GET", "/x", response=answer).planned_wait == 1.0
+
+
+def test_retry_after_as_http_date_without_a_readable_date_uses_the_clock_and_the_budget():
+    policy, _ = _policy(max_retries=3, max_total_wait=120.0)
+    answer = _response(429, email.utils.formatdate(BANK_AHEAD + 1, usegmt=True), date="yesterday")
+    assert policy.get_retry_after(answer) == 301.0
+    with pytest.raises(MaxRetryError):  # 301 s passes the 120 s budget: given up at once
+        policy.increment("GET", "/x", response=answer)
 
 
 def test_exhausted_after_max_retries():
