@@ -6,14 +6,12 @@ Run: ``python -m benchmarks cold_start`` (``BENCH_RUNS``, default 5).
 
 from __future__ import annotations
 
-import os
 import socket
-import tempfile
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks._measure import RUNS, in_processes, machine, median
+from benchmarks._measure import RUNS, fresh_host_cache, in_processes, machine, median
 from benchmarks._sandbox import serving, use_connection
 
 TITLE = "Cold start"
@@ -54,8 +52,7 @@ def cold_start(conn_id: str) -> dict[str, float]:
     from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 
     phases: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="bankapi-bench-cache-") as cache:
-        os.environ["XDG_CACHE_HOME"] = cache  # nothing cached on this "host" yet
+    with fresh_host_cache():  # nothing cached on this "host" yet
         clock = time.perf_counter()
 
         def lap(name: str) -> None:
@@ -88,14 +85,11 @@ def main() -> None:
 
     print(f"{machine()}; median of {RUNS} new processes per material.\n")
     medians: dict[str, dict[str, float]] = {}
-    saved = os.environ.get("XDG_CACHE_HOME")
     with serving() as sandbox:
         for label, pfx in (("PEM", False), ("PKCS#12", True)):
             conn_id = use_connection(sandbox, f"bankapi_{'pfx' if pfx else 'pem'}", pfx=pfx)
             runs = in_processes(cold_start, [conn_id] * RUNS)
             medians[label] = {phase: median(run[phase] for run in runs) for phase in runs[0]}
-    if saved is not None:
-        os.environ["XDG_CACHE_HOME"] = saved
     print("| phase (ms, median) | PEM | PKCS#12 |")
     print("|---|---:|---:|")
     names = (

@@ -36,7 +36,7 @@ runs whose hosts start together costs up to one token per host per run there too
 
 HOUR = float(os.environ.get("TOKEN_DAY_HOUR", "3"))
 SCOPES = tuple(os.environ.get("TOKEN_DAY_SCOPES", "host").split(","))
-RUNS_PER_DAY = 24
+RUNS_PER_DAY = int(os.environ.get("TOKEN_DAY_RUNS", "24"))
 ACCOUNTS = 500
 HOSTS = 2
 TASKS = 4
@@ -90,11 +90,11 @@ def main() -> None:
     limit = RUNS_PER_DAY * HOUR / lifetime
     print(f"{machine()}; an hour lasts {HOUR:g} s, a token {lifetime} s.\n")
     print(
-        "| cache_scope | tokens in 24 runs | per run (min-max) | limit (24 h / lifetime) | vs limit | "
+        f"| cache_scope | tokens in {RUNS_PER_DAY} runs | per run (min-max) | limit (runs x hour / lifetime) "
+        "| vs limit | "
         "a token per task (http provider's way, see above) | runs that started late |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
-    saved = os.environ.get("XDG_CACHE_HOME")
     for scope in SCOPES:
         tokens, late, _ = _day(scope)
         print(
@@ -102,5 +102,3 @@ def main() -> None:
             f"{sum(tokens) / limit:.2f}x | {RUNS_PER_DAY * TASKS} | {late} |",
             flush=True,
         )
-    if saved is not None:
-        os.environ["XDG_CACHE_HOME"] = saved

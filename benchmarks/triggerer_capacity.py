@@ -8,15 +8,21 @@ Run: ``python -m benchmarks triggerer_capacity`` (``TRIGGERER_BENCH_SIZES``, def
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from benchmarks._measure import in_processes, machine, median, peak_rss_mb, percentile, rss_mb
+from benchmarks._measure import (
+    fresh_host_cache,
+    in_processes,
+    machine,
+    median,
+    peak_rss_mb,
+    percentile,
+    rss_mb,
+)
 from benchmarks._sandbox import serving, use_connection
 
 if TYPE_CHECKING:
@@ -150,20 +156,12 @@ def main() -> None:
     import airflow_provider_bankapi.triggers.bankapi  # noqa: F401
 
     print(f"{machine()}; poke interval {INTERVAL:g} s, {SECONDS:g} s per size.\n")
-    saved = os.environ.get("XDG_CACHE_HOME")
     rows = []
-    try:
-        with serving() as sandbox, tempfile.TemporaryDirectory(prefix="bankapi-bench-cache-") as cache:
-            os.environ["XDG_CACHE_HOME"] = cache
-            use_connection(sandbox)
-            serialized = in_processes(defer_once, ["1"])[0]
-            for size in SIZES:
-                rows.append((size, in_processes(triggerer, [(size, serialized, str(sandbox.dir))])[0]))
-    finally:
-        with contextlib.suppress(KeyError):
-            del os.environ["XDG_CACHE_HOME"]
-        if saved is not None:
-            os.environ["XDG_CACHE_HOME"] = saved
+    with serving() as sandbox, fresh_host_cache():
+        use_connection(sandbox)
+        serialized = in_processes(defer_once, ["1"])[0]  # the worker's deferral fetches the token
+        for size in SIZES:
+            rows.append((size, in_processes(triggerer, [(size, serialized, str(sandbox.dir))])[0]))
     print(
         "| triggers | loop lag p50 ms | p99 ms | max ms | requests per interval (median) | of N | "
         "RSS MiB at start / end / peak | MiB per trigger | tokens issued |"

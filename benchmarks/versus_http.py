@@ -13,13 +13,12 @@ default 500).
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
 import certifi
 
-from benchmarks._measure import RUNS, in_processes, machine, median, ratio
+from benchmarks._measure import RUNS, fresh_host_cache, in_processes, machine, median, ratio
 from benchmarks._peer import balance_hook, fetch_token, get_balance, use_http_connection
 from benchmarks._sandbox import serving, use_connection
 
@@ -110,8 +109,7 @@ def _tokens_table(sandbox: Sandbox) -> None:
     rows: list[tuple[str, dict[str, Any]]] = []
     for scope in SCOPES:
         use_connection(sandbox, cache_scope=scope)
-        with tempfile.TemporaryDirectory(prefix="bankapi-bench-cache-") as cache_home:
-            os.environ["XDG_CACHE_HOME"] = cache_home
+        with fresh_host_cache():
             rows.append((f"ours, `cache_scope={scope}`", _task_runs(sandbox, ours_task)))
     use_http_connection(sandbox)
     peer = _task_runs(sandbox, http_task)
@@ -136,8 +134,7 @@ def _calls_table(sandbox: Sandbox) -> None:
     use_http_connection(sandbox)
     results: dict[str, list[float]] = {"ours": [], "http": []}
     counters: dict[str, dict[str, int]] = {}
-    with tempfile.TemporaryDirectory(prefix="bankapi-bench-cache-") as cache_home:
-        os.environ["XDG_CACHE_HOME"] = cache_home
+    with fresh_host_cache():
         for _ in range(RUNS):  # interleaved, so that a burst of other work hits both alike
             for name, calls in (("ours", ours_calls), ("http", http_calls)):
                 sandbox.reset_counters()
@@ -212,16 +209,16 @@ def main() -> None:
     import airflow_provider_bankapi.client.api  # noqa: F401
     import airflow_provider_bankapi.hooks.bankapi  # noqa: F401
 
-    saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "REQUESTS_CA_BUNDLE")}
     print(f"{machine()}.\n")
+    saved = os.environ.get("REQUESTS_CA_BUNDLE")
     try:
         with serving() as sandbox:
             _tokens_table(sandbox)
             _calls_table(sandbox)
-            _pitfalls(sandbox)
+            with fresh_host_cache():
+                _pitfalls(sandbox)
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        if saved is None:
+            os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        else:
+            os.environ["REQUESTS_CA_BUNDLE"] = saved
