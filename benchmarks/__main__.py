@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import importlib
-import io
 import logging
 import os
 import pkgutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,24 +44,13 @@ ratios much less, and counts (tokens, TLS connections) not at all.
 """
 
 
-class _Tee(io.TextIOBase):
-    """Writes to the terminal and keeps a copy (what goes into the file)."""
-
-    def __init__(self, terminal: io.TextIOBase) -> None:
-        self.terminal = terminal
-        self.copy = io.StringIO()
-
-    def write(self, text: str) -> int:
-        self.terminal.write(text)
-        self.terminal.flush()
-        return self.copy.write(text)
+# Logs stay out of the tables: the client logs each token it fetches, an operator run outside a task
+# warns that it is, the secrets masker warns about short values. Airflow reads its level at import.
+QUIET = {"AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR"}
 
 
 def quiet() -> None:
-    """Keep logs out of the tables: the client logs each token it fetches, an operator run outside a task
-    warns that it is, the secrets masker warns about short values. Airflow reads its level when first
-    imported, which happens later, inside the benchmarks."""
-    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
+    os.environ.update(QUIET)
     for name in ("airflow_provider_bankapi", "airflow"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -72,26 +60,45 @@ def available() -> list[str]:
     return sorted(names, key=lambda name: (ORDER.index(name) if name in ORDER else len(ORDER), name))
 
 
+def figures(name: str) -> None:
+    """Run one benchmark in this process: its figures as markdown on stdout."""
+    quiet()
+    importlib.import_module(f"benchmarks.{name}").main()
+
+
 def run(name: str) -> str:
-    """Run one benchmark; return its section (title, about, figures) as markdown."""
+    """Run one benchmark in a process of its own; echo its figures; return its section as markdown.
+
+    A process per benchmark: each starts from what a user running it alone gets (no module another one
+    imported, no token another one cached, no environment another one changed).
+    """
     module = importlib.import_module(f"benchmarks.{name}")
     print(f"## {module.TITLE}\n", flush=True)
-    tee = _Tee(sys.stdout)  # type: ignore[arg-type]
-    with contextlib.redirect_stdout(tee):  # type: ignore[type-var]
-        module.main()
-    return f"## {module.TITLE}\n\n{module.ABOUT.strip()}\n\n{tee.copy.getvalue().strip()}\n"
+    lines = []
+    command = [sys.executable, "-m", "benchmarks", "--figures", name]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, **QUIET}) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    if child.returncode != 0:
+        raise SystemExit(f"benchmark {name} failed (exit status {child.returncode})")
+    return f"## {module.TITLE}\n\n{module.ABOUT.strip()}\n\n{''.join(lines).strip()}\n"
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of: {', '.join(available())}")
     parser.add_argument("--write", metavar="FILE", help="also write the sections to this markdown file")
+    parser.add_argument("--figures", metavar="NAME", help=argparse.SUPPRESS)  # one benchmark, in-process
     args = parser.parse_args(argv)
+    if args.figures:
+        figures(args.figures)
+        return 0
     names = args.names or available()
     unknown = sorted(set(names) - set(available()))
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available())}")
-    quiet()
     started, at_start = time.monotonic(), machine()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [run(name) for name in names]

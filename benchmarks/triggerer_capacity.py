@@ -11,10 +11,12 @@ import asyncio
 import os
 import random
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from benchmarks._measure import (
+    cpu_seconds,
     fresh_host_cache,
     in_processes,
     machine,
@@ -23,7 +25,7 @@ from benchmarks._measure import (
     percentile,
     rss_mb,
 )
-from benchmarks._sandbox import serving, use_connection
+from benchmarks._sandbox import server_pid, serving, use_connection
 
 if TYPE_CHECKING:
     from airflow_provider_bankapi.sandbox import Sandbox
@@ -54,6 +56,7 @@ INTERVAL = float(os.environ.get("TRIGGERER_BENCH_INTERVAL", "5"))
 SECONDS = float(os.environ.get("TRIGGERER_BENCH_SECONDS", "20"))
 NEVER = "1000000000000"  # a threshold no sandbox balance meets: the triggers poll until stopped
 WATCHDOG = 0.1  # the triggerer's watchdog period
+STOP_TIMEOUT = 60.0
 
 
 def defer_once(account: str) -> tuple[str, dict[str, Any]]:
@@ -95,6 +98,7 @@ async def _run(size: int, serialized: tuple[str, dict[str, Any]], sandbox: Sandb
         for number in range(size)
     ]
     lags: list[float] = []
+    ended: Counter[str] = Counter()
     counts: list[int] = []
     stop = asyncio.Event()
     control = ThreadPoolExecutor(1)  # the sandbox's counters, kept off the triggers' thread pool
@@ -114,18 +118,24 @@ async def _run(size: int, serialized: tuple[str, dict[str, Any]], sandbox: Sandb
             counts.append(counters["api_requests"])
 
     async def run_trigger(trigger: Any) -> None:
-        async for _event in trigger.run():
+        async for event in trigger.run():  # an event ends a trigger: here only an error can
+            ended[str(event.payload.get("error_type") or event.payload.get("status"))] += 1
             return
 
     rss_before = rss_mb()
+    server = server_pid(sandbox)
+    cpu_start, server_cpu_start, wall_start = cpu_seconds(), cpu_seconds(server), time.monotonic()
     tasks = [asyncio.create_task(run_trigger(trigger)) for trigger in triggers]
     watching = [asyncio.create_task(watchdog()), asyncio.create_task(sample())]
     await asyncio.sleep(SECONDS)
     stop.set()
     rss_end = rss_mb()
+    wall = time.monotonic() - wall_start
+    cpu, server_cpu = cpu_seconds() - cpu_start, cpu_seconds(server) - server_cpu_start
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, *watching, return_exceptions=True)
+    # Bounded: a trigger stuck in a call must not hold the benchmark (the transport's timeouts end it).
+    await asyncio.wait([*tasks, *watching], timeout=STOP_TIMEOUT)
     tokens = (await loop.run_in_executor(control, sandbox.counters))["tokens_issued"]
     control.shutdown()
     per_interval = [later - earlier for earlier, later in zip(counts, counts[1:], strict=False)]
@@ -138,6 +148,9 @@ async def _run(size: int, serialized: tuple[str, dict[str, Any]], sandbox: Sandb
         "rss_end": rss_end,
         "rss_peak": peak_rss_mb(),
         "tokens": tokens,
+        "cpu": cpu / wall,
+        "server_cpu": server_cpu / wall,
+        "ended": ", ".join(f"{count} {kind}" for kind, count in ended.most_common()) or "none",
     }
 
 
@@ -164,15 +177,19 @@ def main() -> None:
             rows.append((size, in_processes(triggerer, [(size, serialized, str(sandbox.dir))])[0]))
     print(
         "| triggers | loop lag p50 ms | p99 ms | max ms | requests per interval (median) | of N | "
-        "RSS MiB at start / end / peak | MiB per trigger | tokens issued |"
+        "RSS MiB at start / end / peak | MiB per trigger | CPU triggerer / sandbox | tokens issued | "
+        "triggers that ended early |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---|")
     for size, r in rows:
         print(
             f"| {size:,} | {r['lag_p50'] * 1000:.0f} | {r['lag_p99'] * 1000:.0f} | "
             f"{r['lag_max'] * 1000:.0f} | {r['requests']:.0f} | {r['requests'] / size:.0%} | "
             f"{r['rss_before']:.0f} / {r['rss_end']:.0f} / "
-            f"{r['rss_peak']:.0f} | {(r['rss_end'] - r['rss_before']) / size:.2f} | {r['tokens']} |",
+            f"{r['rss_peak']:.0f} | {(r['rss_end'] - r['rss_before']) / size:.2f} | "
+            f"{r['cpu']:.0%} / {r['server_cpu']:.0%} | "
+            f"{r['tokens']} | "
+            f"{r['ended']} |",
             flush=True,
         )
     knee = next((size for size, r in rows if r["lag_p99"] > 1.0), None)
