@@ -35,6 +35,12 @@ process after its DAG file is parsed). Phases, each timed on its own, in order:
 - **token (new connection)**: `client.get_token()`: a TCP connect, the handshake, the POST, and the
   host store's lock and file;
 - **first balance**: `client.get_balance()` on the kept-alive connection.
+
+Reading it: the largest part is importing requests and urllib3, deferred on purpose so that parsing a
+DAG file never pays it; a task pays it once. PKCS#12 costs more than PEM to load (the file's key
+derivation and its certificate bag are decoded and checked). A process that runs several tasks (or a
+triggerer) pays the imports and the identity once; the handshake and the token are paid once per
+client and per token lifetime.
 """
 
 

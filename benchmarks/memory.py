@@ -25,6 +25,15 @@ Command: `.venv/bin/python -m benchmarks memory` (`MEMORY_BENCH_ACCOUNTS`)
 Each size runs in a process forked from a parent that has imported Airflow and the operator (a task
 process's starting point); the figures are its RSS before `execute()`, its peak RSS (`ru_maxrss`) and
 the growth per account. One run per size: the peak is a count of pages, not a timing.
+
+Reading it: the file itself is written as a stream (`write_jsonl` iterates its rows), but the operator
+gathers everything before it writes: `BankingApiClient.get_balances` submits one future per account at
+once and keeps every result in a dict, `execute()` copies the successes into another dict in account
+order, and `_write` builds every row in a list before the first line is written. So memory grows
+linearly with the accounts. Streaming would need a batch call that keeps a bounded number of calls in
+flight and yields each balance as it arrives, with the operator writing each row at once and keeping
+only the failed ids (CSV would also need its columns fixed up front instead of read from every row):
+a change to the client and the operator, not to the output writer.
 """
 
 SIZES = tuple(int(n) for n in os.environ.get("MEMORY_BENCH_ACCOUNTS", "10000,100000").split(","))

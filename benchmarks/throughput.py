@@ -30,6 +30,14 @@ the first run; the sandbox in its own process. Besides the wall time, the CPU se
 during the run (the client's threads share one GIL; the sandbox serves every call in a thread of its
 own) and the TLS connections opened show where the time beyond the ideal goes. The same runs at zero
 latency give the cost per call that no waiting hides.
+
+Reading it: one worker pays the bank's latency plus the full cost of a call each time; many workers
+overlap the waits, and what is left is the client's own work per call (requests and urllib3 building
+and parsing each request, the token cache check, JSON), done under one GIL whatever `max_workers` is,
+and the sandbox's (a thread per connection) on the other core. Past the point where latency / workers
+nears that cost per call, more workers only add contention. What would close the rest: less Python work
+per call (a leaner HTTP stack or an async client), or the balances split over several task processes
+(mapped tasks), each with its own GIL, sharing the one token through the host store.
 """
 
 ACCOUNTS = int(os.environ.get("THROUGHPUT_BENCH_ACCOUNTS", "1000"))

@@ -32,6 +32,12 @@ sandbox's counter. `cluster` is not measured here: its Airflow Variable is only 
 task, which needs Airflow's API server and executor; `tests/hooks/test_token_sharing_dags.py` measures it
 (one token for two hosts one after the other, one per host on a simultaneous cold start), so a day of
 runs whose hosts start together costs up to one token per host per run there too.
+
+Reading it: with `host` each worker host fetches one token per hour and shares it among its task
+processes, so a day costs hosts x 24 (2.00x the limit with two hosts); a token per task, as the http
+provider's users do, costs tasks x 24. What closes the gap to the limit is `cluster` (one host's token
+reaches the others through the Variable): down to the limit when the hosts' tasks do not start at the
+same instant, and never worse than `host`.
 """
 
 HOUR = float(os.environ.get("TOKEN_DAY_HOUR", "3"))
@@ -92,7 +98,7 @@ def main() -> None:
     print(
         f"| cache_scope | tokens in {RUNS_PER_DAY} runs | per run (min-max) | limit (runs x hour / lifetime) "
         "| vs limit | "
-        "a token per task (http provider's way, see above) | runs that started late |"
+        "a token per task (tasks x runs) | runs that started late |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for scope in SCOPES:

@@ -47,6 +47,17 @@ Command: `.venv/bin/python -m benchmarks versus_http`
   token POST.
 - **Pitfalls**: what each does, run for real (with `REQUESTS_CA_BUNDLE` set to certifi's bundle, as
   many base images set it; this machine sets it too).
+
+Reading it: with `host` (the default) a machine's task runs share one token where the http provider's
+users fetch one per task; `process` matches them (a token per task process) and `off` costs a token
+per hook. In one task both keep their connections alive, but the http provider opens one per
+`HttpHook` (the token hook and the GET hook) and rebuilds a Session and merges the environment's
+settings on every `run()`; ours reuses one Session per thread. A `get_conn()` Session of the http
+provider sends requests' environment bundle instead of its `verify` CA (requests lets
+`REQUESTS_CA_BUNDLE` override a Session's own `verify`), so it fails against a private CA; ours owns
+TLS in its adapter. The wall time of the task runs is mostly forking, Airflow's connection lookup and
+two TLS handshakes per task on both sides (ours also loads and checks the client identity once per
+hook: two hooks, two loads): compare it within a run only.
 """
 
 TASKS = int(os.environ.get("VERSUS_BENCH_TASKS", "100"))
