@@ -54,11 +54,13 @@ size whose p99 lag passes 1 s. The CPU column is each process's CPU time over th
 Reading it: every blocking step of a poll runs in the loop's thread pool (6 threads on 2 CPUs, as in
 the triggerer), so the loop itself stays responsive and the lag grows slowly; the first limit is the
 pool's throughput: when a poll waits for a free thread, a trigger's interval stretches and the
-requests per interval fall below N. Each trigger builds its own client: its own identity load,
-SSLContext, Session and kept-alive TLS connection to the bank (hence N connections, and the RSS per
-trigger). Tokens come from the host store the worker filled: none is fetched. What would raise the
-ceiling: one client per connection id shared by the triggers of a process (one identity, a small pool
-of connections), and a thread pool sized for the polls.
+requests per interval fall below N. On a busy machine that happens early: when the requests fall
+below N while the CPU column stays well under one core, the process was waiting for CPU time that
+other work held (compare the load average), not for the bank. Each trigger builds its own client:
+its own identity load, SSLContext, Session and kept-alive TLS connection to the bank (hence N
+connections, and the RSS per trigger). Tokens come from the host store the worker filled: none is
+fetched. What would raise the ceiling: one client per connection id shared by the triggers of a
+process (one identity, a small pool of connections), and a thread pool sized for the polls.
 """
 
 SIZES = tuple(int(n) for n in os.environ.get("TRIGGERER_BENCH_SIZES", "100,500,1000").split(","))

@@ -175,7 +175,8 @@ def _outcome(call: Callable[[], Any]) -> str:
         call()
     except Exception as exc:  # the point is to show what a user sees
         text = str(exc).replace("|", "/").replace("\n", " ")
-        return f"fails: `{type(exc).__name__}: {text[:90]}`"
+        reason = text[text.index("[SSL:") :] if "[SSL:" in text else text  # the ssl module's own words
+        return f"fails: `{type(exc).__name__}: {reason[:90]}`"
     return "works"
 
 
