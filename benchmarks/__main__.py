@@ -28,6 +28,7 @@ ORDER = (
     "triggerer_capacity",
     "cold_start",
     "memory",
+    "hostile_input",
 )
 
 HEADER = """# Benchmarks
@@ -60,6 +61,15 @@ def available() -> list[str]:
     return sorted(names, key=lambda name: (ORDER.index(name) if name in ORDER else len(ORDER), name))
 
 
+def section(name: str) -> tuple[str, str]:
+    """A benchmark's title and its text for the file: its ``TITLE`` and ``ABOUT``, else its docstring's
+    first line and the rest of it (a module written before sections had them)."""
+    module = importlib.import_module(f"benchmarks.{name}")
+    doc = (module.__doc__ or name).strip()
+    first, _, rest = doc.partition("\n")
+    return getattr(module, "TITLE", first.split(":")[0].strip()), getattr(module, "ABOUT", rest or first)
+
+
 def figures(name: str) -> None:
     """Run one benchmark in this process: its figures as markdown on stdout."""
     quiet()
@@ -72,8 +82,8 @@ def run(name: str) -> str:
     A process per benchmark: each starts from what a user running it alone gets (no module another one
     imported, no token another one cached, no environment another one changed).
     """
-    module = importlib.import_module(f"benchmarks.{name}")
-    print(f"## {module.TITLE}\n", flush=True)
+    title, about = section(name)
+    print(f"## {title}\n", flush=True)
     lines = []
     command = [sys.executable, "-m", "benchmarks", "--figures", name]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, **QUIET}) as child:
@@ -83,7 +93,7 @@ def run(name: str) -> str:
             lines.append(line)
     if child.returncode != 0:
         raise SystemExit(f"benchmark {name} failed (exit status {child.returncode})")
-    return f"## {module.TITLE}\n\n{module.ABOUT.strip()}\n\n{''.join(lines).strip()}\n"
+    return f"## {title}\n\n{about.strip()}\n\n{''.join(lines).strip()}\n"
 
 
 def main(argv: list[str]) -> int:
