@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import ssl
 import statistics
 import subprocess
 import sys
@@ -35,7 +33,55 @@ from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings
 from airflow_provider_bankapi.client.identity import IdentityMaterial
 from airflow_provider_bankapi.client.tokens import MemoryTokenStore
 from airflow_provider_bankapi.sandbox import Sandbox
+from benchmarks._measure import machine
 from benchmarks._sandbox import serving
+
+TITLE = "Token sharing"
+ABOUT = """
+How many times the bank's token endpoint is called when many task processes use one connection,
+under each `cache_scope`, and what keep-alive saves on sequential calls.
+
+### Without Airflow: N plain processes per scope
+
+Command: `.venv/bin/python -m benchmarks token_sharing`
+
+Setup: a sandbox `serve`d in its own process; 20 Python processes per pattern
+(`TOKEN_BENCH_PROCESSES`), each standing for one task run: two `BankingApiClient`s (a task with two
+hooks) built with `token_stores_for(scope)`, two balance calls each. "One after another" runs the
+processes in turn (task runs spread over time); "all at once" releases them together once every
+interpreter has imported the client (a cold start of mapped tasks). Every pattern starts from an
+empty `XDG_CACHE_HOME`. Tokens are the sandbox's `tokens_issued` counter. `off` costs a token per
+client, `process` a token per process, `host` one token for the whole machine in both patterns: the
+host store's per-key file lock makes the simultaneous processes wait for the first one's token instead
+of asking the bank. "median ms in a process" is the calls alone (imports excluded); the all-at-once
+rows are 20 processes sharing 2 CPUs, so they measure contention more than the bank.
+
+The second table times sequential calls with one token (300 per phase, `TOKEN_BENCH_CALLS`): one
+client (one keep-alive TLS connection; it shows 0 new TLS connections because the warm-up call opened
+it before the counters were reset), the same client with `Connection: close` (a handshake per call),
+and a new client per call (identity loaded, SSLContext and Session built, handshake).
+
+### With Airflow: task processes of the LocalExecutor (default `host` and `cluster`)
+
+Not part of `make bench` (it needs an Airflow API server, ~12 s to start); its counts come from
+`.venv/bin/pytest -s tests/hooks/test_token_sharing_dags.py`. Each task instance runs
+`BankingApiHook().get_balance(...)` in a process of its own (`dag.test(use_executor=True)`,
+LocalExecutor, parallelism 4). For `cluster`, a task plays one worker machine by setting its own
+`XDG_CACHE_HOME` (a separate host store), so two directories are two hosts that share only the
+Airflow Variable.
+
+| scope | task runs | pattern | tokens issued |
+|---|---:|---|---:|
+| host (default) | 20 mapped + 5 in a second DAG run, 25 distinct PIDs | parallelism 4 | **1** |
+| cluster | 2 hosts, one DAG run each, one after the other | sequential | **1** |
+| cluster | 2 hosts x 2 task processes, released by a barrier on a cold cache | simultaneous | **2** |
+
+With `cluster`, the second host finds the token in the `bankapi_token_*` Variable: 1 token. On a
+simultaneous cold start each host's file lock still lets only one of its processes fetch, but
+Variables have no compare-and-set, so each host fetches its own: at most one token per host.
+
+### Without Airflow: the figures of this run
+"""
 
 PROCESSES = int(os.environ.get("TOKEN_BENCH_PROCESSES", "20"))
 CALLS = int(os.environ.get("TOKEN_BENCH_CALLS", "300"))
@@ -176,8 +222,7 @@ def _sequential(sandbox: Sandbox) -> None:
 
 def main() -> None:
     print(
-        f"Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, requests {requests.__version__}, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {PROCESSES} processes per pattern, "
+        f"{machine()}, requests {requests.__version__}; {PROCESSES} processes per pattern, "
         f"each 2 clients x 2 balance calls; {CALLS} sequential calls per phase.\n"
     )
     with serving() as sandbox:
