@@ -37,6 +37,7 @@ TINY = {
 
 
 @pytest.mark.bench
+@pytest.mark.slow  # runs the benchmarks in processes of their own
 def test_every_benchmark_runs_on_tiny_sizes_and_writes_its_section(tmp_path):
     peer = importlib.util.find_spec("airflow.providers.http") is not None
     names = [name for name in available() if peer or name not in NEEDS_PEER]
