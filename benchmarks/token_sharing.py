@@ -32,8 +32,8 @@ import time
 import requests
 
 from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings
-from airflow_provider_bankapi.client.identity import IdentityMaterial
-from airflow_provider_bankapi.client.tokens import MemoryTokenStore
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
 from airflow_provider_bankapi.sandbox import Sandbox
 from benchmarks._sandbox import serving
 
@@ -45,7 +45,7 @@ CHILD = textwrap.dedent(
     """
     import json, os, sys, time
     from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings, token_stores_for
-    from airflow_provider_bankapi.client.identity import IdentityMaterial
+    from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 
     scope, connection = sys.argv[1], json.loads(sys.argv[2])
     settings = ClientSettings(

@@ -19,25 +19,17 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from airflow_provider_bankapi.client.auth import BankOnlyBearerAuth
 from airflow_provider_bankapi.client.endpoints import check_base_url, endpoint_url, normalise_endpoint
-from airflow_provider_bankapi.client.host_store import HostTokenStore
-from airflow_provider_bankapi.client.identity import IdentityMaterial, load_identity
-from airflow_provider_bankapi.client.session_auth import BankOnlyBearerAuth
-from airflow_provider_bankapi.client.tokens import (
-    PROCESS_TOKENS,
-    TokenCache,
-    TokenStore,
-    cache_key,
-    parse_token_response,
-)
-from airflow_provider_bankapi.client.transport import (
-    TransportSettings,
-    json_body,
-    make_session,
-    map_transport_error,
-    probe_tls,
-    raise_for_bank_status,
-)
+from airflow_provider_bankapi.client.identity.identity import load_identity
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.probe import probe_tls
+from airflow_provider_bankapi.client.tokens.cache import PROCESS_TOKENS, TokenCache, TokenStore
+from airflow_provider_bankapi.client.tokens.host import HostTokenStore
+from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
+from airflow_provider_bankapi.client.transport.adapter import TransportSettings, make_session
+from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
+from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
     ApiError,
     BankingApiError,
@@ -51,8 +43,8 @@ from airflow_provider_bankapi.errors import (
 if TYPE_CHECKING:
     import requests
 
-    from airflow_provider_bankapi.client.identity import CertificateDescription, ClientIdentity
-    from airflow_provider_bankapi.client.tokens import AccessToken
+    from airflow_provider_bankapi.client.identity.identity import CertificateDescription, ClientIdentity
+    from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     import requests
 
     from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult, ClientSettings
-    from airflow_provider_bankapi.client.identity import CertificateDescription
-    from airflow_provider_bankapi.client.tokens import AccessToken, TokenStore
+    from airflow_provider_bankapi.client.identity.identity import CertificateDescription
+    from airflow_provider_bankapi.client.tokens.cache import TokenStore
+    from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 # Airflow 2's form saved extras as ``extra__<conn_type>__<field>``; accept that spelling too.
 _LEGACY_PREFIX = "extra__bankapi__"
@@ -85,9 +86,9 @@ def settings_from_connection(
 ) -> tuple[ClientSettings, str]:
     """``ClientSettings`` and the cache scope from a connection's fields."""
     from airflow_provider_bankapi.client.api import CACHE_SCOPES, ClientSettings
-    from airflow_provider_bankapi.client.identity import IdentityMaterial
+    from airflow_provider_bankapi.client.identity.material import IdentityMaterial
     from airflow_provider_bankapi.client.limits import check_size, size_of
-    from airflow_provider_bankapi.client.transport import TransportSettings
+    from airflow_provider_bankapi.client.transport.adapter import TransportSettings
 
     for name, value in (("host", host), ("login", login), ("password", password)):
         check_size(name, size_of(value))
@@ -156,7 +157,7 @@ class BankingApiHook(BaseHook):
 
     def _token_stores(self, scope: str) -> list[TokenStore]:
         from airflow_provider_bankapi.client.api import token_stores_for
-        from airflow_provider_bankapi.client.tokens import MemoryTokenStore
+        from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
 
         stores = token_stores_for(scope)
         if scope == "cluster":

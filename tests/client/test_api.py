@@ -20,10 +20,11 @@ from airflow_provider_bankapi.client.api import (
     ProbeReport,
     token_stores_for,
 )
-from airflow_provider_bankapi.client.host_store import HostTokenStore
-from airflow_provider_bankapi.client.identity import IdentityMaterial
-from airflow_provider_bankapi.client.tokens import MemoryTokenStore
-from airflow_provider_bankapi.client.transport import TransportSettings, map_transport_error
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
+from airflow_provider_bankapi.client.tokens.host import HostTokenStore
+from airflow_provider_bankapi.client.transport.adapter import TransportSettings
+from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
     ApiError,
     ClientIdentityError,
@@ -368,7 +369,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys
     from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings, token_stores_for
-    from airflow_provider_bankapi.client.identity import IdentityMaterial
+    from airflow_provider_bankapi.client.identity.material import IdentityMaterial
     from airflow_provider_bankapi.errors import BankingApiError
 
     connection = json.loads(sys.argv[1])

@@ -16,8 +16,8 @@ import pytest
 from test_api import FAST, settings_for
 
 from airflow_provider_bankapi.client.api import BankingApiClient
-from airflow_provider_bankapi.client.host_store import HostTokenStore
-from airflow_provider_bankapi.client.identity import IdentityMaterial
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.tokens.host import HostTokenStore
 from airflow_provider_bankapi.errors import InvalidClientCertificateError, RateLimitedError
 
 FIVE_MINUTES = 300
@@ -79,7 +79,7 @@ def test_a_retry_after_date_from_a_bank_clock_behind_is_retried_at_once(bankapi_
     raises=RateLimitedError,
     reason="Defect: a Retry-After HTTP date is read against the worker's clock, not the answer's Date "
     "header (RFC 9110 10.2.3); a bank clock 5 minutes ahead turns 'retry in 1 s' into a 301 s wait, "
-    "over the retry budget, so the call gives up at once with RateLimitedError (client/retry.py, "
+    "over the retry budget, so the call gives up at once with RateLimitedError (client/transport/retry.py, "
     "parse_retry_after(now=clock())).",
 )
 def test_a_retry_after_date_from_a_bank_clock_ahead_is_honoured_as_the_bank_meant(bankapi_sandbox):

@@ -12,11 +12,10 @@ import threading
 
 import pytest
 
-from airflow_provider_bankapi.client.tokens import (
+from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore, TokenCache
+from airflow_provider_bankapi.client.tokens.values import (
     MAX_LIFETIME,
     AccessToken,
-    MemoryTokenStore,
-    TokenCache,
     cache_key,
     parse_token_response,
     token_from_record,

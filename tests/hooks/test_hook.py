@@ -11,8 +11,8 @@ import pytest
 from airflow.sdk.log import redact
 
 from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
-from airflow_provider_bankapi.client.host_store import HostTokenStore, default_cache_dir
-from airflow_provider_bankapi.client.tokens import AccessToken
+from airflow_provider_bankapi.client.tokens.host import HostTokenStore, default_cache_dir
+from airflow_provider_bankapi.client.tokens.values import AccessToken
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook, settings_from_connection
 from airflow_provider_bankapi.sandbox import pki

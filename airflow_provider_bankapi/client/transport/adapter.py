@@ -40,11 +40,11 @@ import requests
 from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
 from urllib3 import PoolManager, proxy_from_url
 
-from airflow_provider_bankapi.client.classify import json_body, raise_for_bank_status
-from airflow_provider_bankapi.client.deadline import use_answer_deadline
 from airflow_provider_bankapi.client.probe import TlsSessionInfo, probe_tls
-from airflow_provider_bankapi.client.retry import BankRetry
-from airflow_provider_bankapi.client.transport_errors import HINT_BAD_URL, map_transport_error
+from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
+from airflow_provider_bankapi.client.transport.deadline import use_answer_deadline
+from airflow_provider_bankapi.client.transport.failures import HINT_BAD_URL, map_transport_error
+from airflow_provider_bankapi.client.transport.retry import BankRetry
 from airflow_provider_bankapi.errors import HINT_REDIRECT, ConfigurationError, RedirectRefusedError
 
 if TYPE_CHECKING:

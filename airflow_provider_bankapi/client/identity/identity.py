@@ -27,10 +27,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ..errors import ClientIdentityError, ConfigurationError
-from .keypair import KeyPair, pem_pair, pkcs12_pair, split_blocks
-from .material import IDENTITY_FIELDS, IdentityMaterial, MaterialValue, password_bytes, present, read_field
-from .tls_context import build_ssl_context
+from airflow_provider_bankapi.client.identity.keypair import KeyPair, pem_pair, pkcs12_pair, split_blocks
+from airflow_provider_bankapi.client.identity.material import (
+    IDENTITY_FIELDS,
+    IdentityMaterial,
+    MaterialValue,
+    password_bytes,
+    present,
+    read_field,
+)
+from airflow_provider_bankapi.client.identity.tls import build_ssl_context
+from airflow_provider_bankapi.errors import ClientIdentityError, ConfigurationError
 
 if TYPE_CHECKING:
     import ssl

@@ -24,8 +24,12 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from airflow_provider_bankapi.client.host_store import DEFAULT_LOCK_TIMEOUT, HostTokenStore, default_cache_dir
-from airflow_provider_bankapi.client.token_values import (
+from airflow_provider_bankapi.client.tokens.host import (
+    DEFAULT_LOCK_TIMEOUT,
+    HostTokenStore,
+    default_cache_dir,
+)
+from airflow_provider_bankapi.client.tokens.values import (
     DEFAULT_REFRESH_MARGIN,
     MAX_LIFETIME,
     AccessToken,

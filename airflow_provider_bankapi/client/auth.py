@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     import requests
 
-    from airflow_provider_bankapi.client.token_values import AccessToken
+    from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 
 class BankOnlyBearerAuth:
