@@ -31,8 +31,9 @@ import time
 
 import requests
 
-from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings
+from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.settings import ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
 from airflow_provider_bankapi.sandbox import Sandbox
 from benchmarks._sandbox import serving
@@ -44,7 +45,8 @@ SCOPES = ("off", "process", "host")
 CHILD = textwrap.dedent(
     """
     import json, os, sys, time
-    from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings, token_stores_for
+    from airflow_provider_bankapi.client.api import BankingApiClient, token_stores_for
+    from airflow_provider_bankapi.client.settings import ClientSettings
     from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 
     scope, connection = sys.argv[1], json.loads(sys.argv[2])

@@ -14,20 +14,19 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_provider_bankapi.client.auth import BankOnlyBearerAuth
-from airflow_provider_bankapi.client.endpoints import check_base_url, endpoint_url, normalise_endpoint
 from airflow_provider_bankapi.client.identity.identity import load_identity
-from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.probe import probe_tls
+from airflow_provider_bankapi.client.settings import CACHE_SCOPES, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import PROCESS_TOKENS, TokenCache, TokenStore
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore
 from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
-from airflow_provider_bankapi.client.transport.adapter import TransportSettings, make_session
+from airflow_provider_bankapi.client.transport.adapter import make_session
 from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
 from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
@@ -47,63 +46,6 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 log = logging.getLogger(__name__)
-
-CACHE_SCOPES = ("host", "cluster", "process", "off")
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """What the client needs to reach the bank; field errors name the Airflow connection field.
-
-    :param base_url: the API's base URL, ending in ``/public/gw_banking/v1``.
-    :param client_id: the credential's client_id (connection login).
-    :param client_secret: the credential's client_secret (connection password).
-    :param identity: the mTLS material.
-    :param auth_endpoint: the token path under the base URL.
-    :param refresh_margin: seconds before expiry at which a token counts as stale (the bank: 5 minutes).
-    :param transport: timeouts, retries, pool size, proxy.
-    :param expiry_warning_days: warn when the client certificate expires within this many days.
-    """
-
-    base_url: str
-    client_id: str
-    client_secret: str = field(repr=False)
-    identity: IdentityMaterial = field(default_factory=IdentityMaterial)
-    auth_endpoint: str = "/auth/token-v2"
-    refresh_margin: float = 300.0
-    transport: TransportSettings = field(default_factory=TransportSettings)
-    expiry_warning_days: int = 30
-
-    def __post_init__(self) -> None:
-        check_base_url(self.base_url)
-        if not self.client_id:
-            raise ConfigurationError(
-                "The Client ID is empty: copy it from the credential in CORE.", field="login"
-            )
-        if not self.client_secret:
-            raise ConfigurationError(
-                "The Client secret is empty: copy it from the credential in CORE.", field="password"
-            )
-        if not self.auth_endpoint.startswith("/"):
-            raise ConfigurationError(
-                "auth_endpoint must be a path such as /auth/token-v2.", field="auth_endpoint"
-            )
-        normalise_endpoint(self.auth_endpoint, field="auth_endpoint")
-        if self.refresh_margin < 0:
-            raise ConfigurationError("refresh_margin must be zero or more seconds.", field="refresh_margin")
-
-    def url(self, path: str) -> str:
-        """The absolute URL of a protected resource's path under the Base URL (see ``endpoints.py``).
-
-        A path that resolves outside the Base URL's path or onto the token endpoint is refused.
-        """
-        return endpoint_url(self.base_url, path, token_endpoint=self.auth_endpoint)
-
-    @property
-    def token_url(self) -> str:
-        """The absolute URL of the token endpoint."""
-        return endpoint_url(self.base_url, self.auth_endpoint)
-
 
 def token_stores_for(scope: str) -> list[TokenStore]:
     """The token stores of a cache scope that the client layer knows (``cluster`` is added by the hook)."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from airflow_provider_bankapi.client.endpoints import endpoint_url
+from airflow_provider_bankapi.client.settings import TOKEN_PATH
 from airflow_provider_bankapi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class BankOnlyBearerAuth:
     """
 
     def __init__(
-        self, base_url: str, token: Callable[[], AccessToken], *, auth_endpoint: str = "/auth/token-v2"
+        self, base_url: str, token: Callable[[], AccessToken], *, auth_endpoint: str = TOKEN_PATH
     ) -> None:
         self._base_url = base_url
         self._base = _origin_and_path(base_url)

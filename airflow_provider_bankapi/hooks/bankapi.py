@@ -14,6 +14,13 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_bankapi.client.settings import (
+    DEFAULT_REFRESH_MARGIN,
+    TOKEN_PATH,
+    ClientSettings,
+    TransportSettings,
+    cache_scope,
+)
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
 
@@ -22,7 +29,7 @@ if TYPE_CHECKING:
 
     import requests
 
-    from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult, ClientSettings
+    from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription
     from airflow_provider_bankapi.client.tokens.cache import TokenStore
     from airflow_provider_bankapi.client.tokens.values import AccessToken
@@ -85,20 +92,13 @@ def settings_from_connection(
     host: str | None, login: str | None, password: str | None, extra: Mapping[str, Any]
 ) -> tuple[ClientSettings, str]:
     """``ClientSettings`` and the cache scope from a connection's fields."""
-    from airflow_provider_bankapi.client.api import CACHE_SCOPES, ClientSettings
     from airflow_provider_bankapi.client.identity.material import IdentityMaterial
     from airflow_provider_bankapi.client.limits import check_size, size_of
-    from airflow_provider_bankapi.client.transport.adapter import TransportSettings
 
     for name, value in (("host", host), ("login", login), ("password", password)):
         check_size(name, size_of(value))
     extras = connection_extras(extra)
-    raw_scope = extras.get("cache_scope", "host")
-    scope = raw_scope.strip().lower() if isinstance(raw_scope, str) else repr(raw_scope)
-    if scope not in CACHE_SCOPES:
-        raise ConfigurationError(
-            f"cache_scope must be one of {', '.join(CACHE_SCOPES)}; got {scope!r}.", field="cache_scope"
-        )
+    scope = cache_scope(extras.get("cache_scope"))
     identity = IdentityMaterial.from_extra(extras)
     transport_defaults = TransportSettings()
     read_timeout = _number(extras, "timeout", transport_defaults.read_timeout, positive=True)
@@ -113,8 +113,8 @@ def settings_from_connection(
         client_id=(login or "").strip(),
         client_secret=password or "",
         identity=identity,
-        auth_endpoint=str(extras.get("auth_endpoint", "/auth/token-v2")),
-        refresh_margin=_number(extras, "refresh_margin", 300.0),
+        auth_endpoint=str(extras.get("auth_endpoint", TOKEN_PATH)),
+        refresh_margin=_number(extras, "refresh_margin", DEFAULT_REFRESH_MARGIN),
         transport=transport,
     )
     return settings, scope

@@ -14,16 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_bankapi.client.api import (
-    BankingApiClient,
-    ClientSettings,
-    ProbeReport,
-    token_stores_for,
-)
+from airflow_provider_bankapi.client.api import BankingApiClient, ProbeReport, token_stores_for
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
 from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore
-from airflow_provider_bankapi.client.transport.adapter import TransportSettings
 from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
     ApiError,
@@ -368,7 +363,8 @@ def test_no_secret_or_token_in_logs(bankapi_sandbox, caplog):
 CHILD = textwrap.dedent(
     """
     import json, sys
-    from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings, token_stores_for
+    from airflow_provider_bankapi.client.api import BankingApiClient, token_stores_for
+    from airflow_provider_bankapi.client.settings import ClientSettings
     from airflow_provider_bankapi.client.identity.material import IdentityMaterial
     from airflow_provider_bankapi.errors import BankingApiError
 

@@ -18,7 +18,8 @@ from requests.adapters import HTTPAdapter
 
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
-from airflow_provider_bankapi.client.transport.adapter import TransportSettings, make_session
+from airflow_provider_bankapi.client.settings import TransportSettings
+from airflow_provider_bankapi.client.transport.adapter import make_session
 from airflow_provider_bankapi.client.transport.answers import raise_for_bank_status
 from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (

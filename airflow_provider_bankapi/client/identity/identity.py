@@ -37,6 +37,7 @@ from airflow_provider_bankapi.client.identity.material import (
     read_field,
 )
 from airflow_provider_bankapi.client.identity.tls import build_ssl_context
+from airflow_provider_bankapi.client.settings import DEFAULT_EXPIRY_WARNING_DAYS
 from airflow_provider_bankapi.errors import ClientIdentityError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -44,11 +45,8 @@ if TYPE_CHECKING:
 
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-__all__ = ["CertificateDescription", "ClientIdentity", "IdentityMaterial", "load_identity"]
-
 logger = logging.getLogger(__name__)
 
-DEFAULT_EXPIRY_WARNING_DAYS = 30
 _CLIENT_AUTH_USAGES = (ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE)
 _ROTATE_HINT = (
     "Issue a new certificate in the bank's back office (CORE) and bind it to the credential; a credential "

@@ -9,7 +9,7 @@ A store is an optimisation, never a point of failure: whatever a store raises is
 secrets) and the call goes on without that store; the worst case is one more token fetch.
 
 The values (:class:`AccessToken`, :func:`parse_token_response`, :func:`cache_key`) live in
-``token_values``, the host files in ``host_store``; both are re-exported here.
+``tokens/values.py``, the host files in ``tokens/host.py``.
 """
 
 from __future__ import annotations
@@ -24,41 +24,13 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from airflow_provider_bankapi.client.tokens.host import (
-    DEFAULT_LOCK_TIMEOUT,
-    HostTokenStore,
-    default_cache_dir,
-)
-from airflow_provider_bankapi.client.tokens.values import (
-    DEFAULT_REFRESH_MARGIN,
-    MAX_LIFETIME,
-    AccessToken,
-    cache_key,
-    parse_token_response,
-    token_from_record,
-    token_record,
-)
+from airflow_provider_bankapi.client.settings import DEFAULT_REFRESH_MARGIN
+from airflow_provider_bankapi.client.tokens.host import DEFAULT_LOCK_TIMEOUT
+from airflow_provider_bankapi.client.tokens.values import AccessToken
 from airflow_provider_bankapi.errors import TokenResponseError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
-
-__all__ = [
-    "DEFAULT_LOCK_TIMEOUT",
-    "DEFAULT_REFRESH_MARGIN",
-    "MAX_LIFETIME",
-    "PROCESS_TOKENS",
-    "AccessToken",
-    "HostTokenStore",
-    "MemoryTokenStore",
-    "TokenCache",
-    "TokenStore",
-    "cache_key",
-    "default_cache_dir",
-    "parse_token_response",
-    "token_from_record",
-    "token_record",
-]
 
 log = logging.getLogger(__name__)
 
