@@ -3,7 +3,7 @@ keep-alive saves on sequential calls.
 
 Part 1 starts N plain Python processes (default 20, ``TOKEN_BENCH_PROCESSES``), each standing for one
 task run: it builds two clients (as a task with two hooks would: an operator and a sensor) with
-``token_stores_for(scope)`` and makes two balance calls with each. The processes run one after another
+``stores_for(scope)`` and makes two balance calls with each. The processes run one after another
 (task runs spread over time) and all at once behind a barrier (a cold start: a mapped task's instances
 starting together). Each scope gets a fresh ``XDG_CACHE_HOME``, so every measurement starts cold. The
 bank's ``tokens_issued`` counter is the figure. ``cluster`` needs an Airflow API server and is measured by
@@ -45,7 +45,8 @@ SCOPES = ("off", "process", "host")
 CHILD = textwrap.dedent(
     """
     import json, os, sys, time
-    from airflow_provider_bankapi.client.api import BankingApiClient, token_stores_for
+    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.client.tokens.cache import stores_for
     from airflow_provider_bankapi.client.settings import ClientSettings
     from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 
@@ -58,7 +59,7 @@ CHILD = textwrap.dedent(
     sys.stdin.readline()  # the barrier: start when told
     started = time.perf_counter()
     for hook in range(2):
-        with BankingApiClient(settings, token_stores=token_stores_for(scope)) as client:
+        with BankingApiClient(settings, token_stores=stores_for(scope)) as client:
             for call in range(2):
                 client.get_balance(str(hook * 2 + call))
     print(json.dumps({"pid": os.getpid(), "ms": (time.perf_counter() - started) * 1000}), flush=True)

@@ -22,9 +22,8 @@ from urllib.parse import quote
 from airflow_provider_bankapi.client.auth import BankOnlyBearerAuth
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.probe import probe_tls
-from airflow_provider_bankapi.client.settings import CACHE_SCOPES, ClientSettings
-from airflow_provider_bankapi.client.tokens.cache import PROCESS_TOKENS, TokenCache, TokenStore
-from airflow_provider_bankapi.client.tokens.host import HostTokenStore
+from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
+from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
 from airflow_provider_bankapi.client.transport.adapter import make_session
 from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
@@ -46,19 +45,6 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 log = logging.getLogger(__name__)
-
-def token_stores_for(scope: str) -> list[TokenStore]:
-    """The token stores of a cache scope that the client layer knows (``cluster`` is added by the hook)."""
-    if scope == "off":
-        return []
-    if scope == "process":
-        return [PROCESS_TOKENS]
-    if scope in ("host", "cluster"):
-        return [PROCESS_TOKENS, HostTokenStore()]
-    raise ConfigurationError(
-        f"cache_scope must be one of {', '.join(CACHE_SCOPES)}; got {scope!r}.", field="cache_scope"
-    )
-
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -119,7 +105,7 @@ class BankingApiClient:
     """A token and protected calls over one mTLS client identity.
 
     :param settings: where and who.
-    :param token_stores: where tokens are cached, fastest first (see :func:`token_stores_for`).
+    :param token_stores: where tokens are cached, fastest first (default: the default cache scope's).
     :param clock: seconds since the epoch; injected so tests control time.
     :param on_secret: called with every secret value as soon as it exists (client_secret, each token), so
         that a host (Airflow's secret masker) can hide it from logs.
@@ -137,8 +123,10 @@ class BankingApiClient:
         self._clock = clock
         self._on_secret = on_secret or (lambda value: None)
         self._on_secret(settings.client_secret)
-        stores = list(token_stores) if token_stores is not None else token_stores_for("host")
-        self._tokens = TokenCache(stores, margin=settings.refresh_margin, clock=clock)
+        stores = list(token_stores) if token_stores is not None else stores_for(DEFAULT_CACHE_SCOPE)
+        self._tokens = TokenCache(
+            stores, margin=settings.refresh_margin, clock=clock, on_secret=self._on_secret
+        )
         # A Session per thread at a time, all on one SSLContext: requests does not promise a Session is
         # thread-safe, and idle sessions keep their keep-alive connection for the next borrower.
         self._idle_sessions: queue.SimpleQueue[requests.Session] = queue.SimpleQueue()
@@ -182,7 +170,6 @@ class BankingApiClient:
         response = self._send("POST", self.settings.auth_endpoint, json=body)
         raise_for_bank_status(response, method="POST", path=self.settings.auth_endpoint)
         token = parse_token_response(response.content, now=self._clock())
-        self._on_secret(token.access_token)
         log.info(
             "Fetched a new access token for client_id %s (expires in %d s).",
             self.settings.client_id,
@@ -336,7 +323,8 @@ class BankingApiClient:
                 answer_timeout=self.settings.transport.read_timeout,
             )
             step = "token"
-            token = self._fetch_token()
+            token = self._fetch_token()  # not through the cache: the probe asks the bank itself
+            self._on_secret(token.access_token)
         except BankingApiError as exc:
             return ProbeReport(False, step, f"Failed at the {step} step: {exc.message}", exc.hint)
         warnings = " ".join(identity.warnings)

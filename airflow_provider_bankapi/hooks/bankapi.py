@@ -1,8 +1,8 @@
 """BankingApiHook: an Airflow Connection of type ``bankapi`` turned into a BankingApiClient.
 
-The hook is thin on purpose: it maps the connection's fields to ``ClientSettings``, chooses the token
-stores of the connection's ``cache_scope``, registers every secret with Airflow's masker, and delegates
-the rest to the client.
+The hook is thin on purpose: it maps the connection's fields to ``ClientSettings``, adds the Airflow
+Variable store to the token stores of ``cache_scope=cluster``, registers every secret with Airflow's
+masker, and delegates the rest to the client.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription
-    from airflow_provider_bankapi.client.tokens.cache import TokenStore
     from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 # Airflow 2's form saved extras as ``extra__<conn_type>__<field>``; accept that spelling too.
@@ -139,6 +138,8 @@ class BankingApiHook(BaseHook):
     def client(self) -> BankingApiClient:
         """The client, built once on first use (no I/O in ``__init__``: DAG parsing makes hooks too)."""
         from airflow_provider_bankapi.client.api import BankingApiClient
+        from airflow_provider_bankapi.client.tokens.cache import stores_for
+        from airflow_provider_bankapi.hooks.variable_store import cluster_store
 
         connection = self.get_connection(self.bankapi_conn_id)
         settings, scope = settings_from_connection(
@@ -153,20 +154,10 @@ class BankingApiHook(BaseHook):
             _mask(secret)
         if settings.transport.proxy:
             _mask(urlsplit(settings.transport.proxy).password)
-        return BankingApiClient(settings, token_stores=self._token_stores(scope), on_secret=_mask)
-
-    def _token_stores(self, scope: str) -> list[TokenStore]:
-        from airflow_provider_bankapi.client.api import token_stores_for
-        from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
-
-        stores = token_stores_for(scope)
-        if scope == "cluster":
-            from airflow_provider_bankapi.hooks.variable_store import cluster_store
-
-            stores.extend(cluster_store())
-        # A token this process did not fetch (another task wrote it to a file or a Variable) reaches the
-        # masker when it is loaded; what the memory store holds was masked on its way in.
-        return [store if isinstance(store, MemoryTokenStore) else _MaskingStore(store) for store in stores]
+        # Every token the client's cache hands out reaches the masker, including one another task left in
+        # a file or a Variable; the cluster store exists only inside a task.
+        stores = stores_for(scope, cluster=cluster_store)
+        return BankingApiClient(settings, token_stores=stores, on_secret=_mask)
 
     def get_conn(self) -> requests.Session:
         """A requests Session with the mTLS identity and the Bearer token on every request.
@@ -213,32 +204,6 @@ class BankingApiHook(BaseHook):
         except BankingApiError as exc:  # the connection's fields themselves are wrong
             return False, f"Connection {self.bankapi_conn_id!r}: {exc}"
         return report.ok, str(report)
-
-
-class _MaskingStore:
-    """A token store whose loaded tokens are handed to Airflow's masker before anyone can log them.
-
-    :param store: the store to wrap (host files, the cluster Variable).
-    """
-
-    def __init__(self, store: TokenStore) -> None:
-        self._store = store
-        self.name = store.name
-
-    def load(self, key: str) -> AccessToken | None:
-        token = self._store.load(key)
-        if token is not None:
-            _mask(token.access_token)
-        return token
-
-    def save(self, key: str, token: AccessToken) -> None:
-        self._store.save(key, token)
-
-    def discard(self, key: str, token: AccessToken | None = None) -> None:
-        self._store.discard(key, token)
-
-    def lock(self, key: str) -> Any:
-        return self._store.lock(key)
 
 
 def _mask(secret: object) -> None:

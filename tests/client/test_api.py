@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_bankapi.client.api import BankingApiClient, ProbeReport, token_stores_for
+from airflow_provider_bankapi.client.api import BankingApiClient, ProbeReport
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
-from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
+from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore
 from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
@@ -331,7 +331,7 @@ def test_a_full_url_is_refused_so_credentials_only_go_to_the_bank(client):
 
 def test_unknown_cache_scope_is_a_configuration_error():
     with pytest.raises(ConfigurationError) as caught:
-        token_stores_for("everywhere")
+        stores_for("everywhere")
     assert caught.value.field == "cache_scope"
 
 
@@ -363,7 +363,8 @@ def test_no_secret_or_token_in_logs(bankapi_sandbox, caplog):
 CHILD = textwrap.dedent(
     """
     import json, sys
-    from airflow_provider_bankapi.client.api import BankingApiClient, token_stores_for
+    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.client.tokens.cache import stores_for
     from airflow_provider_bankapi.client.settings import ClientSettings
     from airflow_provider_bankapi.client.identity.material import IdentityMaterial
     from airflow_provider_bankapi.errors import BankingApiError
@@ -375,7 +376,7 @@ CHILD = textwrap.dedent(
         base_url=connection["host"], client_id=connection["login"], client_secret=secret,
         identity=IdentityMaterial.from_extra(connection["extra"]),
     )
-    with BankingApiClient(settings, token_stores=token_stores_for("host")) as client:
+    with BankingApiClient(settings, token_stores=stores_for("host")) as client:
         try:
             print(client.get_balance("7")["account_id"], flush=True)
         except BankingApiError as exc:
@@ -431,7 +432,7 @@ def test_processes_with_a_wrong_secret_neither_use_nor_evict_the_host_cached_tok
 
 def test_host_store_is_used_by_default(bankapi_sandbox, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    stores = token_stores_for("host")
+    stores = stores_for("host")
     assert any(isinstance(store, HostTokenStore) for store in stores)
 
 
