@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow_provider_bankapi.client.auth import BankOnlyBearerAuth
+from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.probe import probe_tls
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
@@ -132,6 +132,7 @@ class BankingApiClient:
         self._idle_sessions: queue.SimpleQueue[requests.Session] = queue.SimpleQueue()
         self._all_sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self._borrowed = threading.local()  # the Session this thread is sending on, if any
 
     # -- identity and token -------------------------------------------------------------------------
 
@@ -156,9 +157,16 @@ class BankingApiClient:
             self.settings.client_secret,
         )
 
+    @cached_property
+    def auth(self) -> BankTokenAuth:
+        """The auth of every protected request, the client's own and raw Sessions': the token attached,
+        renewed once after a 401.
+        """
+        return BankTokenAuth(self.settings, self._tokens, self._token_key, self._fetch_token)
+
     def get_token(self) -> AccessToken:
         """A fresh access token: from the cache when one is fresh, else fetched once for all sharers."""
-        return self._tokens.get(self._token_key, self._fetch_token)
+        return self.auth.token()
 
     def _fetch_token(self) -> AccessToken:
         body = {
@@ -167,7 +175,7 @@ class BankingApiClient:
             "grant_type": "client_credentials",
         }
         # The bank wants JSON here, where most OAuth libraries send a form (CONTRACT.md).
-        response = self._send("POST", self.settings.auth_endpoint, json=body)
+        response = self._send("POST", self.settings.token_url, path=self.settings.auth_endpoint, json=body)
         raise_for_bank_status(response, method="POST", path=self.settings.auth_endpoint)
         token = parse_token_response(response.content, now=self._clock())
         log.info(
@@ -181,6 +189,12 @@ class BankingApiClient:
 
     @contextmanager
     def _session(self) -> Iterator[requests.Session]:
+        held: requests.Session | None = getattr(self._borrowed, "session", None)
+        if held is not None:
+            # The token fetched (or renewed after a 401) while this thread sends a call: one request after
+            # the other on the same Session and its kept-alive connection, not a second handshake.
+            yield held
+            return
         try:
             session = self._idle_sessions.get_nowait()
         except queue.Empty:
@@ -189,23 +203,19 @@ class BankingApiClient:
             )
             with self._sessions_lock:
                 self._all_sessions.append(session)
+        self._borrowed.session = session
         try:
             yield session
         finally:
+            self._borrowed.session = None
             self._idle_sessions.put(session)
 
-    def _send(
-        self, method: str, path: str, *, token: AccessToken | None = None, **kwargs: Any
-    ) -> requests.Response:
+    def _send(self, method: str, url: str, *, path: str, **kwargs: Any) -> requests.Response:
+        """Send on a borrowed Session; a failure with no answer becomes the error tree's, naming ``path``."""
         import requests
 
         headers = dict(kwargs.pop("headers", None) or {})
         headers.setdefault("Accept", "application/json")
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token.access_token}"
-        # The token endpoint itself only for the token request (no Bearer token attached).
-        is_token_call = token is None and path == self.settings.auth_endpoint
-        url = self.settings.token_url if is_token_call else self.settings.url(path)
         with self._session() as session:
             try:
                 return session.request(method, url, headers=headers, **kwargs)
@@ -213,14 +223,13 @@ class BankingApiClient:
                 raise map_transport_error(exc, method=method, path=path) from exc
 
     def session(self) -> requests.Session:
-        """A new Session with this identity's TLS and the Bearer token on every request, for callers that
-        want raw requests. URLs must be absolute and under the Base URL (``settings.url(path)`` makes one):
-        any other is refused before a connection is made, so the token only ever goes to the bank.
+        """A new Session with this identity's TLS and the Bearer token on every request (renewed once after
+        a 401, as for the client's own calls), for callers that want raw requests. URLs must be absolute and
+        under the Base URL (``settings.url(path)`` makes one): any other is refused before a connection is
+        made, so the token only ever goes to the bank.
         """
         session = make_session(self.identity.ssl_context(), self.settings.transport, token_url=self.token_url)
-        session.auth = BankOnlyBearerAuth(
-            self.settings.base_url, self.get_token, auth_endpoint=self.settings.auth_endpoint
-        )
+        session.auth = self.auth
         with self._sessions_lock:
             self._all_sessions.append(session)
         return session
@@ -228,16 +237,12 @@ class BankingApiClient:
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """A protected call; non-2xx answers raise the error tree.
 
-        A 401 means the token was revoked or expired early: drop it, fetch a new one, retry once.
+        A 401 means the token was revoked or expired early: the auth drops it, fetches a new one and
+        sends the request again, once (see ``auth.py``).
         """
-        self.settings.url(path)  # a path outside the Base URL is refused before a token is fetched
-        token = self.get_token()
-        response = self._send(method, path, token=token, **kwargs)
-        renewed = response.status_code == 401
-        if renewed:
-            self._tokens.invalidate(self._token_key, token)
-            response = self._send(method, path, token=self.get_token(), **kwargs)
-        raise_for_bank_status(response, method=method, path=path, token_renewed=renewed)
+        url = self.settings.url(path)  # a path outside the Base URL is refused before a token is fetched
+        response = self._send(method, url, path=path, auth=self.auth, **kwargs)
+        raise_for_bank_status(response, method=method, path=path, token_renewed=renewed_after_401(response))
         return response
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:

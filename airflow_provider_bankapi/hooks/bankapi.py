@@ -160,7 +160,8 @@ class BankingApiHook(BaseHook):
         return BankingApiClient(settings, token_stores=stores, on_secret=_mask)
 
     def get_conn(self) -> requests.Session:
-        """A requests Session with the mTLS identity and the Bearer token on every request.
+        """A requests Session with the mTLS identity and the Bearer token on every request, renewed once
+        after a 401 as for the hook's own calls.
 
         URLs must be absolute and under the Base URL (``hook.client.settings.url(path)`` makes one); any
         other URL is refused before a connection is made, so the token and the client certificate only

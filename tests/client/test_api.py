@@ -19,6 +19,7 @@ from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
 from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore
+from airflow_provider_bankapi.client.transport.answers import HINT_FRESH_TOKEN_REFUSED
 from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
     ApiError,
@@ -77,6 +78,23 @@ def test_a_revoked_token_is_dropped_and_the_call_retried_once(bankapi_sandbox, c
     bankapi_sandbox.revoke_tokens()
     assert client.get_balance("1")["account_id"] == "1"
     assert client.get_token().access_token != first.access_token
+    assert bankapi_sandbox.counters()["tokens_issued"] == 2
+
+
+@pytest.mark.parametrize("entry_point", ["client-call", "raw-session"])
+def test_a_token_refused_again_after_its_renewal_is_not_renewed_twice(bankapi_sandbox, client, entry_point):
+    client.get_token()
+    bankapi_sandbox.set_fault_mix(seed=1, rate=1.0, kinds=["revoke"], paths="/accounts/*/balance")
+
+    if entry_point == "client-call":
+        with pytest.raises(ApiError) as caught:
+            client.get_balance("7")
+        assert caught.value.status_code == 401
+        assert caught.value.hint == HINT_FRESH_TOKEN_REFUSED  # told apart from a first refusal
+    else:
+        answer = client.session().get(client.settings.url("/accounts/7/balance"), timeout=10)
+        assert answer.status_code == 401
+        assert [earlier.status_code for earlier in answer.history] == [401]
     assert bankapi_sandbox.counters()["tokens_issued"] == 2
 
 

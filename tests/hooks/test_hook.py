@@ -134,6 +134,22 @@ def test_get_conn_session_adds_the_bearer_token_to_absolute_urls_under_the_base_
     assert bankapi_sandbox.counters()["tokens_issued"] == 1
 
 
+def test_a_get_conn_session_renews_a_revoked_token_once(bankapi_sandbox, connect):
+    hook = connect()
+    session = hook.get_conn()
+    url = hook.client.settings.url("/accounts/9/balance")
+    first = session.get(url, timeout=10)
+    bankapi_sandbox.revoke_tokens()
+
+    again = session.get(url, timeout=10)
+
+    assert again.json()["account_id"] == "9"
+    assert [earlier.status_code for earlier in again.history] == [401]
+    assert again.request.headers["Authorization"] == f"Bearer {hook.get_token().access_token}"
+    assert again.request.headers["Authorization"] != first.request.headers["Authorization"]
+    assert bankapi_sandbox.counters()["tokens_issued"] == 2
+
+
 @pytest.mark.parametrize(
     "url",
     [
