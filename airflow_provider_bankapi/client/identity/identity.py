@@ -27,18 +27,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from airflow_provider_bankapi.client.identity.keypair import KeyPair, pem_pair, pkcs12_pair, split_blocks
-from airflow_provider_bankapi.client.identity.material import (
-    IDENTITY_FIELDS,
-    IdentityMaterial,
-    MaterialValue,
-    password_bytes,
-    present,
-    read_field,
-)
-from airflow_provider_bankapi.client.identity.tls import build_ssl_context
-from airflow_provider_bankapi.client.settings import DEFAULT_EXPIRY_WARNING_DAYS
-from airflow_provider_bankapi.errors import ClientIdentityError, ConfigurationError
+from ...errors import ClientIdentityError, ConfigurationError
+from ..settings import DEFAULT_EXPIRY_WARNING_DAYS
+from .keypair import KeyPair, pem_pair, pkcs12_pair, split_blocks
+from .material import IDENTITY_FIELDS, IdentityMaterial, MaterialValue, password_bytes, present, read_field
+from .tls import build_ssl_context
 
 if TYPE_CHECKING:
     import ssl

@@ -19,8 +19,8 @@ import stat
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
-from airflow_provider_bankapi.client.limits import check_size, limit_of, size_of
-from airflow_provider_bankapi.errors import ClientIdentityError, ConfigurationError
+from ...errors import ClientIdentityError, ConfigurationError
+from ..limits import check_size, limit_of, size_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
