@@ -2,7 +2,8 @@
 
 Airflow calls :func:`get_provider_info` through the ``apache_airflow_provider`` entry point during provider
 discovery, in every component (scheduler, API server, workers, triggerer), so this module imports nothing
-but the standard library.
+but the standard library and ``client/settings.py`` (itself standard library only), where every default
+shown in the form is defined.
 
 Since Airflow 3.2 the React connection form is drawn from the declarative ``conn-fields`` and
 ``ui-field-behaviour`` below; 3.3 reads nothing else (``get_connection_form_widgets()`` is ignored).
@@ -18,10 +19,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_bankapi.client.settings import (
+    CACHE_SCOPES,
+    DEFAULT_CACHE_SCOPE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_REFRESH_MARGIN,
+    PRODUCTION_BASE_URL,
+    TOKEN_PATH,
+)
+
 PACKAGE_NAME = "airflow-provider-bankapi"
 CONN_TYPE = "bankapi"
 HOOK_CLASS_NAME = "airflow_provider_bankapi.hooks.bankapi.BankingApiHook"
-PRODUCTION_BASE_URL = "https://api.bancodigital.com/public/gw_banking/v1"
 PORT_PLACEHOLDER = "443 (the Base URL's port; needed by the Test button)"
 
 _TEXT = ["string", "null"]
@@ -100,7 +110,7 @@ _CONN_FIELDS: tuple[tuple[str, dict[str, Any]], ...] = (
         {
             "label": "Token endpoint",
             "description": "Path of the OAuth2 token endpoint under the Base URL.",
-            "schema": {"type": _TEXT, "default": "/auth/token-v2"},
+            "schema": {"type": _TEXT, "default": TOKEN_PATH},
         },
     ),
     (
@@ -112,7 +122,7 @@ _CONN_FIELDS: tuple[tuple[str, dict[str, Any]], ...] = (
                 "machine (default); cluster = every worker, through an Airflow Variable; process = "
                 "one task process only; off = a new token for every client."
             ),
-            "schema": {"type": _TEXT, "enum": ["host", "cluster", "process", "off"], "default": "host"},
+            "schema": {"type": _TEXT, "enum": list(CACHE_SCOPES), "default": DEFAULT_CACHE_SCOPE},
         },
     ),
     (
@@ -122,14 +132,16 @@ _CONN_FIELDS: tuple[tuple[str, dict[str, Any]], ...] = (
             "description": (
                 "A token is renewed this many seconds before it expires (the bank recommends 5 minutes)."
             ),
-            "schema": {"type": ["integer", "null"], "minimum": 0, "default": 300},
+            "schema": {"type": ["integer", "null"], "minimum": 0, "default": int(DEFAULT_REFRESH_MARGIN)},
         },
     ),
     (
         "timeout",
         {
             "label": "Timeout (seconds)",
-            "description": "How long to wait for the bank to answer one request. Default: 30.",
+            "description": (
+                f"How long to wait for the bank to answer one request. Default: {DEFAULT_READ_TIMEOUT:g}."
+            ),
             "schema": {"type": ["number", "null"], "minimum": 0},
         },
     ),
@@ -139,7 +151,8 @@ _CONN_FIELDS: tuple[tuple[str, dict[str, Any]], ...] = (
             "label": "Maximum retries",
             "description": (
                 "How many times a request is retried after a transient failure (429, 503, a dropped "
-                "connection), honouring Retry-After. 0 disables retries. Default: 3."
+                "connection), honouring Retry-After. 0 disables retries. "
+                f"Default: {DEFAULT_MAX_RETRIES}."
             ),
             "schema": {"type": ["integer", "null"], "minimum": 0},
         },

@@ -14,7 +14,8 @@ import os
 import time
 from collections.abc import Callable
 
-from airflow_provider_bankapi.client.identity import IdentityMaterial, load_identity
+from airflow_provider_bankapi.client.identity.identity import load_identity
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.limits import limit_of
 from airflow_provider_bankapi.errors import BankingApiError
 from airflow_provider_bankapi.sandbox import pki

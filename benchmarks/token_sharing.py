@@ -3,7 +3,7 @@ keep-alive saves on sequential calls.
 
 Part 1 starts N plain Python processes (default 20, ``TOKEN_BENCH_PROCESSES``), each standing for one
 task run: it builds two clients (as a task with two hooks would: an operator and a sensor) with
-``token_stores_for(scope)`` and makes two balance calls with each. The processes run one after another
+``stores_for(scope)`` and makes two balance calls with each. The processes run one after another
 (task runs spread over time) and all at once behind a barrier (a cold start: a mapped task's instances
 starting together). Each scope gets a fresh ``XDG_CACHE_HOME``, so every measurement starts cold. The
 bank's ``tokens_issued`` counter is the figure. ``cluster`` needs an Airflow API server and is measured by
@@ -29,9 +29,10 @@ import time
 
 import requests
 
-from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings
-from airflow_provider_bankapi.client.identity import IdentityMaterial
-from airflow_provider_bankapi.client.tokens import MemoryTokenStore
+from airflow_provider_bankapi.client.api import BankingApiClient
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.settings import ClientSettings
+from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
 from airflow_provider_bankapi.sandbox import Sandbox
 from benchmarks._measure import machine
 from benchmarks._sandbox import serving
@@ -47,7 +48,7 @@ Command: `.venv/bin/python -m benchmarks token_sharing`
 
 Setup: a sandbox `serve`d in its own process; 20 Python processes per pattern
 (`TOKEN_BENCH_PROCESSES`), each standing for one task run: two `BankingApiClient`s (a task with two
-hooks) built with `token_stores_for(scope)`, two balance calls each. "One after another" runs the
+hooks) built with `stores_for(scope)`, two balance calls each. "One after another" runs the
 processes in turn (task runs spread over time); "all at once" releases them together once every
 interpreter has imported the client (a cold start of mapped tasks). Every pattern starts from an
 empty `XDG_CACHE_HOME`. Tokens are the sandbox's `tokens_issued` counter. `off` costs a token per
@@ -90,8 +91,10 @@ SCOPES = ("off", "process", "host")
 CHILD = textwrap.dedent(
     """
     import json, os, sys, time
-    from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings, token_stores_for
-    from airflow_provider_bankapi.client.identity import IdentityMaterial
+    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.client.tokens.cache import stores_for
+    from airflow_provider_bankapi.client.settings import ClientSettings
+    from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 
     scope, connection = sys.argv[1], json.loads(sys.argv[2])
     settings = ClientSettings(
@@ -102,7 +105,7 @@ CHILD = textwrap.dedent(
     sys.stdin.readline()  # the barrier: start when told
     started = time.perf_counter()
     for hook in range(2):
-        with BankingApiClient(settings, token_stores=token_stores_for(scope)) as client:
+        with BankingApiClient(settings, token_stores=stores_for(scope)) as client:
             for call in range(2):
                 client.get_balance(str(hook * 2 + call))
     print(json.dumps({"pid": os.getpid(), "ms": (time.perf_counter() - started) * 1000}), flush=True)

@@ -14,30 +14,20 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow_provider_bankapi.client.endpoints import check_base_url, endpoint_url, normalise_endpoint
-from airflow_provider_bankapi.client.host_store import HostTokenStore
-from airflow_provider_bankapi.client.identity import IdentityMaterial, load_identity
-from airflow_provider_bankapi.client.session_auth import BankOnlyBearerAuth
-from airflow_provider_bankapi.client.tokens import (
-    PROCESS_TOKENS,
-    TokenCache,
-    TokenStore,
-    cache_key,
-    parse_token_response,
-)
-from airflow_provider_bankapi.client.transport import (
-    TransportSettings,
-    json_body,
-    make_session,
-    map_transport_error,
-    probe_tls,
-    raise_for_bank_status,
-)
+from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
+from airflow_provider_bankapi.client.identity.identity import load_identity
+from airflow_provider_bankapi.client.probe import probe_tls
+from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
+from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
+from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
+from airflow_provider_bankapi.client.transport.adapter import make_session
+from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
+from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
     ApiError,
     BankingApiError,
@@ -51,80 +41,10 @@ from airflow_provider_bankapi.errors import (
 if TYPE_CHECKING:
     import requests
 
-    from airflow_provider_bankapi.client.identity import CertificateDescription, ClientIdentity
-    from airflow_provider_bankapi.client.tokens import AccessToken
+    from airflow_provider_bankapi.client.identity.identity import CertificateDescription, ClientIdentity
+    from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 log = logging.getLogger(__name__)
-
-CACHE_SCOPES = ("host", "cluster", "process", "off")
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """What the client needs to reach the bank; field errors name the Airflow connection field.
-
-    :param base_url: the API's base URL, ending in ``/public/gw_banking/v1``.
-    :param client_id: the credential's client_id (connection login).
-    :param client_secret: the credential's client_secret (connection password).
-    :param identity: the mTLS material.
-    :param auth_endpoint: the token path under the base URL.
-    :param refresh_margin: seconds before expiry at which a token counts as stale (the bank: 5 minutes).
-    :param transport: timeouts, retries, pool size, proxy.
-    :param expiry_warning_days: warn when the client certificate expires within this many days.
-    """
-
-    base_url: str
-    client_id: str
-    client_secret: str = field(repr=False)
-    identity: IdentityMaterial = field(default_factory=IdentityMaterial)
-    auth_endpoint: str = "/auth/token-v2"
-    refresh_margin: float = 300.0
-    transport: TransportSettings = field(default_factory=TransportSettings)
-    expiry_warning_days: int = 30
-
-    def __post_init__(self) -> None:
-        check_base_url(self.base_url)
-        if not self.client_id:
-            raise ConfigurationError(
-                "The Client ID is empty: copy it from the credential in CORE.", field="login"
-            )
-        if not self.client_secret:
-            raise ConfigurationError(
-                "The Client secret is empty: copy it from the credential in CORE.", field="password"
-            )
-        if not self.auth_endpoint.startswith("/"):
-            raise ConfigurationError(
-                "auth_endpoint must be a path such as /auth/token-v2.", field="auth_endpoint"
-            )
-        normalise_endpoint(self.auth_endpoint, field="auth_endpoint")
-        if self.refresh_margin < 0:
-            raise ConfigurationError("refresh_margin must be zero or more seconds.", field="refresh_margin")
-
-    def url(self, path: str) -> str:
-        """The absolute URL of a protected resource's path under the Base URL (see ``endpoints.py``).
-
-        A path that resolves outside the Base URL's path or onto the token endpoint is refused.
-        """
-        return endpoint_url(self.base_url, path, token_endpoint=self.auth_endpoint)
-
-    @property
-    def token_url(self) -> str:
-        """The absolute URL of the token endpoint."""
-        return endpoint_url(self.base_url, self.auth_endpoint)
-
-
-def token_stores_for(scope: str) -> list[TokenStore]:
-    """The token stores of a cache scope that the client layer knows (``cluster`` is added by the hook)."""
-    if scope == "off":
-        return []
-    if scope == "process":
-        return [PROCESS_TOKENS]
-    if scope in ("host", "cluster"):
-        return [PROCESS_TOKENS, HostTokenStore()]
-    raise ConfigurationError(
-        f"cache_scope must be one of {', '.join(CACHE_SCOPES)}; got {scope!r}.", field="cache_scope"
-    )
-
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -190,7 +110,7 @@ class BankingApiClient:
     """A token and protected calls over one mTLS client identity.
 
     :param settings: where and who.
-    :param token_stores: where tokens are cached, fastest first (see :func:`token_stores_for`).
+    :param token_stores: where tokens are cached, fastest first (default: the default cache scope's).
     :param clock: seconds since the epoch; injected so tests control time.
     :param on_secret: called with every secret value as soon as it exists (client_secret, each token), so
         that a host (Airflow's secret masker) can hide it from logs.
@@ -208,13 +128,16 @@ class BankingApiClient:
         self._clock = clock
         self._on_secret = on_secret or (lambda value: None)
         self._on_secret(settings.client_secret)
-        stores = list(token_stores) if token_stores is not None else token_stores_for("host")
-        self._tokens = TokenCache(stores, margin=settings.refresh_margin, clock=clock)
+        stores = list(token_stores) if token_stores is not None else stores_for(DEFAULT_CACHE_SCOPE)
+        self._tokens = TokenCache(
+            stores, margin=settings.refresh_margin, clock=clock, on_secret=self._on_secret
+        )
         # A Session per thread at a time, all on one SSLContext: requests does not promise a Session is
         # thread-safe, and idle sessions keep their keep-alive connection for the next borrower.
         self._idle_sessions: queue.SimpleQueue[requests.Session] = queue.SimpleQueue()
         self._all_sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self._borrowed = threading.local()  # the Session this thread is sending on, if any
 
     # -- identity and token -------------------------------------------------------------------------
 
@@ -239,9 +162,16 @@ class BankingApiClient:
             self.settings.client_secret,
         )
 
+    @cached_property
+    def auth(self) -> BankTokenAuth:
+        """The auth of every protected request, the client's own and raw Sessions': the token attached,
+        renewed once after a 401.
+        """
+        return BankTokenAuth(self.settings, self._tokens, self._token_key, self._fetch_token)
+
     def get_token(self) -> AccessToken:
         """A fresh access token: from the cache when one is fresh, else fetched once for all sharers."""
-        return self._tokens.get(self._token_key, self._fetch_token)
+        return self.auth.token()
 
     def _fetch_token(self) -> AccessToken:
         body = {
@@ -250,10 +180,9 @@ class BankingApiClient:
             "grant_type": "client_credentials",
         }
         # The bank wants JSON here, where most OAuth libraries send a form (docs/bank-contract.md).
-        response = self._send("POST", self.settings.auth_endpoint, json=body)
+        response = self._send("POST", self.settings.token_url, path=self.settings.auth_endpoint, json=body)
         raise_for_bank_status(response, method="POST", path=self.settings.auth_endpoint)
         token = parse_token_response(response.content, now=self._clock())
-        self._on_secret(token.access_token)
         log.info(
             "Fetched a new access token for client_id %s (expires in %d s).",
             self.settings.client_id,
@@ -265,6 +194,12 @@ class BankingApiClient:
 
     @contextmanager
     def _session(self) -> Iterator[requests.Session]:
+        held: requests.Session | None = getattr(self._borrowed, "session", None)
+        if held is not None:
+            # The token fetched (or renewed after a 401) while this thread sends a call: one request after
+            # the other on the same Session and its kept-alive connection, not a second handshake.
+            yield held
+            return
         try:
             session = self._idle_sessions.get_nowait()
         except queue.Empty:
@@ -273,23 +208,19 @@ class BankingApiClient:
             )
             with self._sessions_lock:
                 self._all_sessions.append(session)
+        self._borrowed.session = session
         try:
             yield session
         finally:
+            self._borrowed.session = None
             self._idle_sessions.put(session)
 
-    def _send(
-        self, method: str, path: str, *, token: AccessToken | None = None, **kwargs: Any
-    ) -> requests.Response:
+    def _send(self, method: str, url: str, *, path: str, **kwargs: Any) -> requests.Response:
+        """Send on a borrowed Session; a failure with no answer becomes the error tree's, naming ``path``."""
         import requests
 
         headers = dict(kwargs.pop("headers", None) or {})
         headers.setdefault("Accept", "application/json")
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token.access_token}"
-        # The token endpoint itself only for the token request (no Bearer token attached).
-        is_token_call = token is None and path == self.settings.auth_endpoint
-        url = self.settings.token_url if is_token_call else self.settings.url(path)
         with self._session() as session:
             try:
                 return session.request(method, url, headers=headers, **kwargs)
@@ -297,14 +228,13 @@ class BankingApiClient:
                 raise map_transport_error(exc, method=method, path=path) from exc
 
     def session(self) -> requests.Session:
-        """A new Session with this identity's TLS and the Bearer token on every request, for callers that
-        want raw requests. URLs must be absolute and under the Base URL (``settings.url(path)`` makes one):
-        any other is refused before a connection is made, so the token only ever goes to the bank.
+        """A new Session with this identity's TLS and the Bearer token on every request (renewed once after
+        a 401, as for the client's own calls), for callers that want raw requests. URLs must be absolute and
+        under the Base URL (``settings.url(path)`` makes one): any other is refused before a connection is
+        made, so the token only ever goes to the bank.
         """
         session = make_session(self.identity.ssl_context(), self.settings.transport, token_url=self.token_url)
-        session.auth = BankOnlyBearerAuth(
-            self.settings.base_url, self.get_token, auth_endpoint=self.settings.auth_endpoint
-        )
+        session.auth = self.auth
         with self._sessions_lock:
             self._all_sessions.append(session)
         return session
@@ -312,16 +242,12 @@ class BankingApiClient:
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """A protected call; non-2xx answers raise the error tree.
 
-        A 401 means the token was revoked or expired early: drop it, fetch a new one, retry once.
+        A 401 means the token was revoked or expired early: the auth drops it, fetches a new one and
+        sends the request again, once (see ``auth.py``).
         """
-        self.settings.url(path)  # a path outside the Base URL is refused before a token is fetched
-        token = self.get_token()
-        response = self._send(method, path, token=token, **kwargs)
-        renewed = response.status_code == 401
-        if renewed:
-            self._tokens.invalidate(self._token_key, token)
-            response = self._send(method, path, token=self.get_token(), **kwargs)
-        raise_for_bank_status(response, method=method, path=path, token_renewed=renewed)
+        url = self.settings.url(path)  # a path outside the Base URL is refused before a token is fetched
+        response = self._send(method, url, path=path, auth=self.auth, **kwargs)
+        raise_for_bank_status(response, method=method, path=path, token_renewed=renewed_after_401(response))
         return response
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -407,7 +333,8 @@ class BankingApiClient:
                 answer_timeout=self.settings.transport.read_timeout,
             )
             step = "token"
-            token = self._fetch_token()
+            token = self._fetch_token()  # not through the cache: the probe asks the bank itself
+            self._on_secret(token.access_token)
         except BankingApiError as exc:
             return ProbeReport(False, step, f"Failed at the {step} step: {exc.message}", exc.hint)
         warnings = " ".join(identity.warnings)

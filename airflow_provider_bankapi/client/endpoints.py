@@ -13,9 +13,6 @@ checked here is what the bank sees:
 - a protected call onto the token endpoint is refused: its answer is a token, which must never
   reach XCom or a file.
 
-The Base URL itself is a plain https URL: no ``user:password@`` (requests would send it as
-``Authorization: Basic`` in place of the Bearer token), no query and no fragment.
-
 Pure: no I/O, standard library only.
 """
 
@@ -23,11 +20,9 @@ from __future__ import annotations
 
 import re
 import string
-from urllib.parse import urlsplit
 
 from airflow_provider_bankapi.errors import ConfigurationError
 
-PRODUCTION_BASE_URL = "https://api.bancodigital.com/public/gw_banking/v1"
 HINT_ENDPOINT = (
     "Give a path relative to the Base URL, such as /accounts/123/balance. Query parameters go in params "
     "(query_params for the operator), never in the endpoint."
@@ -37,30 +32,6 @@ _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _SEPARATOR = re.compile(r"%2[fF]|%5[cC]|\\")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def check_base_url(base_url: str) -> None:
-    """Refuse a Base URL that is not a plain https URL (the password in ``user:pw@`` is never echoed).
-
-    requests would turn ``user:pw@`` into ``Authorization: Basic`` in place of the Bearer token, and a
-    query or fragment would be glued onto every endpoint.
-    """
-    parts = urlsplit(base_url or "")
-    if parts.scheme != "https" or not parts.hostname:
-        raise ConfigurationError(
-            "The Base URL must be an https:// URL such as " + PRODUCTION_BASE_URL + ".", field="host"
-        )
-    for present, what in (
-        ("@" in parts.netloc, "a user name or password (user:password@)"),
-        ("?" in base_url, "a query string ('?')"),
-        ("#" in base_url, "a fragment ('#')"),
-    ):
-        if present:
-            raise ConfigurationError(
-                f"The Base URL must not hold {what}: give the bank's API URL only, such as "
-                f"{PRODUCTION_BASE_URL}; the credential goes in the Client ID and Client secret fields.",
-                field="host",
-            )
 
 
 def endpoint_url(base_url: str, endpoint: str, *, token_endpoint: str | None = None) -> str:

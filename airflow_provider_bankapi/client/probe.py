@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from airflow_provider_bankapi.client.classify import error_for_status
-from airflow_provider_bankapi.client.deadline import AnswerDeadlineExceeded, time_left
-from airflow_provider_bankapi.client.transport_errors import (
+from airflow_provider_bankapi.client.transport.answers import error_for_status
+from airflow_provider_bankapi.client.transport.deadline import AnswerDeadlineExceeded, time_left
+from airflow_provider_bankapi.client.transport.failures import (
     HINT_BAD_URL,
     HINT_PROXY,
     PROBABLE_REJECTION,

@@ -1,8 +1,8 @@
 """BankingApiHook: an Airflow Connection of type ``bankapi`` turned into a BankingApiClient.
 
-The hook is thin on purpose: it maps the connection's fields to ``ClientSettings``, chooses the token
-stores of the connection's ``cache_scope``, registers every secret with Airflow's masker, and delegates
-the rest to the client.
+The hook is thin on purpose: it maps the connection's fields to ``ClientSettings``, adds the Airflow
+Variable store to the token stores of ``cache_scope=cluster``, registers every secret with Airflow's
+masker, and delegates the rest to the client.
 """
 
 from __future__ import annotations
@@ -14,6 +14,13 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_bankapi.client.settings import (
+    DEFAULT_REFRESH_MARGIN,
+    TOKEN_PATH,
+    ClientSettings,
+    TransportSettings,
+    cache_scope,
+)
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
 
@@ -22,9 +29,9 @@ if TYPE_CHECKING:
 
     import requests
 
-    from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult, ClientSettings
-    from airflow_provider_bankapi.client.identity import CertificateDescription
-    from airflow_provider_bankapi.client.tokens import AccessToken, TokenStore
+    from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
+    from airflow_provider_bankapi.client.identity.identity import CertificateDescription
+    from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 # Airflow 2's form saved extras as ``extra__<conn_type>__<field>``; accept that spelling too.
 _LEGACY_PREFIX = "extra__bankapi__"
@@ -124,20 +131,13 @@ def settings_from_connection(
     port: int | str | None = None,
 ) -> tuple[ClientSettings, str]:
     """``ClientSettings`` and the cache scope from a connection's fields."""
-    from airflow_provider_bankapi.client.api import CACHE_SCOPES, ClientSettings
-    from airflow_provider_bankapi.client.identity import IdentityMaterial
+    from airflow_provider_bankapi.client.identity.material import IdentityMaterial
     from airflow_provider_bankapi.client.limits import check_size, size_of
-    from airflow_provider_bankapi.client.transport import TransportSettings
 
     for name, value in (("host", host), ("login", login), ("password", password)):
         check_size(name, size_of(value))
     extras = connection_extras(extra)
-    raw_scope = extras.get("cache_scope", "host")
-    scope = raw_scope.strip().lower() if isinstance(raw_scope, str) else repr(raw_scope)
-    if scope not in CACHE_SCOPES:
-        raise ConfigurationError(
-            f"cache_scope must be one of {', '.join(CACHE_SCOPES)}; got {scope!r}.", field="cache_scope"
-        )
+    scope = cache_scope(extras.get("cache_scope"))
     identity = IdentityMaterial.from_extra(extras)
     transport_defaults = TransportSettings()
     read_timeout = _number(extras, "timeout", transport_defaults.read_timeout, positive=True)
@@ -152,8 +152,8 @@ def settings_from_connection(
         client_id=(login or "").strip(),
         client_secret=password or "",
         identity=identity,
-        auth_endpoint=str(extras.get("auth_endpoint", "/auth/token-v2")),
-        refresh_margin=_number(extras, "refresh_margin", 300.0),
+        auth_endpoint=str(extras.get("auth_endpoint", TOKEN_PATH)),
+        refresh_margin=_number(extras, "refresh_margin", DEFAULT_REFRESH_MARGIN),
         transport=transport,
     )
     return settings, scope
@@ -178,6 +178,8 @@ class BankingApiHook(BaseHook):
     def client(self) -> BankingApiClient:
         """The client, built once on first use (no I/O in ``__init__``: DAG parsing makes hooks too)."""
         from airflow_provider_bankapi.client.api import BankingApiClient
+        from airflow_provider_bankapi.client.tokens.cache import stores_for
+        from airflow_provider_bankapi.hooks.variable_store import cluster_store
 
         connection = self.get_connection(self.bankapi_conn_id)
         settings, scope = settings_from_connection(
@@ -192,23 +194,14 @@ class BankingApiHook(BaseHook):
             _mask(secret)
         if settings.transport.proxy:
             _mask(urlsplit(settings.transport.proxy).password)
-        return BankingApiClient(settings, token_stores=self._token_stores(scope), on_secret=_mask)
-
-    def _token_stores(self, scope: str) -> list[TokenStore]:
-        from airflow_provider_bankapi.client.api import token_stores_for
-        from airflow_provider_bankapi.client.tokens import MemoryTokenStore
-
-        stores = token_stores_for(scope)
-        if scope == "cluster":
-            from airflow_provider_bankapi.hooks.variable_store import cluster_store
-
-            stores.extend(cluster_store())
-        # A token this process did not fetch (another task wrote it to a file or a Variable) reaches the
-        # masker when it is loaded; what the memory store holds was masked on its way in.
-        return [store if isinstance(store, MemoryTokenStore) else _MaskingStore(store) for store in stores]
+        # Every token the client's cache hands out reaches the masker, including one another task left in
+        # a file or a Variable; the cluster store exists only inside a task.
+        stores = stores_for(scope, cluster=cluster_store)
+        return BankingApiClient(settings, token_stores=stores, on_secret=_mask)
 
     def get_conn(self) -> requests.Session:
-        """A requests Session with the mTLS identity and the Bearer token on every request.
+        """A requests Session with the mTLS identity and the Bearer token on every request, renewed once
+        after a 401 as for the hook's own calls.
 
         URLs must be absolute and under the Base URL (``hook.client.settings.url(path)`` makes one); any
         other URL is refused before a connection is made, so the token and the client certificate only
@@ -252,32 +245,6 @@ class BankingApiHook(BaseHook):
         except BankingApiError as exc:  # the connection's fields themselves are wrong
             return False, f"Connection {self.bankapi_conn_id!r}: {exc}"
         return report.ok, str(report)
-
-
-class _MaskingStore:
-    """A token store whose loaded tokens are handed to Airflow's masker before anyone can log them.
-
-    :param store: the store to wrap (host files, the cluster Variable).
-    """
-
-    def __init__(self, store: TokenStore) -> None:
-        self._store = store
-        self.name = store.name
-
-    def load(self, key: str) -> AccessToken | None:
-        token = self._store.load(key)
-        if token is not None:
-            _mask(token.access_token)
-        return token
-
-    def save(self, key: str, token: AccessToken) -> None:
-        self._store.save(key, token)
-
-    def discard(self, key: str, token: AccessToken | None = None) -> None:
-        self._store.discard(key, token)
-
-    def lock(self, key: str) -> Any:
-        return self._store.lock(key)
 
 
 def _mask(secret: object) -> None:

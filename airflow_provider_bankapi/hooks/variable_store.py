@@ -12,12 +12,13 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from airflow_provider_bankapi.client.token_values import token_from_record, token_record
+from airflow_provider_bankapi.client.tokens.values import token_from_record, token_record
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from airflow_provider_bankapi.client.tokens import AccessToken, TokenStore
+    from airflow_provider_bankapi.client.tokens.cache import TokenStore
+    from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 log = logging.getLogger(__name__)
 

@@ -162,7 +162,8 @@ class BankingApiOperator(BankingApiBaseOperator):
         response = self._request(method)
         if not response.content:
             return None  # 204 No Content and friends
-        from airflow_provider_bankapi.client.classify import json_body  # the client's imports, at run time
+        # Imported here: the client's imports (requests) are paid at run time, not at DAG parsing.
+        from airflow_provider_bankapi.client.transport.answers import json_body
 
         return json_body(response, method=method, path=str(self.endpoint))
 

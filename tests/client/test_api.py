@@ -14,16 +14,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_bankapi.client.api import (
-    BankingApiClient,
-    ClientSettings,
-    ProbeReport,
-    token_stores_for,
-)
-from airflow_provider_bankapi.client.host_store import HostTokenStore
-from airflow_provider_bankapi.client.identity import IdentityMaterial
-from airflow_provider_bankapi.client.tokens import MemoryTokenStore
-from airflow_provider_bankapi.client.transport import TransportSettings, map_transport_error
+from airflow_provider_bankapi.client.api import BankingApiClient, ProbeReport
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
+from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore, stores_for
+from airflow_provider_bankapi.client.tokens.host import HostTokenStore
+from airflow_provider_bankapi.client.transport.answers import HINT_FRESH_TOKEN_REFUSED
+from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
     ApiError,
     ClientIdentityError,
@@ -81,6 +78,23 @@ def test_a_revoked_token_is_dropped_and_the_call_retried_once(bankapi_sandbox, c
     bankapi_sandbox.revoke_tokens()
     assert client.get_balance("1")["account_id"] == "1"
     assert client.get_token().access_token != first.access_token
+    assert bankapi_sandbox.counters()["tokens_issued"] == 2
+
+
+@pytest.mark.parametrize("entry_point", ["client-call", "raw-session"])
+def test_a_token_refused_again_after_its_renewal_is_not_renewed_twice(bankapi_sandbox, client, entry_point):
+    client.get_token()
+    bankapi_sandbox.set_fault_mix(seed=1, rate=1.0, kinds=["revoke"], paths="/accounts/*/balance")
+
+    if entry_point == "client-call":
+        with pytest.raises(ApiError) as caught:
+            client.get_balance("7")
+        assert caught.value.status_code == 401
+        assert caught.value.hint == HINT_FRESH_TOKEN_REFUSED  # told apart from a first refusal
+    else:
+        answer = client.session().get(client.settings.url("/accounts/7/balance"), timeout=10)
+        assert answer.status_code == 401
+        assert [earlier.status_code for earlier in answer.history] == [401]
     assert bankapi_sandbox.counters()["tokens_issued"] == 2
 
 
@@ -335,7 +349,7 @@ def test_a_full_url_is_refused_so_credentials_only_go_to_the_bank(client):
 
 def test_unknown_cache_scope_is_a_configuration_error():
     with pytest.raises(ConfigurationError) as caught:
-        token_stores_for("everywhere")
+        stores_for("everywhere")
     assert caught.value.field == "cache_scope"
 
 
@@ -367,8 +381,10 @@ def test_no_secret_or_token_in_logs(bankapi_sandbox, caplog):
 CHILD = textwrap.dedent(
     """
     import json, sys
-    from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings, token_stores_for
-    from airflow_provider_bankapi.client.identity import IdentityMaterial
+    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.client.tokens.cache import stores_for
+    from airflow_provider_bankapi.client.settings import ClientSettings
+    from airflow_provider_bankapi.client.identity.material import IdentityMaterial
     from airflow_provider_bankapi.errors import BankingApiError
 
     connection = json.loads(sys.argv[1])
@@ -378,7 +394,7 @@ CHILD = textwrap.dedent(
         base_url=connection["host"], client_id=connection["login"], client_secret=secret,
         identity=IdentityMaterial.from_extra(connection["extra"]),
     )
-    with BankingApiClient(settings, token_stores=token_stores_for("host")) as client:
+    with BankingApiClient(settings, token_stores=stores_for("host")) as client:
         try:
             print(client.get_balance("7")["account_id"], flush=True)
         except BankingApiError as exc:
@@ -434,7 +450,7 @@ def test_processes_with_a_wrong_secret_neither_use_nor_evict_the_host_cached_tok
 
 def test_host_store_is_used_by_default(bankapi_sandbox, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    stores = token_stores_for("host")
+    stores = stores_for("host")
     assert any(isinstance(store, HostTokenStore) for store in stores)
 
 

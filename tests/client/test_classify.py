@@ -11,7 +11,7 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_provider_bankapi.client.classify import (
+from airflow_provider_bankapi.client.transport.answers import (
     BANK_PHRASES,
     EXCERPT_LIMIT,
     HINT_CERTIFICATE_NOT_SENT,

@@ -23,7 +23,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from airflow_provider_bankapi.client.transport_errors import classify_tls, iter_causes, map_transport_error
+from airflow_provider_bankapi.client.transport.failures import classify_tls, iter_causes, map_transport_error
 from airflow_provider_bankapi.errors import (
     HINT_CLIENT_CERTIFICATE_REJECTED,
     HINT_SERVER_NOT_TRUSTED,

@@ -16,8 +16,8 @@ import pytest
 from test_api import FAST, settings_for
 
 from airflow_provider_bankapi.client.api import BankingApiClient
-from airflow_provider_bankapi.client.host_store import HostTokenStore
-from airflow_provider_bankapi.client.identity import IdentityMaterial
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.tokens.host import HostTokenStore
 from airflow_provider_bankapi.errors import InvalidClientCertificateError
 
 FIVE_MINUTES = 300

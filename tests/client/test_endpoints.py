@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_provider_bankapi.client.api import ClientSettings
 from airflow_provider_bankapi.client.endpoints import endpoint_url, normalise_endpoint
+from airflow_provider_bankapi.client.settings import ClientSettings
 from airflow_provider_bankapi.errors import ConfigurationError
 
 BASE = "https://bank.example:8443/public/gw_banking/v1"

@@ -18,10 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_bankapi.client.api import BankingApiClient, ClientSettings
-from airflow_provider_bankapi.client.classify import HINT_CERTIFICATE_NOT_SENT, HINT_CERTIFICATE_NOT_VERIFIED
-from airflow_provider_bankapi.client.identity import IdentityMaterial
-from airflow_provider_bankapi.client.transport import TransportSettings, make_session, raise_for_bank_status
+from airflow_provider_bankapi.client.api import BankingApiClient
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
+from airflow_provider_bankapi.client.transport.adapter import make_session
+from airflow_provider_bankapi.client.transport.answers import (
+    HINT_CERTIFICATE_NOT_SENT,
+    HINT_CERTIFICATE_NOT_VERIFIED,
+    raise_for_bank_status,
+)
 from airflow_provider_bankapi.errors import InvalidClientCertificateError
 from airflow_provider_bankapi.sandbox import pki
 

@@ -26,13 +26,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa, x25519
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from airflow_provider_bankapi.client import material, tls_context
-from airflow_provider_bankapi.client.identity import (
+from airflow_provider_bankapi.client.identity import material
+from airflow_provider_bankapi.client.identity import tls as tls_context
+from airflow_provider_bankapi.client.identity.identity import (
     CertificateDescription,
     ClientIdentity,
-    IdentityMaterial,
     load_identity,
 )
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.errors import ClientIdentityError, ConfigurationError
 from airflow_provider_bankapi.sandbox import pki
 
@@ -792,7 +793,7 @@ def test_a_pfx_chain_puts_the_client_certificate_first(p: Pki) -> None:
 
 def test_a_certificate_expiring_soon_warns_and_logs(p: Pki, caplog: pytest.LogCaptureFixture) -> None:
     end = p.client.certificate.not_valid_after_utc
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_bankapi.client.identity"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_bankapi.client.identity.identity"):
         identity = load_identity(
             IdentityMaterial(client_cert=p.cert, client_private_key=p.key),
             now=end - datetime.timedelta(days=10, hours=1),

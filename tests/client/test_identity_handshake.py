@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_bankapi.client import tls_context
-from airflow_provider_bankapi.client.identity import ClientIdentity, IdentityMaterial, load_identity
+from airflow_provider_bankapi.client.identity import tls as tls_context
+from airflow_provider_bankapi.client.identity.identity import ClientIdentity, load_identity
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.sandbox import pki
 
 TIMEOUT = 10.0

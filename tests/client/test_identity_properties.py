@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_bankapi.client.identity import IdentityMaterial, load_identity
+from airflow_provider_bankapi.client.identity.identity import load_identity
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.errors import ClientIdentityError, ConfigurationError
 from airflow_provider_bankapi.sandbox import pki
 

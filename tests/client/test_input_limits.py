@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_bankapi.client.identity import IdentityMaterial, load_identity
+from airflow_provider_bankapi.client.identity.identity import load_identity
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.limits import FIELD_LIMITS, limit_of
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.sandbox import pki

@@ -20,7 +20,7 @@ from urllib3.exceptions import (
 )
 from urllib3.response import HTTPResponse
 
-from airflow_provider_bankapi.client.retry import (
+from airflow_provider_bankapi.client.transport.retry import (
     RETRY_AFTER_CEILING,
     BankRetry,
     backoff_time,

@@ -12,11 +12,10 @@ import threading
 
 import pytest
 
-from airflow_provider_bankapi.client.tokens import (
+from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore, TokenCache
+from airflow_provider_bankapi.client.tokens.values import (
     MAX_LIFETIME,
     AccessToken,
-    MemoryTokenStore,
-    TokenCache,
     cache_key,
     parse_token_response,
     token_from_record,
@@ -503,6 +502,23 @@ def test_threads_on_a_cold_cache_fetch_one_token():
         thread.join(10)
     assert len(calls) == 1
     assert [result.access_token for result in results] == ["tok"] * 16
+
+
+def test_each_token_the_cache_hands_out_reaches_on_secret_once_fetched_or_loaded():
+    clock = Clock()
+    far = DictStore()
+    far.save(KEY, token("left-by-another-process"))
+    revealed: list[str] = []
+    cache = TokenCache([MemoryTokenStore(), far], clock=clock, on_secret=revealed.append)
+    fetch = Fetcher(clock)
+
+    cache.get(KEY, fetch)
+    cache.get(KEY, fetch)
+    cache.invalidate(KEY, token("left-by-another-process"))
+    cache.get(KEY, fetch)
+    cache.get(KEY, fetch)
+
+    assert revealed == ["left-by-another-process", "token-1"]
 
 
 def test_invalidate_drops_only_the_token_that_failed():

@@ -22,14 +22,12 @@ from pathlib import Path
 import pytest
 
 import airflow_provider_bankapi
-from airflow_provider_bankapi.client import host_store
-from airflow_provider_bankapi.client.tokens import (
+from airflow_provider_bankapi.client.tokens import host as host_store
+from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore, TokenCache
+from airflow_provider_bankapi.client.tokens.host import HostTokenStore, default_cache_dir
+from airflow_provider_bankapi.client.tokens.values import (
     AccessToken,
-    HostTokenStore,
-    MemoryTokenStore,
-    TokenCache,
     cache_key,
-    default_cache_dir,
     token_from_record,
     token_record,
 )
@@ -484,9 +482,9 @@ def test_the_lock_is_per_key(store):
 CHILD = textwrap.dedent(
     """
     import os, sys, time
-    from airflow_provider_bankapi.client.tokens import (
-        AccessToken, HostTokenStore, MemoryTokenStore, TokenCache,
-    )
+    from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore, TokenCache
+    from airflow_provider_bankapi.client.tokens.host import HostTokenStore
+    from airflow_provider_bankapi.client.tokens.values import AccessToken
 
     directory, fetch_log, key = sys.argv[1:4]
     cache = TokenCache([MemoryTokenStore(), HostTokenStore(directory)])

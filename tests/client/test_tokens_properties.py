@@ -10,9 +10,10 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from airflow_provider_bankapi.client.token_values import MAX_BODY_BYTES, MAX_TOKEN_LENGTH
-from airflow_provider_bankapi.client.tokens import (
+from airflow_provider_bankapi.client.tokens.values import (
+    MAX_BODY_BYTES,
     MAX_LIFETIME,
+    MAX_TOKEN_LENGTH,
     AccessToken,
     parse_token_response,
     token_from_record,

@@ -16,13 +16,12 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from airflow_provider_bankapi.client.identity import IdentityMaterial, load_identity
-from airflow_provider_bankapi.client.transport import (
-    TransportSettings,
-    make_session,
-    map_transport_error,
-    raise_for_bank_status,
-)
+from airflow_provider_bankapi.client.identity.identity import load_identity
+from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.settings import TransportSettings
+from airflow_provider_bankapi.client.transport.adapter import make_session
+from airflow_provider_bankapi.client.transport.answers import raise_for_bank_status
+from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
     ApiError,
     ConfigurationError,
@@ -510,7 +509,7 @@ def test_settings_are_validated(options, field):
 
 
 def test_probe_tunnels_through_the_proxy(bank, context, proxy):
-    from airflow_provider_bankapi.client.transport import probe_tls
+    from airflow_provider_bankapi.client.probe import probe_tls
 
     info = probe_tls(context, bank.base_url, timeout=5, proxy=proxy.url)
     assert info.version.startswith("TLSv1.")

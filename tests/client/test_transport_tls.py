@@ -10,13 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_bankapi.client.probe import TlsSessionInfo, _check_answer
-from airflow_provider_bankapi.client.transport import (
-    TransportSettings,
-    make_session,
-    map_transport_error,
-    probe_tls,
-)
+from airflow_provider_bankapi.client.probe import TlsSessionInfo, _check_answer, probe_tls
+from airflow_provider_bankapi.client.settings import TransportSettings
+from airflow_provider_bankapi.client.transport.adapter import make_session
+from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
     HINT_CLIENT_CERTIFICATE_REJECTED,
     HINT_SERVER_NOT_TRUSTED,

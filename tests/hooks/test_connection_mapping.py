@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from airflow_provider_bankapi.client.api import BankingApiClient
-from airflow_provider_bankapi.client.identity import load_identity
+from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.limits import limit_of
-from airflow_provider_bankapi.client.transport import TransportSettings
+from airflow_provider_bankapi.client.settings import TransportSettings
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
 from airflow_provider_bankapi.hooks.bankapi import connection_extras, settings_from_connection

@@ -11,8 +11,8 @@ import pytest
 from airflow.sdk.log import redact
 
 from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
-from airflow_provider_bankapi.client.host_store import HostTokenStore, default_cache_dir
-from airflow_provider_bankapi.client.tokens import AccessToken
+from airflow_provider_bankapi.client.tokens.host import HostTokenStore, default_cache_dir
+from airflow_provider_bankapi.client.tokens.values import AccessToken
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook, settings_from_connection
 from airflow_provider_bankapi.sandbox import pki
@@ -132,6 +132,22 @@ def test_get_conn_session_adds_the_bearer_token_to_absolute_urls_under_the_base_
     assert again.json()["account_id"] == "10"
     assert response.request.headers["Authorization"] == f"Bearer {hook.get_token().access_token}"
     assert bankapi_sandbox.counters()["tokens_issued"] == 1
+
+
+def test_a_get_conn_session_renews_a_revoked_token_once(bankapi_sandbox, connect):
+    hook = connect()
+    session = hook.get_conn()
+    url = hook.client.settings.url("/accounts/9/balance")
+    first = session.get(url, timeout=10)
+    bankapi_sandbox.revoke_tokens()
+
+    again = session.get(url, timeout=10)
+
+    assert again.json()["account_id"] == "9"
+    assert [earlier.status_code for earlier in again.history] == [401]
+    assert again.request.headers["Authorization"] == f"Bearer {hook.get_token().access_token}"
+    assert again.request.headers["Authorization"] != first.request.headers["Authorization"]
+    assert bankapi_sandbox.counters()["tokens_issued"] == 2
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ import pytest
 from airflow_harness import run_dag
 from cryptography import x509
 
-from airflow_provider_bankapi.client.tokens import cache_key
+from airflow_provider_bankapi.client.tokens.values import cache_key
 from airflow_provider_bankapi.hooks.variable_store import variable_name
 
 pytestmark = pytest.mark.airflow

@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from airflow_provider_bankapi.client.token_values import token_record
-from airflow_provider_bankapi.client.tokens import AccessToken
+from airflow_provider_bankapi.client.tokens.values import AccessToken, token_record
 from airflow_provider_bankapi.hooks.variable_store import VariableTokenStore, cluster_store, variable_name
 
 KEY = "ab" * 32

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import requests
 from urllib3 import exceptions as urllib3_errors
 
-from airflow_provider_bankapi.client.deadline import AnswerDeadlineExceeded
+from airflow_provider_bankapi.client.transport.deadline import AnswerDeadlineExceeded
 from airflow_provider_bankapi.errors import (
     HINT_CLIENT_CERTIFICATE_REJECTED,
     HINT_CONNECTION_FAILED,

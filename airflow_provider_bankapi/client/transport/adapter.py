@@ -26,13 +26,12 @@ whatever ``allow_redirects`` the caller passed, so nothing sent to the bank is r
 Every request gets the (connect, read) timeouts of the settings unless it passes its own; an
 explicit ``timeout=None`` (or a ``None`` part) also gets them, so a call to the bank never waits
 forever. The read timeout bounds the whole answer (status, headers and body), not each read: a
-server trickling its answer cannot stretch it (deadline.py), and one attempt lasts at most
+server trickling its answer cannot stretch it (transport/deadline.py), and one attempt lasts at most
 ``connect_timeout + read_timeout``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -40,11 +39,10 @@ import requests
 from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
 from urllib3 import PoolManager, proxy_from_url
 
-from airflow_provider_bankapi.client.classify import json_body, raise_for_bank_status
-from airflow_provider_bankapi.client.deadline import use_answer_deadline
-from airflow_provider_bankapi.client.probe import TlsSessionInfo, probe_tls
-from airflow_provider_bankapi.client.retry import BankRetry
-from airflow_provider_bankapi.client.transport_errors import HINT_BAD_URL, map_transport_error
+from airflow_provider_bankapi.client.settings import TransportSettings
+from airflow_provider_bankapi.client.transport.deadline import use_answer_deadline
+from airflow_provider_bankapi.client.transport.failures import HINT_BAD_URL
+from airflow_provider_bankapi.client.transport.retry import BankRetry
 from airflow_provider_bankapi.errors import HINT_REDIRECT, ConfigurationError, RedirectRefusedError
 
 if TYPE_CHECKING:
@@ -52,99 +50,10 @@ if TYPE_CHECKING:
 
     from requests.models import PreparedRequest
 
-__all__ = [
-    "BankingApiAdapter",
-    "TlsSessionInfo",
-    "TransportSettings",
-    "json_body",
-    "make_session",
-    "map_transport_error",
-    "probe_tls",
-    "raise_for_bank_status",
-]
-
 HINT_TLS_OWNED = (
     "Trust (ca_cert) and the client certificate come from the Airflow connection's identity; do not "
     "pass verify= or cert= to the session or to a request."
 )
-
-
-@dataclass(frozen=True)
-class TransportSettings:
-    """How to talk to the bank: timeouts, retries, pool size, egress proxy.
-
-    :param connect_timeout: seconds to set up a connection (TCP + TLS).
-    :param read_timeout: seconds for the whole answer (status, headers and body) once the request
-        is sent, however slowly it trickles in; an attempt lasts at most connect + read timeout.
-    :param max_retries: retries after the first attempt, where retrying is safe (see retry.py).
-    :param backoff_base: first backoff window in seconds (full jitter, doubling each retry).
-    :param backoff_max: largest backoff window in seconds.
-    :param max_total_wait: budget in seconds for all the waits of one call; a retry that would
-        pass it is not made (a longer ``Retry-After`` included).
-    :param proxy: egress proxy URL (``http://[user:password@]host:port``; https targets go through
-        a CONNECT tunnel, so TLS stays end to end with the bank). Hidden from repr: it may hold a password.
-    :param pool_maxsize: connections kept per host; at least the number of threads sharing a session.
-    """
-
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    max_retries: int = 3
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    max_total_wait: float = 120.0
-    proxy: str | None = field(default=None, repr=False)
-    pool_maxsize: int = 10
-
-    def __post_init__(self) -> None:
-        for name in ("connect_timeout", "read_timeout"):
-            if not _positive(getattr(self, name)):
-                raise ConfigurationError(f"{name} must be a positive number of seconds.", field=name)
-        for name in ("backoff_base", "backoff_max", "max_total_wait"):
-            if not _positive(getattr(self, name), allow_zero=True):
-                raise ConfigurationError(f"{name} must be a number of seconds >= 0.", field=name)
-        if (
-            isinstance(self.max_retries, bool)
-            or not isinstance(self.max_retries, int)
-            or self.max_retries < 0
-        ):
-            raise ConfigurationError("max_retries must be a whole number >= 0.", field="max_retries")
-        if (
-            isinstance(self.pool_maxsize, bool)
-            or not isinstance(self.pool_maxsize, int)
-            or self.pool_maxsize < 1
-        ):
-            raise ConfigurationError("pool_maxsize must be a whole number >= 1.", field="pool_maxsize")
-        if self.proxy is not None:
-            parts = urlsplit(self.proxy)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                # The proxy URL may hold a password: it is never echoed.
-                raise ConfigurationError(
-                    "proxy must be an http:// or https:// URL with a host (http://host:port).", field="proxy"
-                )
-
-    @property
-    def timeout(self) -> tuple[float, float]:
-        """The (connect, read) pair requests takes."""
-        return (self.connect_timeout, self.read_timeout)
-
-    def retry(self, *, token_path: str | None = None) -> BankRetry:
-        """The retry policy of one call (a fresh value; urllib3 derives one per attempt).
-
-        :param token_path: the token endpoint's URL path: its POST may be repeated after 502/504.
-        """
-        return BankRetry(
-            self.max_retries,
-            backoff_base=self.backoff_base,
-            backoff_max=self.backoff_max,
-            max_total_wait=self.max_total_wait,
-            token_path=token_path,
-        )
-
-
-def _positive(value: object, *, allow_zero: bool = False) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return value >= 0 if allow_zero else value > 0
 
 
 class BankingApiAdapter(HTTPAdapter):
@@ -161,7 +70,7 @@ class BankingApiAdapter(HTTPAdapter):
         # Set before super().__init__(), which builds the pool manager through init_poolmanager().
         self.ssl_context = ssl_context
         self.settings = settings
-        retry = settings.retry(token_path=urlsplit(token_url).path if token_url else None)
+        retry = BankRetry.from_settings(settings, token_path=urlsplit(token_url).path if token_url else None)
         super().__init__(pool_maxsize=settings.pool_maxsize, max_retries=retry)
 
     def __getstate__(self) -> NoReturn:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 
-from ..errors import ClientIdentityError, ConfigurationError
+from ...errors import ClientIdentityError, ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from ..errors import ClientIdentityError
+from ...errors import ClientIdentityError
 from .material import FieldContent, MaterialValue, PemBlock, decode_base64, pem_blocks, read_field
 
 CERTIFICATE_LABELS = frozenset({"CERTIFICATE", "X509 CERTIFICATE"})

@@ -20,10 +20,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from airflow_provider_bankapi.client.settings import DEFAULT_REFRESH_MARGIN, TOKEN_PATH
 from airflow_provider_bankapi.errors import TokenResponseError
 
-#: The bank's sample client renews its token 5 minutes before expiry (docs/bank-contract.md).
-DEFAULT_REFRESH_MARGIN = 300.0
 #: A stated lifetime above a year is a unit error or a broken server, not generosity.
 MAX_LIFETIME = 366 * 24 * 3600
 #: A token goes into an ``Authorization`` header as is; real tokens (JWTs included) stay far below this.
@@ -45,7 +44,7 @@ _KEY_DOMAIN = "airflow-provider-bankapi/token-cache-key/2"
 _SCRYPT_COST = {"n": 2**14, "r": 8, "p": 1}
 _HINT = (
     'The bank documents the answer as {"access_token": "...", "token_type": "Bearer", '
-    '"expires_in": 3600}. Check that auth_endpoint is the token path (/auth/token-v2) of this environment.'
+    f'"expires_in": 3600}}. Check that auth_endpoint is the token path ({TOKEN_PATH}) of this environment.'
 )
 
 

@@ -27,21 +27,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ..errors import ClientIdentityError, ConfigurationError
+from ...errors import ClientIdentityError, ConfigurationError
+from ..settings import DEFAULT_EXPIRY_WARNING_DAYS
 from .keypair import KeyPair, pem_pair, pkcs12_pair, split_blocks
 from .material import IDENTITY_FIELDS, IdentityMaterial, MaterialValue, password_bytes, present, read_field
-from .tls_context import build_ssl_context
+from .tls import build_ssl_context
 
 if TYPE_CHECKING:
     import ssl
 
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-__all__ = ["CertificateDescription", "ClientIdentity", "IdentityMaterial", "load_identity"]
-
 logger = logging.getLogger(__name__)
 
-DEFAULT_EXPIRY_WARNING_DAYS = 30
 _CLIENT_AUTH_USAGES = (ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE)
 _ROTATE_HINT = (
     "Issue a new certificate in the bank's back office (CORE) and bind it to the credential; a credential "

@@ -46,12 +46,21 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 from urllib3.util.util import reraise
 
+from airflow_provider_bankapi.client.settings import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_TOTAL_WAIT,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
     from urllib3.connectionpool import ConnectionPool
     from urllib3.response import BaseHTTPResponse
+
+    from airflow_provider_bankapi.client.settings import TransportSettings
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -212,11 +221,11 @@ class BankRetry(Retry):
 
     def __init__(
         self,
-        max_retries: int = 3,
+        max_retries: int = DEFAULT_MAX_RETRIES,
         *,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        max_total_wait: float = 120.0,
+        backoff_base: float = DEFAULT_BACKOFF_BASE,
+        backoff_max: float = DEFAULT_BACKOFF_MAX,
+        max_total_wait: float = DEFAULT_MAX_TOTAL_WAIT,
         token_path: str | None = None,
         waited: float = 0.0,
         planned_wait: float = 0.0,
@@ -242,6 +251,21 @@ class BankRetry(Retry):
         self._uniform = uniform
         self._clock = clock
         self._sleep = sleep
+
+    @classmethod
+    def from_settings(cls, settings: TransportSettings, *, token_path: str | None = None) -> BankRetry:
+        """The retry policy of one call (a fresh value; urllib3 derives one per attempt).
+
+        :param settings: the connection's retries, backoff and budget.
+        :param token_path: the token endpoint's URL path: its POST may be repeated after 502/504.
+        """
+        return cls(
+            settings.max_retries,
+            backoff_base=settings.backoff_base,
+            backoff_max=settings.backoff_max,
+            max_total_wait=settings.max_total_wait,
+            token_path=token_path,
+        )
 
     def new(self, **kw: Any) -> BankRetry:
         options: dict[str, Any] = {

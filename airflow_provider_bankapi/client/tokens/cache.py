@@ -9,7 +9,7 @@ A store is an optimisation, never a point of failure: whatever a store raises is
 secrets) and the call goes on without that store; the worst case is one more token fetch.
 
 The values (:class:`AccessToken`, :func:`parse_token_response`, :func:`cache_key`) live in
-``token_values``, the host files in ``host_store``; both are re-exported here.
+``tokens/values.py``, the host files in ``tokens/host.py``.
 """
 
 from __future__ import annotations
@@ -24,37 +24,13 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from airflow_provider_bankapi.client.host_store import DEFAULT_LOCK_TIMEOUT, HostTokenStore, default_cache_dir
-from airflow_provider_bankapi.client.token_values import (
-    DEFAULT_REFRESH_MARGIN,
-    MAX_LIFETIME,
-    AccessToken,
-    cache_key,
-    parse_token_response,
-    token_from_record,
-    token_record,
-)
+from airflow_provider_bankapi.client.settings import DEFAULT_REFRESH_MARGIN, cache_scope
+from airflow_provider_bankapi.client.tokens.host import DEFAULT_LOCK_TIMEOUT, HostTokenStore
+from airflow_provider_bankapi.client.tokens.values import AccessToken
 from airflow_provider_bankapi.errors import TokenResponseError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
-
-__all__ = [
-    "DEFAULT_LOCK_TIMEOUT",
-    "DEFAULT_REFRESH_MARGIN",
-    "MAX_LIFETIME",
-    "PROCESS_TOKENS",
-    "AccessToken",
-    "HostTokenStore",
-    "MemoryTokenStore",
-    "TokenCache",
-    "TokenStore",
-    "cache_key",
-    "default_cache_dir",
-    "parse_token_response",
-    "token_from_record",
-    "token_record",
-]
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +131,26 @@ if hasattr(os, "register_at_fork"):
 PROCESS_TOKENS = MemoryTokenStore()
 
 
+def stores_for(
+    scope: object, *, cluster: Callable[[], Sequence[TokenStore]] | None = None
+) -> list[TokenStore]:
+    """The token stores of a cache scope, fastest first: the one place where a scope becomes stores.
+
+    :param scope: the connection's ``cache_scope`` (checked here; None is the default).
+    :param cluster: the stores every worker shares (the hook's Airflow Variable). Without them
+        ``cluster`` shares as widely as ``host``.
+    """
+    scope = cache_scope(scope)
+    if scope == "off":
+        return []
+    if scope == "process":
+        return [PROCESS_TOKENS]
+    stores: list[TokenStore] = [PROCESS_TOKENS, HostTokenStore()]
+    if scope == "cluster" and cluster is not None:
+        stores.extend(cluster())
+    return stores
+
+
 def _describe(exc: BaseException) -> str:
     # Our stores' messages hold paths and reasons only; cap a foreign store's message all the same.
     return f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -167,6 +163,9 @@ class TokenCache:
         private memory store, so one client still reuses its own token (``cache_scope=off``).
     :param margin: seconds before expiry at which a token is renewed (capped at half its lifetime).
     :param clock: epoch seconds, injected so tests control time.
+    :param on_secret: called once with each token this cache hands out, fetched or loaded from a store
+        (another process may have written it), so that a host (Airflow's secret masker) hides it from
+        logs before anyone can log it.
     """
 
     def __init__(
@@ -175,6 +174,7 @@ class TokenCache:
         *,
         margin: float = DEFAULT_REFRESH_MARGIN,
         clock: Callable[[], float] = time.time,
+        on_secret: Callable[[str], None] | None = None,
     ) -> None:
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin):
             raise ValueError("margin must be a finite number of seconds.")
@@ -183,6 +183,8 @@ class TokenCache:
         self.stores: tuple[TokenStore, ...] = tuple(stores) or (MemoryTokenStore(),)
         self.margin = float(margin)
         self.clock = clock
+        self._on_secret = on_secret
+        self._revealed: dict[str, str] = {}  # per key, the token last handed to on_secret
 
     def get(self, key: str, fetch: Callable[[], AccessToken]) -> AccessToken:
         """A fresh token for ``key``: from the first store that holds one, else fetched once for all.
@@ -191,6 +193,13 @@ class TokenCache:
         :param fetch: asks the bank for a new token; called at most once, under every store's lock.
         :raises TokenResponseError: the new token had already expired when ``fetch`` returned it.
         """
+        token = self._get(key, fetch)
+        if self._on_secret is not None and self._revealed.get(key) != token.access_token:
+            self._on_secret(token.access_token)
+            self._revealed[key] = token.access_token
+        return token
+
+    def _get(self, key: str, fetch: Callable[[], AccessToken]) -> AccessToken:
         failed: set[int] = set()  # positions of the stores that failed during this call
         token = self._lookup(key, failed)
         if token is not None:

@@ -37,13 +37,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airflow_provider_bankapi.client.token_values import token_from_record, token_record
+from airflow_provider_bankapi.client.tokens.values import token_from_record, token_record
 from airflow_provider_bankapi.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from airflow_provider_bankapi.client.token_values import AccessToken
+    from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 log = logging.getLogger(__name__)
 

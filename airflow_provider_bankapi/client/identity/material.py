@@ -19,8 +19,8 @@ import stat
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
-from ..errors import ClientIdentityError, ConfigurationError
-from .limits import check_size, limit_of, size_of
+from ...errors import ClientIdentityError, ConfigurationError
+from ..limits import check_size, limit_of, size_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

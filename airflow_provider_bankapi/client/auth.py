@@ -1,0 +1,133 @@
+"""The Bearer token on every request to the bank, and its one renewal after a 401.
+
+One auth object serves every entry point: the client's own calls and the raw Sessions handed to callers
+(``client.session()``, ``hook.get_conn()``). It attaches the current token (from the token cache, fetched
+once for all sharers on a miss) to requests whose URL is under the Base URL, and refuses any other URL
+before a connection is made: the token and the client certificate are for the bank alone. A 401 means the
+token was revoked or expired early: the token is forgotten, a new one is fetched, and the request is sent
+again once, as requests' own ``HTTPDigestAuth`` re-sends after its challenge.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from requests.auth import AuthBase
+from requests.utils import rewind_body
+
+from airflow_provider_bankapi.client.endpoints import endpoint_url
+from airflow_provider_bankapi.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import requests
+
+    from airflow_provider_bankapi.client.settings import ClientSettings
+    from airflow_provider_bankapi.client.tokens.cache import TokenCache
+    from airflow_provider_bankapi.client.tokens.values import AccessToken
+
+HINT_SESSION_URL = "Build URLs with client.settings.url('/accounts/123/balance')."
+
+
+class BankTokenAuth(AuthBase):
+    """requests auth: the cached token on each request under the Base URL, renewed once after a 401.
+
+    :param settings: the Base URL (a request to another scheme, host, port or path prefix is refused)
+        and the token path (which a request carrying the token must not resolve to).
+    :param tokens: the token cache shared by every sharer of the credential.
+    :param key: the credential's cache key (token URL, client_id, certificate, secret).
+    :param fetch: asks the bank for a new token; called by the cache on a miss.
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        tokens: TokenCache,
+        key: str,
+        fetch: Callable[[], AccessToken],
+    ) -> None:
+        self._settings = settings
+        self._base = _origin_and_path(settings.base_url)
+        self._tokens = tokens
+        self._key = key
+        self._fetch = fetch
+
+    def token(self) -> AccessToken:
+        """A fresh token: from the cache when one is fresh, else fetched once for all sharers."""
+        return self._tokens.get(self._key, self._fetch)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        self._check_url(request.url or "")
+        token = self.token()
+        request.headers["Authorization"] = f"Bearer {token.access_token}"
+        request.hooks["response"].append(partial(self._renew_after_401, token))
+        return request
+
+    def _renew_after_401(
+        self, sent: AccessToken, response: requests.Response, **send_options: Any
+    ) -> requests.Response:
+        """Forget a refused token, fetch a new one and send the request again, once.
+
+        The second answer is the caller's, whatever its status: the adapter sends it without
+        dispatching hooks, so it is never renewed again.
+        """
+        if response.status_code != 401 or response.request is None:
+            return response
+        response.content  # noqa: B018 - read the refusal so that its connection goes back to the pool
+        response.close()
+        self._tokens.invalidate(self._key, sent)
+        fresh = self.token()
+        again = response.request.copy()
+        if getattr(again, "_body_position", None) is not None:  # requests' own mark of a rewindable body
+            rewind_body(again)
+        again.headers["Authorization"] = f"Bearer {fresh.access_token}"
+        answer = response.connection.send(again, **send_options)
+        answer.history.append(response)
+        answer.request = again
+        return answer
+
+    def _check_url(self, url: str) -> None:
+        origin, path = _origin_and_path(url)
+        prefix = self._base[1].rstrip("/")
+        if (
+            origin != self._base[0]
+            or urlsplit(url).username is not None
+            or not (path == prefix or path.startswith(prefix + "/"))
+        ):
+            raise ConfigurationError(
+                "This session only calls URLs under the connection's Base URL: the Bearer token and the "
+                "client certificate are for the bank alone.",
+                field="endpoint",
+                hint=HINT_SESSION_URL,
+            )
+        # The same rule as the client's own calls; a path it would rewrite (dot segments, encoded
+        # slashes...) is refused rather than sent as it is.
+        resolved = endpoint_url(
+            self._settings.base_url, path[len(prefix) :], token_endpoint=self._settings.auth_endpoint
+        )
+        if urlsplit(resolved).path.rstrip("/") != path.rstrip("/"):
+            raise ConfigurationError(
+                f"The path {path[len(prefix) :]!r} is not in normal form (dot segments, '//', encoded "
+                "slashes or backslashes).",
+                field="endpoint",
+                hint=HINT_SESSION_URL,
+            )
+
+
+def renewed_after_401(response: requests.Response) -> bool:
+    """Whether this answer came after a refused token was renewed (no redirect is followed, so a
+    response's history holds only that refusal).
+    """
+    return any(earlier.status_code == 401 for earlier in response.history)
+
+
+def _origin_and_path(url: str) -> tuple[tuple[str, str, int], str]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 443
+    except ValueError:
+        port = -1
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), port), parts.path
