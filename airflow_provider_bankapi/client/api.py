@@ -11,11 +11,13 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -39,6 +41,8 @@ from airflow_provider_bankapi.errors import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import requests
 
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription, ClientIdentity
@@ -266,32 +270,78 @@ class BankingApiClient:
         A failure of the credential itself (see :func:`fails_every_account`) stops the batch: the
         accounts not yet asked for fail with it, and when no account succeeded it is raised, once.
         """
-        ids = list(dict.fromkeys(str(account_id) for account_id in account_ids))
         succeeded: dict[str, Any] = {}
         failed: dict[str, BankingApiError] = {}
-        if not ids:
-            return BatchResult(succeeded, failed)
-        self.get_token()  # one token for the whole batch, fetched before the workers start
-        workers = max(1, min(max_workers, len(ids)))
-        credential_error: BankingApiError | None = None
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bankapi-balance") as pool:
-            futures = {account_id: pool.submit(self.get_balance, account_id) for account_id in ids}
-            for account_id, future in futures.items():
-                if future.cancelled():
-                    assert credential_error is not None  # only a credential failure cancels
-                    failed[account_id] = credential_error
-                    continue
-                try:
-                    succeeded[account_id] = future.result()
-                except BankingApiError as exc:
-                    failed[account_id] = exc
-                    if credential_error is None and fails_every_account(exc):
-                        credential_error = exc
-                        for pending in futures.values():
-                            pending.cancel()
-        if credential_error is not None and not succeeded:
-            raise credential_error
+        for account_id, outcome in self.iter_balances(account_ids, max_workers=max_workers):
+            if isinstance(outcome, BankingApiError):
+                failed[account_id] = outcome
+            else:
+                succeeded[account_id] = outcome
         return BatchResult(succeeded, failed)
+
+    def iter_balances(
+        self, account_ids: Sequence[str | int], *, max_workers: int = 4
+    ) -> Iterator[tuple[str, Any]]:
+        """``(account_id, balance or BankingApiError)`` for each account, in the order of the ids (without
+        duplicates), as the answers arrive: the same outcomes as :meth:`get_balances`, without holding them.
+
+        At most ``max_workers`` calls run at once, and at most four times as many are asked for ahead of
+        the consumer, so memory stays flat whatever the number of accounts. The token is fetched here,
+        before any worker starts (a refused credential raises at once).
+        """
+        ids = list(dict.fromkeys(str(account_id) for account_id in account_ids))
+        if not ids:
+            return iter(())
+        self.get_token()  # one token for the whole batch, fetched before the workers start
+        return self._balances_in_order(ids, max(1, min(max_workers, len(ids))))
+
+    def _balances_in_order(self, ids: list[str], workers: int) -> Iterator[tuple[str, Any]]:
+        # Yielded in the order of the ids (deterministic output), with a window of calls asked for ahead:
+        # one slow account holds back the yield, not the other workers, until the window is full.
+        pending = iter(ids)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bankapi-balance")
+        try:
+            ahead = deque((i, pool.submit(self.get_balance, i)) for i in islice(pending, 4 * workers))
+            delivered = False
+            while ahead:
+                account_id, future = ahead.popleft()
+                outcome = self._outcome(future)
+                if isinstance(outcome, BankingApiError) and fails_every_account(outcome):
+                    yield from self._after_credential_failure(account_id, outcome, ahead, pending, delivered)
+                    return
+                ahead.extend((i, pool.submit(self.get_balance, i)) for i in islice(pending, 1))
+                delivered = delivered or not isinstance(outcome, BankingApiError)
+                yield account_id, outcome
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # a consumer that stops early: no queued call runs
+
+    @staticmethod
+    def _outcome(future: Future[Any]) -> Any:
+        try:
+            return future.result()
+        except BankingApiError as exc:
+            return exc
+
+    @classmethod
+    def _after_credential_failure(
+        cls,
+        account_id: str,
+        error: BankingApiError,
+        ahead: deque[tuple[str, Future[Any]]],
+        pending: Iterator[str],
+        delivered: bool,
+    ) -> Iterator[tuple[str, Any]]:
+        # No further call: the calls not started are cancelled, those already running end as they end,
+        # and every account not asked for fails with the credential's error. When no account at all
+        # succeeded, that error is raised instead, once (the window is small: its answers are awaited).
+        for _, future in ahead:
+            future.cancel()
+        finished = [(i, error if future.cancelled() else cls._outcome(future)) for i, future in ahead]
+        if not delivered and all(isinstance(outcome, BankingApiError) for _, outcome in finished):
+            raise error
+        yield account_id, error
+        yield from finished
+        yield from ((i, error) for i in pending)
 
     def paginate(
         self,

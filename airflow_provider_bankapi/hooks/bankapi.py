@@ -218,6 +218,11 @@ class BankingApiHook(BaseHook):
     def get_balances(self, account_ids: Sequence[str | int], *, max_workers: int = 4) -> BatchResult:
         return self.client.get_balances(account_ids, max_workers=max_workers)
 
+    def iter_balances(
+        self, account_ids: Sequence[str | int], *, max_workers: int = 4
+    ) -> Iterator[tuple[str, Any]]:
+        return self.client.iter_balances(account_ids, max_workers=max_workers)
+
     def request(self, method: str, endpoint: str, **kwargs: Any) -> requests.Response:
         return self.client.request(method, endpoint, **kwargs)
 

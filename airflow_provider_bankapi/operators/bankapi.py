@@ -21,6 +21,7 @@ from airflow_provider_bankapi.operators.http_options import (
     text_body,
 )
 from airflow_provider_bankapi.operators.outputs import (
+    balance_rows,
     counted_pages,
     output_format,
     output_location,
@@ -331,38 +332,46 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
 
     def execute(self, context: Context) -> Any:
         accounts = self.accounts()
-        batch = self.hook.get_balances(accounts, max_workers=min(self.max_workers, len(accounts)))
-        succeeded = {account: batch.succeeded[account] for account in accounts if account in batch.succeeded}
+        workers = min(self.max_workers, len(accounts))
         if self.output_path is not None:
-            result = self._write(context, succeeded, batch)
+            result, batch = self._write(context, accounts, workers)
             delivered_to = str(result["path"])
         else:
-            result, delivered_to = succeeded, "XCom key 'balances' of this task"
+            batch = self.hook.get_balances(accounts, max_workers=workers)
+            result, delivered_to = batch.succeeded, "XCom key 'balances' of this task"
             if batch.failed:
                 # The return value is lost when the task fails: push the successes where they survive.
-                context["ti"].xcom_push(key="balances", value=succeeded)
+                context["ti"].xcom_push(key="balances", value=batch.succeeded)
         self.log.info("Balances: %s.", batch.summary())
         if batch.failed:
-            raise self._partial_failure(accounts, batch, succeeded, delivered_to)
+            raise self._partial_failure(accounts, batch, delivered_to)
         return result
 
-    def _write(self, context: Context, succeeded: dict[str, Any], batch: BatchResult) -> dict[str, Any]:
+    def _write(
+        self, context: Context, accounts: list[str], workers: int
+    ) -> tuple[dict[str, Any], BatchResult]:
+        """JSON Lines: each balance written as it arrives, only the ids delivered and the failures kept.
+        CSV gathers its rows first: its header names every field of every balance, known once all arrived.
+        """
+        from airflow_provider_bankapi.client.api import BatchResult  # the client's imports, at run time
+
         path = output_location(str(self.output_path))
         fmt = output_format(path, self.output_format)
-        rows = [_balance_row(account, balance) for account, balance in succeeded.items()]
-        records = (
-            write_csv(path, rows, first_column="account_id") if fmt == "csv" else write_jsonl(path, rows)
-        )
+        delivered: dict[str, Any] = {}  # the ids only (to None): their balances went to the file
+        failed: dict[str, BankingApiError] = {}
+        rows = balance_rows(self.hook.iter_balances(accounts, max_workers=workers), delivered, failed)
+        as_csv = fmt == "csv"
+        records = write_csv(path, [*rows], first_column="account_id") if as_csv else write_jsonl(path, rows)
         self.log.info("Wrote %d balances to %s (%s).", records, path, fmt)
-        if not batch.failed:  # an asset event says "this file is complete"; a partial one is not
+        if not failed:  # an asset event says "this file is complete"; a partial one is not
             self._announce(context, path, {"records": records, "format": fmt})
-        return {"path": str(path), "records": records, "format": fmt}
+        return {"path": str(path), "records": records, "format": fmt}, BatchResult(delivered, failed)
 
     def _partial_failure(
-        self, accounts: list[str], batch: BatchResult, succeeded: dict[str, Any], delivered_to: str
+        self, accounts: list[str], batch: BatchResult, delivered_to: str
     ) -> BalancesPartlyFailedError:
         lines = [
-            f"{len(batch.failed)} of {len(accounts)} balances failed; the {len(succeeded)} others were "
+            f"{len(batch.failed)} of {len(accounts)} balances failed; the {len(batch.succeeded)} others were "
             f"delivered to {delivered_to}."
         ]
         hints: dict[str, None] = {}
@@ -372,14 +381,11 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
                 hints[f"{type(error).__name__}: {error.hint}"] = None
         lines.extend(f"  hint, {hint}" for hint in hints)
         return BalancesPartlyFailedError(
-            "\n".join(lines), succeeded=list(succeeded), failed=dict(batch.failed), delivered_to=delivered_to
+            "\n".join(lines),
+            succeeded=[*batch.succeeded],
+            failed=dict(batch.failed),
+            delivered_to=delivered_to,
         )
-
-
-def _balance_row(account: str, balance: Any) -> dict[str, Any]:
-    if isinstance(balance, dict):
-        return {"account_id": account, **{k: v for k, v in balance.items() if k != "account_id"}}
-    return {"account_id": account, "balance": balance}
 
 
 def _describe(error: BankingApiError) -> str:

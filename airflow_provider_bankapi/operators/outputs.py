@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
 
-from airflow_provider_bankapi.errors import ConfigurationError
+from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -208,6 +208,27 @@ def counted_pages(pages: Iterable[Any], counter: list[int]) -> Iterator[Any]:
     for page in pages:
         counter[0] += 1
         yield from page_records(page)
+
+
+def balance_rows(
+    outcomes: Iterable[tuple[str, Any]], delivered: dict[str, Any], failed: dict[str, BankingApiError]
+) -> Iterator[dict[str, Any]]:
+    """The row of each ``(account_id, balance or BankingApiError)`` as it arrives, noting on the way each
+    id delivered (to None: the balance goes to the file, not to memory) and each failure.
+    """
+    for account, outcome in outcomes:
+        if isinstance(outcome, BankingApiError):
+            failed[account] = outcome
+        else:
+            delivered[account] = None
+            yield balance_row(account, outcome)
+
+
+def balance_row(account: str, balance: Any) -> dict[str, Any]:
+    """An account's row in the file: ``account_id`` first, then the balance's fields (or ``balance``)."""
+    if isinstance(balance, dict):
+        return {"account_id": account, **{k: v for k, v in balance.items() if k != "account_id"}}
+    return {"account_id": account, "balance": balance}
 
 
 def default_asset_alias(dag_id: str | None, task_id: str) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+import threading
 from pathlib import Path
 
 import pytest
 from airflow_harness import run_dag
+from test_outputs import wait_for
 
 from airflow_provider_bankapi.client.api import next_cursor_params
 from airflow_provider_bankapi.errors import ConfigurationError
@@ -318,6 +320,32 @@ def test_a_credential_that_fails_for_every_account_fails_the_task_with_its_own_e
     assert "BalancesPartlyFailedError" not in console
     assert "others were delivered" not in console
     assert not (tmp_path / "partial.jsonl").exists()
+
+
+@pytest.mark.bankapi_sandbox(latency=0.05)  # 40 accounts one at a time: two seconds of calls
+def test_balances_to_json_lines_are_written_as_they_arrive_in_the_order_of_the_accounts(bank, tmp_path):
+    accounts = [str(number) for number in range(40, 0, -1)]
+    operator = BankingApiBalanceOperator(
+        task_id="b",
+        account_ids=accounts,
+        max_workers=1,
+        output_path=(tmp_path / "b.jsonl").as_uri(),
+        asset_alias="",
+    )
+    task = threading.Thread(target=lambda: results.append(operator.execute({})))
+    results: list[dict] = []
+    task.start()
+    try:
+        # The first line is on disk (in the temporary file) while most calls are still to come.
+        wait_for(
+            lambda: any(p.stat().st_size for p in tmp_path.glob(".b.jsonl.*.tmp")) or not task.is_alive()
+        )
+        asked_by_then = bank.counters()["api_requests"]
+    finally:
+        task.join(timeout=120)
+    assert asked_by_then < len(accounts) // 2
+    assert results == [{"path": (tmp_path / "b.jsonl").as_uri(), "records": 40, "format": "jsonl"}]
+    assert read_jsonl(tmp_path / "b.jsonl") == [data.balance(account) for account in accounts]
 
 
 def test_task_processes_share_one_token_and_their_logs_hold_no_secret(bank, tmp_path, airflow_api_server):
