@@ -18,7 +18,7 @@ TITLE = "Memory"
 ABOUT = """
 Peak resident memory of one task running `BankingApiBalanceOperator` with `output_path` (JSON Lines
 through `ObjectStoragePath`, here a `file://` URL) for 10,000 and 100,000 accounts, `max_workers=16`.
-Streaming would keep the peak nearly flat: the goal is RSS(100k) / RSS(10k) <= 1.2.
+Streaming keeps the peak nearly flat: the goal is RSS(100k) / RSS(10k) <= 1.2.
 
 Command: `.venv/bin/python -m benchmarks memory` (`MEMORY_BENCH_ACCOUNTS`)
 
@@ -26,14 +26,17 @@ Each size runs in a process forked from a parent that has imported Airflow and t
 process's starting point); the figures are its RSS before `execute()`, its peak RSS (`ru_maxrss`) and
 the growth per account. One run per size: the peak is a count of pages, not a timing.
 
-Reading it: the file itself is written as a stream (`write_jsonl` iterates its rows), but the operator
-gathers everything before it writes: `BankingApiClient.get_balances` submits one future per account at
-once and keeps every result in a dict, `execute()` copies the successes into another dict in account
-order, and `_write` builds every row in a list before the first line is written. So memory grows
-linearly with the accounts. Streaming would need a batch call that keeps a bounded number of calls in
-flight and yields each balance as it arrives, with the operator writing each row at once and keeping
-only the failed ids (CSV would also need its columns fixed up front instead of read from every row):
-a change to the client and the operator, not to the output writer.
+Reading it: the task streams. `BankingApiClient.iter_balances` keeps at most 4 x `max_workers` calls
+asked for ahead of its reader and yields each balance in the order of the ids; the operator writes each
+row to the JSON Lines file as it arrives (through a temporary object moved into place when complete) and
+keeps only the delivered ids (the partial-failure error lists them) and the failures. What still grows
+with the accounts is small: the account ids (the argument and its deduplicated copies) and the delivered
+ids, tens of bytes each (tracemalloc: 0.2 MiB of delivered ids per 10,000 accounts). The growth at
+10,000 accounts is a fixed cost: of the Python objects traced near the stream's end (12 MiB), almost all
+are modules the first `execute()` imports (the hook, requests, Airflow's connection lookup with
+SQLAlchemy); the rest of the growth is outside Python's allocator (OpenSSL's TLS connections, the 16
+worker threads' stacks and malloc arenas). CSV is not streamed: its header names every field of every
+balance, so its rows are gathered first (this benchmark writes JSON Lines).
 """
 
 SIZES = tuple(int(n) for n in os.environ.get("MEMORY_BENCH_ACCOUNTS", "10000,100000").split(","))
