@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
 from airflow_provider_bankapi.client.identity.identity import load_identity
-from airflow_provider_bankapi.client.probe import probe_tls
+from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
@@ -68,19 +68,6 @@ class BatchResult:
         )
         text = f"{len(self.succeeded)} succeeded, {len(self.failed)} failed"
         return f"{text} ({failures})" if failures else text
-
-
-@dataclass(frozen=True)
-class ProbeReport:
-    """The outcome of a connection test: the step that failed (or "done") and what to check."""
-
-    ok: bool
-    step: str
-    message: str
-    hint: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
 
 
 def fails_every_account(error: BankingApiError) -> bool:

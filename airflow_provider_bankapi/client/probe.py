@@ -37,6 +37,20 @@ PROBE_READ_LIMIT = 16 * 1024
 
 
 @dataclass(frozen=True)
+class ProbeReport:
+    """The outcome of a connection test: the step that failed (or "done") and what to check."""
+
+    ok: bool
+    step: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+
+@dataclass(frozen=True)
 class TlsSessionInfo:
     """What the probe's handshake negotiated, for the connection test's message."""
 

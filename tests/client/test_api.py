@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_bankapi.client.api import BankingApiClient, ProbeReport
+from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+from airflow_provider_bankapi.client.probe import ProbeReport
 from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
 from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore
