@@ -78,8 +78,7 @@ class BankTokenAuth(AuthBase):
             return response
         response.content  # noqa: B018 - read the refusal so that its connection goes back to the pool
         response.close()
-        self._tokens.invalidate(self._key, sent)
-        fresh = self.token()
+        fresh = self._tokens.get(self._key, self._fetch, refused=sent)
         again = response.request.copy()
         if getattr(again, "_body_position", None) is not None:  # requests' own mark of a rewindable body
             rewind_body(again)

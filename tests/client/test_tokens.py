@@ -384,8 +384,13 @@ class DictStore:
 class BrokenStore:
     name = "broken"
 
-    def __init__(self, exc: Exception, broken: tuple[str, ...] = ("load", "save", "discard", "lock")) -> None:
-        self.exc, self.broken, self.calls = exc, broken, []
+    def __init__(
+        self,
+        exc: Exception,
+        broken: tuple[str, ...] = ("load", "save", "discard", "lock"),
+        holds: AccessToken | None = None,
+    ) -> None:
+        self.exc, self.broken, self.calls, self.holds = exc, broken, [], holds
 
     def _maybe_fail(self, operation):
         self.calls.append(operation)
@@ -394,6 +399,7 @@ class BrokenStore:
 
     def load(self, key):
         self._maybe_fail("load")
+        return self.holds
 
     def save(self, key, token):
         self._maybe_fail("save")
@@ -514,31 +520,52 @@ def test_each_token_the_cache_hands_out_reaches_on_secret_once_fetched_or_loaded
 
     cache.get(KEY, fetch)
     cache.get(KEY, fetch)
-    cache.invalidate(KEY, token("left-by-another-process"))
-    cache.get(KEY, fetch)
+    cache.get(KEY, fetch, refused=token("left-by-another-process"))
     cache.get(KEY, fetch)
 
     assert revealed == ["left-by-another-process", "token-1"]
 
 
-def test_invalidate_drops_only_the_token_that_failed():
+def test_a_refused_token_is_dropped_and_a_newer_one_from_another_worker_is_taken():
     memory, far = MemoryTokenStore(), DictStore()
     cache = TokenCache([memory, far], clock=Clock())
     old = cache.get(KEY, lambda: token("old"))
     far.save(KEY, token("newer"))  # another worker already replaced it
-    cache.invalidate(KEY, old)
-    assert memory.load(KEY) is None
+    renewed = cache.get(KEY, lambda: pytest.fail("must not fetch"), refused=old)
+    assert renewed.access_token == "newer"
+    assert memory.load(KEY).access_token == "newer"
     assert far.load(KEY).access_token == "newer"
-    assert cache.get(KEY, lambda: pytest.fail("must not fetch")).access_token == "newer"
 
 
-def test_after_invalidate_the_next_get_fetches_anew():
+def test_after_a_refusal_the_next_get_fetches_anew_and_later_gets_reuse_it():
     clock = Clock()
     fetch = Fetcher(clock)
     cache = TokenCache([MemoryTokenStore(), DictStore()], clock=clock)
     first = cache.get(KEY, fetch)
-    cache.invalidate(KEY, first)
+    assert cache.get(KEY, fetch, refused=first).access_token == "token-2"
     assert cache.get(KEY, fetch).access_token == "token-2"
+    assert fetch.calls == 2
+
+
+def test_a_refused_token_copied_back_by_another_thread_is_never_handed_out_again():
+    """The race behind a day's mass failure: thread A's call gets 401 and renews; thread B, between
+    A's forgetting the token in memory and in the host store, reads it from the host store and copies
+    it back into memory. A renewal that deleted first and then looked up would find the refused token
+    again and send it, to a second 401.
+    """
+    clock = Clock()
+    fetch = Fetcher(clock)
+    memory, far = MemoryTokenStore(), DictStore()
+    cache = TokenCache([memory, far], clock=clock)
+    refused = cache.get(KEY, fetch)
+    memory.discard(KEY, refused)  # A's first step...
+    cache.get(KEY, fetch)  # ...B's lookup: a miss in memory, a hit on the host, copied back
+    assert memory.load(KEY).access_token == refused.access_token
+
+    renewed = cache.get(KEY, fetch, refused=refused)
+
+    assert renewed.access_token == "token-2"
+    assert memory.load(KEY).access_token == far.load(KEY).access_token == "token-2"
 
 
 @pytest.mark.parametrize(
@@ -571,11 +598,11 @@ def test_a_failing_store_is_skipped_for_the_call_never_failing_it(exc, caplog):
     ],
 )
 def test_each_store_operation_may_fail_without_failing_the_call(broken_operation, caplog):
-    broken = BrokenStore(OSError("disk gone"), broken=(broken_operation,))
+    broken = BrokenStore(OSError("disk gone"), broken=(broken_operation,), holds=token("ok"))
     cache = TokenCache([MemoryTokenStore(), broken], clock=Clock())
     fetched = cache.get(KEY, lambda: token("ok"))
     assert fetched.access_token == "ok"
-    cache.invalidate(KEY, fetched)
+    assert cache.get(KEY, lambda: token("renewed"), refused=fetched).access_token == "renewed"
     assert f"failed to {broken_operation}" in caplog.text
 
 
@@ -659,7 +686,6 @@ def test_the_cache_logs_no_token(caplog):
     clock = Clock()
     cache = TokenCache([MemoryTokenStore(), BrokenStore(OSError("disk gone"))], clock=clock)
     first = cache.get(KEY, lambda: token(SECRET))
-    cache.invalidate(KEY, first)
-    cache.get(KEY, lambda: token(SECRET + "2"))
+    cache.get(KEY, lambda: token(SECRET + "2"), refused=first)
     assert caplog.records
     assert SECRET not in caplog.text

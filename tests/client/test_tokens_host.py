@@ -614,7 +614,7 @@ def test_the_cache_logs_nothing_secret_on_the_host_path(store, directory, caplog
     token_file(directory).chmod(0o644)
     cache = TokenCache([MemoryTokenStore(), store], clock=lambda: NOW)
     fetched = cache.get(KEY, lambda: token(SECRET + "-2"))
-    cache.invalidate(KEY, fetched)
+    cache.get(KEY, lambda: token(SECRET + "-3"), refused=fetched)
     assert caplog.records
     assert SECRET not in caplog.text
 

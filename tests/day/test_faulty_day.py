@@ -158,7 +158,7 @@ def test_a_faulty_day_loses_nothing_duplicates_nothing_and_names_every_failure(
         if hour == FORCED_RETRY_HOUR:
             assert tries >= 2, f"the forced 404 did not make Airflow retry (seed {seed})"
         faults.update(entry["fault"] for entry in requests if entry["fault"])
-        errors.update(reason["error"] for reason in named.values())
+        errors.update(f"{reason['error']} {reason['status_code']}" for reason in named.values())
         figures.update(
             runs=1,
             balances=len(ACCOUNTS) - len(named),

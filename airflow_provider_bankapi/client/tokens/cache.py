@@ -186,29 +186,38 @@ class TokenCache:
         self._on_secret = on_secret
         self._revealed: dict[str, str] = {}  # per key, the token last handed to on_secret
 
-    def get(self, key: str, fetch: Callable[[], AccessToken]) -> AccessToken:
+    def get(
+        self, key: str, fetch: Callable[[], AccessToken], *, refused: AccessToken | None = None
+    ) -> AccessToken:
         """A fresh token for ``key``: from the first store that holds one, else fetched once for all.
 
         :param key: from :func:`cache_key`.
         :param fetch: asks the bank for a new token; called at most once, under every store's lock.
+        :param refused: a token the bank has just refused (a protected call got 401). It is never handed
+            out again: every store it is met in forgets it, and the lookup goes on as if it were not
+            there. Skipping it on every lookup, rather than deleting it once up front, matters: between a
+            delete in the fast store and one in a slower store, another thread may copy the refused
+            token back from the slower store into the faster one.
         :raises TokenResponseError: the new token had already expired when ``fetch`` returned it.
         """
-        token = self._get(key, fetch)
+        token = self._get(key, fetch, refused)
         if self._on_secret is not None and self._revealed.get(key) != token.access_token:
             self._on_secret(token.access_token)
             self._revealed[key] = token.access_token
         return token
 
-    def _get(self, key: str, fetch: Callable[[], AccessToken]) -> AccessToken:
+    def _get(
+        self, key: str, fetch: Callable[[], AccessToken], refused: AccessToken | None
+    ) -> AccessToken:
         failed: set[int] = set()  # positions of the stores that failed during this call
-        token = self._lookup(key, failed)
+        token = self._lookup(key, failed, refused)
         if token is not None:
             return token
         with ExitStack() as held:
             for position in range(len(self.stores)):
                 if position not in failed:
                     held.enter_context(self._locked(position, key, failed))
-            token = self._lookup(key, failed)  # another sharer may have fetched while we waited
+            token = self._lookup(key, failed, refused)  # another sharer may have fetched while we waited
             if token is not None:
                 return token
             token = fetch()
@@ -225,15 +234,7 @@ class TokenCache:
                         self._safely(position, "save", failed, partial(store.save, key, token))
             return token
 
-    def invalidate(self, key: str, token: AccessToken) -> None:
-        """Forget ``token`` in every store that still holds it (a protected call got 401): the next
-        :meth:`get` fetches anew, unless another sharer already saved a newer token.
-        """
-        failed: set[int] = set()
-        for position, store in enumerate(self.stores):
-            self._safely(position, "discard", failed, partial(store.discard, key, token))
-
-    def _lookup(self, key: str, failed: set[int]) -> AccessToken | None:
+    def _lookup(self, key: str, failed: set[int], refused: AccessToken | None) -> AccessToken | None:
         for position, store in enumerate(self.stores):
             if position in failed:
                 continue
@@ -242,6 +243,9 @@ class TokenCache:
                 continue
             if not isinstance(found, AccessToken):
                 log.warning("Token store %s returned %s, not a token; ignoring it.", store.name, type(found))
+                continue
+            if refused is not None and found.access_token == refused.access_token:
+                self._safely(position, "discard", failed, partial(store.discard, key, refused))
                 continue
             if found.is_fresh(self.clock(), self.margin):
                 for earlier in range(position):
