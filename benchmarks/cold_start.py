@@ -32,15 +32,19 @@ process after its DAG file is parsed). Phases, each timed on its own, in order:
   against each other, and the `SSLContext` built;
 - **TLS handshake**: one mTLS handshake with that `SSLContext` on a connection of its own (the token
   call below opens another and pays this again);
+- **cache key**: the key the token is cached under, which binds it to the secret: one scrypt of the
+  client secret (deliberately slow, so that a key found on disk or in a Variable name costs an attacker
+  as much per guess), paid once per connection and process;
 - **token (new connection)**: `client.get_token()`: a TCP connect, the handshake, the POST, and the
   host store's lock and file;
 - **first balance**: `client.get_balance()` on the kept-alive connection.
 
-Reading it: the largest part is importing requests and urllib3, deferred on purpose so that parsing a
-DAG file never pays it; a task pays it once. PKCS#12 costs more than PEM to load (the file's key
-derivation and its certificate bag are decoded and checked). A process that runs several tasks (or a
-triggerer) pays the imports and the identity once; the handshake and the token are paid once per
-client and per token lifetime.
+Reading it: the largest parts are importing requests and urllib3, deferred on purpose so that parsing
+a DAG file never pays it, and the cache key's scrypt, the price of binding cached tokens to the secret
+without storing anything a guess could be checked against cheaply; a task pays each once. PKCS#12
+costs more than PEM to load (the file's key derivation and its certificate bag are decoded and
+checked). A process that runs several tasks (or a triggerer) pays the imports, the identity and the
+cache key once; the handshake and the token are paid once per client and per token lifetime.
 """
 
 
@@ -77,6 +81,8 @@ def cold_start(conn_id: str) -> dict[str, float]:
         lap("identity")
         _handshake(client.settings.base_url, identity.ssl_context())
         lap("handshake")
+        client._token_key  # noqa: B018 - computed on first use: timed on its own here
+        lap("key")
         client.get_token()
         lap("token")
         client.get_balance("1")
@@ -108,6 +114,7 @@ def main() -> None:
         ("client", "client built (connection read and checked)"),
         ("identity", "identity load"),
         ("handshake", "TLS handshake (alone, same SSLContext)"),
+        ("key", "cache key (scrypt of the client secret)"),
         ("token", "token (new connection: handshake + POST + host store)"),
         ("balance", "first balance (kept-alive connection)"),
         ("total", "**`BankingApiHook(...)` to first balance** (without the lone handshake)"),

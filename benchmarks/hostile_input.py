@@ -1,11 +1,6 @@
 """Hostile input: how long loading a client identity takes when ``ca_cert`` holds a crafted value.
 
-A connection field is read in the triggerer too, and parsing holds the GIL, so every input under the
-field's size limit must be parsed or refused quickly. Each case builds a value of SIZE bytes (default:
-one byte under the ``ca_cert`` limit, the largest) and times ``load_identity`` on it once, in this
-process; the figure is the wall time and what the loader answered.
-
-Run: ``python -m benchmarks hostile_input`` (``HOSTILE_INPUT_BYTES`` sets SIZE).
+Run: ``python -m benchmarks hostile_input`` (``HOSTILE_INPUT_BYTES`` sets the size).
 """
 
 from __future__ import annotations
@@ -19,6 +14,22 @@ from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.limits import limit_of
 from airflow_provider_bankapi.errors import BankingApiError
 from airflow_provider_bankapi.sandbox import pki
+from benchmarks._measure import machine
+
+TITLE = "Hostile input"
+ABOUT = """
+The slowest `ca_cert` a connection can hold under its size limit (512 KiB): a connection field is read
+in the triggerer too, and parsing holds the GIL, so every value under the limit must be parsed or
+refused at once. Each value is loaded once with `load_identity` in this process; the figure is the wall
+time and what the loader answered. Before PEM was scanned in one linear pass, "many BEGIN lines, no END"
+took 11.5 s at 256 KiB, 135.6 s at 512 KiB and 402 s at 1 MiB, holding the GIL.
+
+Command: `.venv/bin/python -m benchmarks hostile_input` (`HOSTILE_INPUT_BYTES`, default the limit minus one)
+
+Reading it: every crafted value is refused in milliseconds, naming the field; the slowest value is a
+legitimate one, a bundle of distinct CA certificates that fills the limit, and nearly all of its time
+is OpenSSL loading them into the trust store.
+"""
 
 SIZE = int(os.environ.get("HOSTILE_INPUT_BYTES", str(limit_of("ca_cert") - 1)))
 
@@ -59,9 +70,11 @@ def main() -> None:
     ca = pki.make_ca()
     client = pki.issue_client_certificate(ca)
     cert, key = client.certificate_pem().decode(), client.private_key_pem().decode()
-    print(f"ca_cert of {SIZE} bytes, one load_identity each:\n")
     # EC certificates are small: this many fill the limit, the worst case for the trust store.
     distinct = [pki.make_ca(f"CA {i}").certificate_pem().decode() for i in range(SIZE // 500)]
+    print(f"{machine()}; one run, {SIZE:,} bytes each.\n")
+    print("| value | time | outcome |")
+    print("|---|---:|---|")
     for name, make in cases(ca.certificate_pem().decode(), distinct).items():
         value = make(SIZE)
         started = time.perf_counter()
@@ -69,8 +82,10 @@ def main() -> None:
             load_identity(IdentityMaterial(client_cert=cert, client_private_key=key, ca_cert=value))
             outcome = "loaded"
         except BankingApiError as exc:
-            outcome = f"refused: {type(exc).__name__}: {exc.message[:70]}"
-        print(f"  {time.perf_counter() - started:8.3f} s  {name}  ({outcome})", flush=True)
+            reason = exc.message if len(exc.message) <= 90 else exc.message[:90] + "..."
+            outcome = f"refused, `{type(exc).__name__}`: {reason}"
+        label = f"{name} ({value.count('-----BEGIN')} certificates)" if name.startswith("distinct") else name
+        print(f"| {label} | {time.perf_counter() - started:.3f} s | {outcome} |", flush=True)
 
 
 if __name__ == "__main__":
