@@ -91,7 +91,11 @@ def check_base_url(base_url: str) -> None:
             + ".",
             field="host",
         )
-    if parts.scheme != "https" or not parts.hostname:
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if parts.scheme != "https" or not parts.hostname or port == 0:
         raise ConfigurationError(
             "The Base URL must be an https:// URL such as " + PRODUCTION_BASE_URL + ".", field="host"
         )
@@ -106,6 +110,28 @@ def check_base_url(base_url: str) -> None:
                 f"{PRODUCTION_BASE_URL}; the credential goes in the Client ID and Client secret fields.",
                 field="host",
             )
+
+
+def check_proxy(proxy: str) -> None:
+    """Refuse a proxy URL the transport could not use, naming the proxy field (never echoing the URL: it
+    may hold a password). Checked here, or the failure would come at the first call and blame the Base URL.
+    """
+    try:
+        parts = urlsplit(proxy)
+        usable = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not _has_control_character(proxy)
+            and parts.port != 0  # reading the port also refuses one that is not a number from 0 to 65535
+        )
+    except ValueError:  # a port that is not a number, an unclosed [IPv6 address
+        usable = False
+    if not usable:
+        raise ConfigurationError(
+            "proxy must be an http:// or https:// URL with a host and, optionally, a port from 1 to 65535 "
+            "(http://host:port), with no spaces or control characters.",
+            field="proxy",
+        )
 
 
 @dataclass(frozen=True)
@@ -151,12 +177,7 @@ class TransportSettings:
         ):
             check_range(name, getattr(self, name))
         if self.proxy is not None:
-            parts = urlsplit(self.proxy)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                # The proxy URL may hold a password: it is never echoed.
-                raise ConfigurationError(
-                    "proxy must be an http:// or https:// URL with a host (http://host:port).", field="proxy"
-                )
+            check_proxy(self.proxy)
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -226,10 +247,11 @@ def _has_control_character(text: str) -> bool:
 def describe_range(name: str) -> str:
     """``name``'s range in words, for an error: "a whole number from 0 to 100"."""
     least, largest = RANGES[name]
-    kind = "a whole number" if name in WHOLE_NUMBERS else "a number"
+    if name in WHOLE_NUMBERS:
+        return f"a whole number from {int(least)} to {int(largest)}"
     if name in ABOVE_ZERO:
-        return f"{kind} above {least:g} and at most {largest:g}"
-    return f"{kind} from {least:g} to {largest:g}"
+        return f"a number above {least:g} and at most {largest:g}"
+    return f"a number from {least:g} to {largest:g}"
 
 
 def in_range(name: str, value: object) -> bool:
@@ -244,7 +266,7 @@ def in_range(name: str, value: object) -> bool:
 
 
 def check_range(name: str, value: object, *, where: str | None = None) -> None:
-    """Refuse a number out of ``name``'s range, naming the field (``where``, default ``name``) and the range."""
+    """Refuse a number out of ``name``'s range, naming the field (``where``, else ``name``) and the range."""
     if not in_range(name, value):
         shown = repr(value) if isinstance(value, (int, float)) else type(value).__name__
         raise ConfigurationError(

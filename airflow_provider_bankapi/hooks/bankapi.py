@@ -17,8 +17,8 @@ from airflow.sdk import BaseHook
 from airflow_provider_bankapi.client.settings import (
     DEFAULT_REFRESH_MARGIN,
     TOKEN_PATH,
-    ClientSettings,
     WHOLE_NUMBERS,
+    ClientSettings,
     TransportSettings,
     cache_scope,
     describe_range,
@@ -178,7 +178,11 @@ class BankingApiHook(BaseHook):
     hook_name = "Banking API"
 
     def __init__(
-        self, bankapi_conn_id: str = default_conn_name, *, max_response_bytes: int | None = None, **kwargs: Any
+        self,
+        bankapi_conn_id: str = default_conn_name,
+        *,
+        max_response_bytes: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.bankapi_conn_id = bankapi_conn_id

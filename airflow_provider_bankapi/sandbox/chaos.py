@@ -65,7 +65,8 @@ def canned_answer(kind: str, retry_after: int | None, now: float) -> CannedAnswe
     if kind == "not-json":
         return CannedAnswer(status, NOT_JSON_BODY, "text/html")
     if kind.startswith("gzip-bomb"):
-        return CannedAnswer(status, gzip_bomb(GZIP_BOMB_INFLATED), "application/json", (("Content-Encoding", "gzip"),))
+        bomb = gzip_bomb(GZIP_BOMB_INFLATED)
+        return CannedAnswer(status, bomb, "application/json", (("Content-Encoding", "gzip"),))
     headers: tuple[tuple[str, str], ...] = ()
     if kind == "429-date":
         # RFC 9110 section 10.2.3: an IMF-fixdate, in the bank's own clock.

@@ -52,7 +52,8 @@ def assert_refused(error, *, method, path, status, limit, setting):
     assert isinstance(error, ResponseTooLargeError)
     assert (error.method, error.status_code, error.limit, error.setting) == (method, status, limit, setting)
     assert error.path.endswith(path)
-    assert f"{method} " in error.message and path in error.message
+    assert error.message.startswith(f"{method} ")
+    assert path in error.message
     assert not error.transient
 
 
@@ -65,7 +66,11 @@ def test_a_gzip_bomb_as_a_balance_is_refused_at_the_connection_limit(bank):
         assert client.get_balance("123")["account_id"] == "123"  # the next call opens a new connection
 
     assert_refused(
-        refused.value, method="GET", path=BALANCE, status=200, limit=DEFAULT_MAX_RESPONSE_BYTES,
+        refused.value,
+        method="GET",
+        path=BALANCE,
+        status=200,
+        limit=DEFAULT_MAX_RESPONSE_BYTES,
         setting="max_response_bytes",
     )
     assert "16 MiB once inflated" in refused.value.message
@@ -77,7 +82,9 @@ def test_a_gzip_bomb_as_a_token_answer_is_refused_at_the_token_limit(bank):
     with make_client(bank) as client, pytest.raises(ResponseTooLargeError) as refused:
         client.get_token()
 
-    assert_refused(refused.value, method="POST", path=TOKEN_PATH, status=200, limit=TOKEN_ANSWER_LIMIT, setting=None)
+    assert_refused(
+        refused.value, method="POST", path=TOKEN_PATH, status=200, limit=TOKEN_ANSWER_LIMIT, setting=None
+    )
     assert "1 MiB once inflated (the limit of token answers)" in refused.value.message
     assert "auth_endpoint" in refused.value.hint
 
@@ -89,7 +96,9 @@ def test_a_gzip_bomb_as_an_error_body_is_refused(bank):
         with pytest.raises(ResponseTooLargeError) as refused:
             client.get_balance("123")
 
-    assert_refused(refused.value, method="GET", path=BALANCE, status=500, limit=MIB, setting="max_response_bytes")
+    assert_refused(
+        refused.value, method="GET", path=BALANCE, status=500, limit=MIB, setting="max_response_bytes"
+    )
 
 
 def test_a_raw_session_reads_under_the_same_budget(bank):
@@ -126,7 +135,9 @@ def test_a_plain_body_past_the_limit_is_refused(bank, loopback, length):
             with pytest.raises(ResponseTooLargeError) as refused:
                 client.get_balance("123")
 
-    assert_refused(refused.value, method="GET", path=BALANCE, status=200, limit=2 * MIB, setting="max_response_bytes")
+    assert_refused(
+        refused.value, method="GET", path=BALANCE, status=200, limit=2 * MIB, setting="max_response_bytes"
+    )
     assert "once inflated" not in refused.value.message
 
 
@@ -136,3 +147,21 @@ def test_a_larger_limit_lets_a_legitimately_large_answer_through(bank, loopback)
         with make_client(bank, server.base_url, max_response_bytes=4 * MIB) as client:
             assert client.get_json("/accounts/123/statements") == statement
 
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({f"X-Filler-{n}": "x" for n in range(150)}, id="more-than-100-headers"),
+        pytest.param({"X-Filler": "x" * 70_000}, id="a-header-line-past-64-KiB"),
+    ],
+)
+def test_oversized_headers_are_named_as_such_not_as_a_closed_connection(bank, loopback, headers):
+    with loopback(Answer(headers=headers, body={"available": "1.00"})) as server:
+        with make_client(bank, server.base_url) as client:
+            client.get_token()
+            with pytest.raises(ResponseTooLargeError) as refused:
+                client.get_balance("123")
+
+    assert "headers past http.client's limits" in refused.value.message
+    assert "without an answer" not in refused.value.message
+    assert refused.value.path == BALANCE

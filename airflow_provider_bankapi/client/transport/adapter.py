@@ -167,9 +167,9 @@ class BankingApiAdapter(HTTPAdapter):
         refuse = functools.partial(
             too_large, method=method, path=path, status=response.status_code, limit=limit, setting=setting
         )
+        length = declared_length(response.raw)
         body = BudgetedBody(response.raw, limit, refuse)
         response.raw = body
-        length = declared_length(response.raw)
         if method != "HEAD" and response.status_code not in (204, 304) and (length or 0) > limit:
             body.refuse()
 
