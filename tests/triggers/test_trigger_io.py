@@ -359,8 +359,7 @@ def test_the_trigger_in_another_process_uses_the_token_the_worker_cached_on_the_
     script = textwrap.dedent(
         """
         import asyncio, json
-        from airflow_provider_bankapi.errors import ResponseTooLargeError
-from airflow_provider_bankapi.triggers.bankapi import BankingApiTrigger, error_from_payload
+        from airflow_provider_bankapi.triggers.bankapi import BankingApiTrigger
 
         trigger = BankingApiTrigger(bankapi_conn_id="bankapi_default", endpoint="/accounts/123/balance",
                                     condition={"field": "available", "comparison": ">=", "value": "0.01"})
