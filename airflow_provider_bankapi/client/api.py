@@ -219,7 +219,10 @@ class BankingApiClient:
             try:
                 return session.request(method, url, headers=headers, **kwargs)
             except requests.RequestException as exc:
-                raise map_transport_error(exc, method=method, path=path) from exc
+                # The bank's reason first: the three exceptions requests and urllib3 wrap a TLS failure in
+                # say nothing the error's fields (reason, verify_code) do not, and a task log would print
+                # them above it. The original stays on __context__ for a debugger.
+                raise map_transport_error(exc, method=method, path=path) from None
 
     def session(self) -> requests.Session:
         """A new Session with this identity's TLS and the Bearer token on every request (renewed once after
