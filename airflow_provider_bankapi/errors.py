@@ -79,6 +79,17 @@ HINT_CONNECTION_FAILED = (
 )
 
 
+def printable(text: str) -> str:
+    r"""``text`` safe to put in a message or a log line: every character that is not printable (a newline,
+    ESC, any other control or format character) is written as its Python escape (``\n``, ``\x1b``,
+    ``\u202e``), so text from outside (an account id, a bank's body) can never start a forged log line
+    or drive a terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class BankingApiError(Exception):
     """Root of every error this provider raises.
 
