@@ -95,6 +95,10 @@ class BankingApiOperator(BankingApiBaseOperator):
         ``s3://bucket/tx.jsonl``: the records are written there as JSON Lines, one per item of each
         page's ``"items"`` list (else one per page), and the task returns
         ``{"path": ..., "records": N, "pages": M}``.
+    :param max_response_bytes: the largest answer of one call, in bytes, on the wire and once inflated, in
+        place of the connection's ``max_response_bytes`` (default 16 MiB): raise it for a legitimately
+        large resource such as a long statement. A larger answer fails the task with
+        ``ResponseTooLargeError`` while it is read.
     :param asset_alias: the name of the asset alias the written file is announced through (default
         ``bankapi__<dag_id>__<task_id>``; ``""`` announces nothing).
     :param output_file_mode: the mode of a file written to a local disk, default ``0o600`` (its folders
@@ -276,6 +280,10 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
         the task then returns ``{"path", "records", "format"}`` and announces an asset event.
     :param output_format: ``"jsonl"`` or ``"csv"``; default from the path's suffix (JSON Lines unless
         ``.csv``).
+    :param max_response_bytes: the largest answer of one call, in bytes, on the wire and once inflated, in
+        place of the connection's ``max_response_bytes`` (default 16 MiB): raise it for a legitimately
+        large resource such as a long statement. A larger answer fails the task with
+        ``ResponseTooLargeError`` while it is read.
     :param asset_alias: the name of the asset alias the written file is announced through (default
         ``bankapi__<dag_id>__<task_id>``; ``""`` announces nothing).
     :param output_file_mode: the mode of a file written to a local disk, default ``0o600`` (its folders

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import AssetAlias, BaseOperator
 
+from airflow_provider_bankapi.client.settings import check_range
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.outputs import (
     PRIVATE_FILE_MODE,
@@ -41,10 +42,14 @@ class BankingApiBaseOperator(BaseOperator):
         output_path: str | None,
         asset_alias: str | None,
         output_file_mode: int = PRIVATE_FILE_MODE,
+        max_response_bytes: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if max_response_bytes is not None:
+            check_range("max_response_bytes", max_response_bytes)  # refused when the DAG is parsed
         self.bankapi_conn_id = bankapi_conn_id
+        self.max_response_bytes = max_response_bytes
         self.output_path = output_path
         self.asset_alias = asset_alias
         self.output_file_mode = check_file_mode(output_file_mode)
@@ -57,7 +62,9 @@ class BankingApiBaseOperator(BaseOperator):
     @cached_property
     def hook(self) -> BankingApiHook:
         """Made on first use at execute time, never while the DAG file is parsed."""
-        return BankingApiHook(bankapi_conn_id=self.bankapi_conn_id)
+        return BankingApiHook(
+            bankapi_conn_id=self.bankapi_conn_id, max_response_bytes=self.max_response_bytes
+        )
 
     def _announce(self, context: Context, path: ObjectStoragePath, extra: dict[str, Any]) -> None:
         if self.asset_alias:
