@@ -28,6 +28,8 @@ attribute ever holds a client_secret, a token, a password or key material. Stand
 
 from __future__ import annotations
 
+import re
+
 # The bank's own troubleshooting checklists, in English (docs/bank-contract.md, "Failures the bank names").
 HINT_INVALID_CREDENTIALS = (
     "Check the connection's Client ID (login) and Client secret (password), and that the credential "
@@ -67,6 +69,18 @@ HINT_CONNECTION_FAILED = (
     "Check the Base URL (host and port), that this worker can reach it (DNS, firewall, the egress proxy "
     "setting), and that the bank's environment is up."
 )
+
+
+# C0 and C1 control characters, DEL, and the line and paragraph separators (a terminal or a log
+# viewer acts on them: ESC sequences recolour or rewrite lines, CR/LF forge new lines).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    r"""``text`` with every control character escaped as Python writes it (``\n``, ``\x1b``), so that
+    text from outside (a bank's body, an account id) cannot forge or rewrite lines of a log or terminal.
+    """
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 class BankingApiError(Exception):
