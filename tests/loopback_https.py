@@ -45,6 +45,8 @@ class Answer:
     body: Any = None
 
     def encoded(self) -> bytes:
+        if isinstance(self.body, bytes):  # a body that is not JSON, sent as it is
+            return self.body
         return b"" if self.body is None else json.dumps(self.body).encode()
 
 
