@@ -53,6 +53,8 @@ class Answer:
     def encoded(self) -> bytes:
         if self.raw is not None:
             return self.raw
+        if isinstance(self.body, bytes):  # a body that is not JSON, sent as it is
+            return self.body
         return b"" if self.body is None else json.dumps(self.body).encode()
 
 
