@@ -13,7 +13,7 @@ from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.limits import limit_of
 from airflow_provider_bankapi.errors import BankingApiError
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 from benchmarks._measure import machine
 
 TITLE = "Hostile input"

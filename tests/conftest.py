@@ -27,13 +27,13 @@ settings.load_profile("bankapi")
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
-SANDBOX_PLUGIN = "airflow_provider_bankapi.sandbox.pytest_plugin"
+SANDBOX_PLUGIN = "bankapi_sandbox.pytest_plugin"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The bankapi_sandbox fixture comes from the provider's pytest11 entry point once the project
-    # is installed; register it here only when it is not (not installed, or plugin autoload
-    # disabled), since registering the same module twice is an error in pytest.
+    # The bankapi_sandbox fixture comes from the sandbox distribution's pytest11 entry point once it
+    # is installed; register it here only when it is not (plugin autoload disabled), since registering
+    # the same module twice is an error in pytest.
     plugin = importlib.import_module(SANDBOX_PLUGIN)
     if not config.pluginmanager.is_registered(plugin):
         config.pluginmanager.register(plugin, SANDBOX_PLUGIN)
@@ -75,7 +75,7 @@ def _fast_lane_stays_pure(request: pytest.FixtureRequest) -> Iterator[None]:
     if not request.config.getoption("fast"):
         yield
         return
-    from airflow_provider_bankapi.sandbox.runner import SandboxServers
+    from bankapi_sandbox.runner import SandboxServers
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(subprocess.Popen, "__init__", _not_in_the_fast_lane("starts a process"))

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.sandbox import pki
-from airflow_provider_bankapi.sandbox.provision import load_ca
+from bankapi_sandbox import pki
+from bankapi_sandbox.provision import load_ca
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
-    from airflow_provider_bankapi.sandbox.runner import Sandbox
+    from bankapi_sandbox.runner import Sandbox
 
 BASE_PATH = "/public/gw_banking/v1"
 

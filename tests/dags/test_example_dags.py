@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from airflow_harness import LOGS_FOLDER, Triggerer, run_dag
 
-from airflow_provider_bankapi.sandbox import data
+from bankapi_sandbox import data
 
 pytestmark = pytest.mark.airflow
 
