@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 # First: sets AIRFLOW_HOME and the rest of the session's configuration before Airflow is imported.
 import airflow_harness
 import pytest
+import session_temp
 from hypothesis import HealthCheck, settings
 
 # Properties are about values, not time: hypothesis's 200 ms deadline per example flakes on a loaded
@@ -90,6 +91,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # The provider and its sandbox promise to leave nothing in the temp directory (key material
     # included): whatever the suite made there with their prefixes and did not remove fails the run.
+    # That directory is the session's own (tests/session_temp.py): what other programs on the
+    # machine put in the shared one is not looked at.
     airflow_harness.remove_home()
     kept = {airflow_harness.AIRFLOW_HOME.name} if os.environ.get("BANKAPI_KEEP_AIRFLOW_HOME") else set()
     left = sorted(_our_temp_entries() - session.stash.get(_TEMP_BEFORE, set()) - kept)
@@ -102,6 +105,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     airflow_harness.remove_home()
+    session_temp.remove()
 
 
 _TEMP_BEFORE = pytest.StashKey[set[str]]()
