@@ -135,6 +135,9 @@ class FaultKind(str, enum.Enum):
     TRICKLE = "trickle"
     #: Every token is revoked just before the request is served: it gets ``401 invalid_token``.
     REVOKE = "revoke"
+    #: About 1 MB of gzip that inflates to 1 GiB, as a 200 and as the body of a 500.
+    GZIP_BOMB = "gzip-bomb"
+    GZIP_BOMB_ERROR = "gzip-bomb-500"
 
 
 class Sandbox:
