@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from bank_day import BankDay
 
 from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
@@ -35,7 +36,7 @@ from airflow_provider_bankapi.errors import (
     ServerError,
     TlsHandshakeError,
 )
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 FAST = TransportSettings(backoff_base=0.01, backoff_max=0.05, max_total_wait=2, read_timeout=5)
 
@@ -86,7 +87,7 @@ def test_a_revoked_token_is_dropped_and_the_call_retried_once(bankapi_sandbox, c
 @pytest.mark.parametrize("entry_point", ["client-call", "raw-session"])
 def test_a_token_refused_again_after_its_renewal_is_not_renewed_twice(bankapi_sandbox, client, entry_point):
     client.get_token()
-    bankapi_sandbox.set_fault_mix(seed=1, rate=1.0, kinds=["revoke"], paths="/accounts/*/balance")
+    BankDay(bankapi_sandbox).set_fault_mix(seed=1, rate=1.0, kinds=["revoke"], paths="/accounts/*/balance")
 
     if entry_point == "client-call":
         with pytest.raises(ApiError) as caught:

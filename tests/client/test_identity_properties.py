@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.errors import ClientIdentityError, ConfigurationError
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 # No deadline: the machine is shared, and a timed assertion is not a property of the code.
 PROPERTY = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])

@@ -15,7 +15,7 @@ from airflow_provider_bankapi.client.tokens.host import HostTokenStore, default_
 from airflow_provider_bankapi.client.tokens.values import AccessToken
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook, settings_from_connection
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 CONN_ID = "bankapi_hook_test"
 

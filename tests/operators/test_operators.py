@@ -17,7 +17,7 @@ from airflow_provider_bankapi.errors import ConfigurationError, ResponseTooLarge
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.bankapi import BankingApiBalanceOperator, BankingApiOperator
 from airflow_provider_bankapi.operators.http_options import checked_headers
-from airflow_provider_bankapi.sandbox import data
+from bankapi_sandbox import data
 
 pytestmark = pytest.mark.airflow
 

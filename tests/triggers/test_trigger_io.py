@@ -130,7 +130,7 @@ def test_the_serialized_trigger_holds_the_connection_id_and_plain_values_only(ba
 
 
 def test_a_met_condition_ends_at_the_first_poll_with_the_observed_value(bankapi_sandbox, connection):
-    from airflow_provider_bankapi.sandbox import data
+    from bankapi_sandbox import data
 
     event = first_event(trigger_for(condition=RICH))
 
