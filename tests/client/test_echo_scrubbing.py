@@ -17,7 +17,7 @@ from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
 from airflow_provider_bankapi.errors import ApiError, BankingApiError, ServerError
-from airflow_provider_bankapi.sandbox import running
+from bankapi_sandbox import running
 
 # Characters that every encoding of an echo writes differently: a slash, a plus, a space, a quote, an
 # ampersand, angle brackets and a non-ASCII letter; and two runs that any spelling keeps as they are.
