@@ -9,6 +9,7 @@ from airflow.sdk import AssetAlias, BaseOperator
 
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.outputs import default_asset_alias, emit_asset_event
+from airflow_provider_bankapi.retry_policy import with_default_retry_policy
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -32,7 +33,7 @@ class BankingApiBaseOperator(BaseOperator):
         asset_alias: str | None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**with_default_retry_policy(kwargs))
         self.bankapi_conn_id = bankapi_conn_id
         self.output_path = output_path
         self.asset_alias = asset_alias
