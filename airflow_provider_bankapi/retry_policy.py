@@ -79,7 +79,7 @@ class BankingApiRetryPolicy(RetryPolicy):
         return f"{type(self).__name__}(max_retry_after={self.max_retry_after!r})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.max_retry_after == self.max_retry_after  # type: ignore[attr-defined]
+        return type(other) is type(self) and other.max_retry_after == self.max_retry_after
 
     def __hash__(self) -> int:
         return hash((type(self), self.max_retry_after))
@@ -99,7 +99,9 @@ class BankingApiRetryPolicy(RetryPolicy):
         if error.transient:
             return RetryDecision.retry(reason=_reason(error, "transient: retried after the task's delay"))
         if fails_every_account(error):
-            return RetryDecision.fail(_reason(error, "not retried: every retry would be refused the same way"))
+            return RetryDecision.fail(
+                _reason(error, "not retried: every retry would be refused the same way")
+            )
         return RetryDecision.default()
 
     def _after_rate_limit(self, error: RateLimitedError, context: Context | None) -> RetryDecision:

@@ -283,6 +283,10 @@ class Sandbox:
         result: list[dict[str, Any]] = self._control.call("POST", "/requests/take")
         return result
 
+    def set_available_balance(self, account_id: str, amount: str | None) -> None:
+        """Make the account's ``available`` balance ``amount`` (``"1500.00"``; None: the generated one)."""
+        self._control.call("POST", "/balances", {"account_id": account_id, "available": amount})
+
     def set_clock_offset(self, seconds: float) -> None:
         """Run the bank's clock ``seconds`` off the real one (token expiry, Date, Retry-After dates)."""
         self._control.call("POST", "/clock", {"offset": seconds})
