@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import RetryDecision, RetryPolicy
 
-from airflow_provider_bankapi.client.api import fails_every_account
 from airflow_provider_bankapi.errors import BankingApiError, RateLimitedError
 
 if TYPE_CHECKING:
@@ -98,6 +97,9 @@ class BankingApiRetryPolicy(RetryPolicy):
             return self._after_rate_limit(error, context)
         if error.transient:
             return RetryDecision.retry(reason=_reason(error, "transient: retried after the task's delay"))
+        # Imported when a task fails, not when a DAG file is parsed: the client brings the HTTP stack.
+        from airflow_provider_bankapi.client.api import fails_every_account
+
         if fails_every_account(error):
             return RetryDecision.fail(
                 _reason(error, "not retried: every retry would be refused the same way")

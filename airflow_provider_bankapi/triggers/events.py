@@ -32,6 +32,7 @@ import asyncio
 import hashlib
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
@@ -99,13 +100,13 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
         """The trigger of "the account's balance field ``comparison`` ``threshold``", as the balance
         sensor words it (``for_balance("123", "1500.00")``: available at least 1500.00).
         """
-        from airflow_provider_bankapi.client.api import balance_path
-
         number = as_decimal(threshold)
         if number is None:
             raise ValueError(f"threshold must be a number such as 1500 or '1500.00'; got {threshold!r}.")
         condition = Condition(field=balance_field, comparison=comparison, value=str(number))
-        return cls(endpoint=balance_path(str(account_id).strip()), condition=condition.to_dict(), **kwargs)
+        # The client's balance path, written here so that a DAG file parses without the HTTP stack.
+        endpoint = f"/accounts/{quote(str(account_id).strip(), safe='')}/balance"
+        return cls(endpoint=endpoint, condition=condition.to_dict(), **kwargs)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
