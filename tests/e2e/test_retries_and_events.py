@@ -61,7 +61,9 @@ def task_instances(deployment, dag_id, run_id):
     return deployment.call("GET", path, params={"limit": 1000})["task_instances"]
 
 
-def test_a_wrong_secret_fails_24_mapped_tasks_on_their_first_try_with_one_token_request_each(deployment, bank):
+def test_a_wrong_secret_fails_24_mapped_tasks_on_their_first_try_with_one_token_request_each(
+    deployment, bank
+):
     bank.take_requests()
     run_id = deployment.trigger("bankapi_e2e_refused")
     result = deployment.wait_for_run("bankapi_e2e_refused", run_id)
