@@ -44,7 +44,12 @@ def dags_folder():
 @pytest.fixture(scope="module")
 def deployment(bank, dags_folder, request):
     started = time.monotonic()
-    env = {"BANKAPI_PAYOUT_ACCOUNT": PAYOUT_ACCOUNT, "BANKAPI_PAYOUT_POKE_INTERVAL": "0.5"}
+    env = {
+        "BANKAPI_PAYOUT_ACCOUNT": PAYOUT_ACCOUNT,
+        "BANKAPI_PAYOUT_POKE_INTERVAL": "0.5",
+        # Asset-triggered runs are made by the scheduler's job schedule; the DAGs here have no other.
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
+    }
     with Deployment("machinery", dags_folder, env=env) as airflow:
         airflow.create_connection("bankapi_default", form_connection(bank))
         wrong = form_connection(bank)
@@ -113,9 +118,16 @@ def test_a_429_with_retry_after_120_holds_the_retry_back_120_seconds(deployment,
 
 def test_an_asset_watcher_starts_the_payout_when_the_balance_crosses_the_threshold(deployment, bank):
     dag_id = "bankapi_payout_on_funds"
+    balance = f"/accounts/{PAYOUT_ACCOUNT}/balance"
+    bank.take_requests()
     deployment.call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})  # its watcher starts
-    time.sleep(10)  # about 20 polls below the threshold
-    assert deployment.call("GET", f"/api/v2/dags/{dag_id}/dagRuns")["total_entries"] == 0
+    deadline = time.monotonic() + 180
+    polls = 0
+    while time.monotonic() < deadline and polls < 5:
+        polls += sum(1 for r in bank.take_requests() if r["path"].endswith(balance))
+        time.sleep(0.5)
+    assert polls >= 5, f"the triggerer never polled the balance; {deployment.where_logs_are()}"
+    assert deployment.call("GET", f"/api/v2/dags/{dag_id}/dagRuns")["total_entries"] == 0  # still below
 
     bank.set_available_balance(PAYOUT_ACCOUNT, "2000.00")
     deadline = time.monotonic() + 300
