@@ -7,7 +7,6 @@ masker, and delegates the rest to the client.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from functools import cached_property
@@ -185,11 +184,7 @@ class BankingApiHook(BaseHook):
 
         connection = self.get_connection(self.bankapi_conn_id)
         settings, scope = settings_from_connection(
-            connection.host,
-            connection.login,
-            connection.password,
-            _extra_fields(connection.extra),
-            connection.port,
+            connection.host, connection.login, connection.password, connection.extra_dejson, connection.port
         )
         for secret in (
             settings.identity.client_private_key,
@@ -266,24 +261,6 @@ class BankingApiHook(BaseHook):
         if len(conn_id) == 8 and conn_id.isalnum() and f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ:
             return "This connection"
         return f"Connection {conn_id!r}"
-
-
-def _extra_fields(extra: str | None) -> dict[str, Any]:
-    """The connection's extra fields, parsed here rather than by ``extra_dejson``: that one hands every
-    value to Airflow's secret masker, whose first short one (``cache_scope`` ``host``...) logs "Skipping
-    masking for a secret as it's too short" in every task. The secret fields are masked by the hook.
-    """
-    if not extra:
-        return {}
-    try:
-        fields = json.loads(extra)
-    except ValueError:
-        raise ConfigurationError(
-            "The connection's Extra is not valid JSON.", field="extra", hint="Save the connection form again."
-        ) from None
-    if not isinstance(fields, dict):
-        raise ConfigurationError("The connection's Extra must be a JSON object.", field="extra")
-    return fields
 
 
 def _mask(secret: object) -> None:

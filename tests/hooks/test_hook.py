@@ -402,11 +402,11 @@ def test_no_short_value_reaches_airflows_masker_so_no_task_log_says_it_skipped_o
     from airflow.sdk._shared.secrets_masker.secrets_masker import SecretsMasker
 
     conn = bankapi_sandbox.connection
-    conn["extra"].update(cache_scope="host", max_retries=2, client_private_key_password="")
+    conn["extra"]["proxy"] = "http://egress:pw12@127.0.0.1:3128"  # a password shorter than Airflow masks
     monkeypatch.setenv("AIRFLOW_CONN_BANKAPI_SHORT", json.dumps(conn))
     monkeypatch.setattr(SecretsMasker, "_has_warned_short_secret", False)  # once per process, as in a task
 
     with caplog.at_level(logging.WARNING):
-        BankingApiHook(bankapi_conn_id="bankapi_short").get_balance("123")
+        assert BankingApiHook(bankapi_conn_id="bankapi_short").client.settings.transport.proxy
 
     assert "too short" not in caplog.text
