@@ -243,3 +243,11 @@ def test_a_mapped_task_gets_the_policy_when_it_is_unmapped():
     assert mapped.retry_policy is None  # nothing to serialize while the DAG is parsed
     unmapped = mapped.unmap({"account_ids": ["123"]})
     assert isinstance(unmapped.retry_policy, BankingApiRetryPolicy)
+
+
+def test_a_tls_refusal_that_ended_a_deferred_wait_still_fails_the_task_at_once():
+    refused = TlsHandshakeError("the bank refused the client certificate", client_certificate_rejected=True)
+    resumed = error_from_payload(json.loads(json.dumps(error_payload(refused, polls=1))))
+
+    assert (type(resumed), resumed.transient) == (TlsHandshakeError, False)
+    assert POLICY.evaluate(resumed, try_number=1, max_tries=4).action is RetryAction.FAIL
