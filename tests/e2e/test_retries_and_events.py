@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from deployment import Deployment, form_connection, report_deployment, run_path
+from deployment import Deployment, form_connection, report, report_deployment, run_path
 
 from airflow_provider_bankapi.sandbox import running
 
@@ -67,7 +67,7 @@ def task_instances(deployment, dag_id, run_id):
 
 
 def test_a_wrong_secret_fails_24_mapped_tasks_on_their_first_try_with_one_token_request_each(
-    deployment, bank
+    deployment, bank, request
 ):
     bank.take_requests()
     run_id = deployment.trigger("bankapi_e2e_refused")
@@ -78,6 +78,7 @@ def test_a_wrong_secret_fails_24_mapped_tasks_on_their_first_try_with_one_token_
     assert result.state == "failed"
     assert len(instances) == 24
     assert {(ti["state"], ti["try_number"]) for ti in instances} == {("failed", 1)}
+    report(request, f"wrong secret, 24 mapped tasks, retries=3: {len(token_requests)} token requests")
     assert len(token_requests) <= 24, f"{len(token_requests)} token requests (96 without the policy)"
     assert {r["status"] for r in token_requests} == {401}
     logs = [
@@ -88,7 +89,7 @@ def test_a_wrong_secret_fails_24_mapped_tasks_on_their_first_try_with_one_token_
     assert all("Invalid Credentials" in log and "Retry policy decision" in log for log in logs)
 
 
-def test_a_429_with_retry_after_120_holds_the_retry_back_120_seconds(deployment, bank):
+def test_a_429_with_retry_after_120_holds_the_retry_back_120_seconds(deployment, bank, request):
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -111,6 +112,8 @@ def test_a_429_with_retry_after_120_holds_the_retry_back_120_seconds(deployment,
                 TaskInstance.dag_id == "bankapi_e2e_rate_limited", TaskInstance.run_id == run_id
             )
         ).one()
+        wait = ti.next_retry_datetime() - ti.end_date
+        report(request, f"429 with Retry-After 120: the next try {wait} after the failure")
         assert ti.retry_delay_override == 120  # the task's own retry_delay is 1 s
         assert "RateLimitedError" in ti.retry_reason
         assert ti.next_retry_datetime() - ti.end_date >= timedelta(seconds=120)
