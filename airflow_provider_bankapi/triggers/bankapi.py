@@ -15,8 +15,8 @@ Events (``TriggerEvent.payload``):
 
 - ``{"status": "success", "value": <observed>, "polls": n}``
 - ``{"status": "error", "error_type": "InvalidCredentialsError", "message", "hint", "status_code",
-  "bank_reason", "transient", "polls"}``: an error that waiting cannot fix (credentials, certificate, allowlist,
-  configuration, a 4xx). Never retried here: no hot loop on a 401.
+  "bank_reason", "transient", "polls"}``: an error that waiting cannot fix (credentials, certificate,
+  allowlist, configuration, a 4xx). Never retried here: no hot loop on a 401.
 - ``{"status": "timeout", "message", "polls", "last_error"}``: the deadline passed.
 """
 
