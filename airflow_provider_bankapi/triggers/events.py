@@ -109,17 +109,9 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
         return cls(endpoint=endpoint, condition=condition.to_dict(), **kwargs)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "bankapi_conn_id": self.bankapi_conn_id,
-                "endpoint": self.endpoint,
-                "params": self.params,
-                "condition": self.condition.to_dict(),
-                "poke_interval": self.poke_interval,
-                "backoff_max": self.backoff_max,
-            },
-        )
+        classpath, kwargs = super().serialize()
+        del kwargs["deadline"], kwargs["next_poll_at"]  # a watcher waits for as long as its DAG is active
+        return classpath, kwargs
 
     # -- whether the condition held at the last poll ------------------------------------------------
 
