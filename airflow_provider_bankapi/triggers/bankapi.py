@@ -11,6 +11,11 @@ condition's check function) runs in a worker thread, so that one slow bank never
 triggers of the event loop. Sync Task SDK calls made from a worker thread are bridged to the loop
 by the triggerer itself.
 
+Logging: the start of the wait, its end, a transient error (the first of a run), the first answer after
+one, and a summary every :data:`~airflow_provider_bankapi.triggers.polling.DEFAULT_SUMMARY_INTERVAL`
+seconds are INFO (or WARNING); every other poll is DEBUG. Each line the trigger logs travels from the
+trigger runner to the triggerer's supervisor and wakes it.
+
 Events (``TriggerEvent.payload``):
 
 - ``{"status": "success", "value": <observed>, "polls": n}``
@@ -33,6 +38,7 @@ from airflow_provider_bankapi import errors
 from airflow_provider_bankapi.errors import BankingApiError
 from airflow_provider_bankapi.triggers.polling import (
     Condition,
+    WaitLog,
     import_check,
     wait_before_next_poll,
 )
@@ -142,6 +148,8 @@ class BankingApiTrigger(BaseTrigger):
         try:
             async with aclosing(self._poll_until_done(client, check)) as events:
                 async for event in events:
+                    if event.payload["status"] == "timeout":
+                        self.log.info("%s", event.payload["message"])  # the end of the wait, as its start
                     yield event  # one event per run: the triggerer ends the trigger after it
                     return
         finally:
@@ -150,8 +158,15 @@ class BankingApiTrigger(BaseTrigger):
     async def _poll_until_done(
         self, client: BankingApiClient, check: Callable[[Any], Any] | None
     ) -> AsyncGenerator[TriggerEvent, None]:
-        polls, failures = 0, 0
+        polls = 0
         last_error: BankingApiError | None = None
+        wait_log = WaitLog()
+        self.log.info(
+            "Waiting until %s on %s, polling every %s s.",
+            self.condition.describe(),
+            self.endpoint,
+            self.poke_interval,
+        )
         first_wait = 0.0 if self.next_poll_at is None else self.next_poll_at - time.time()
         if not await self._sleep(first_wait):
             yield TriggerEvent(self._timeout_payload(polls, last_error))
@@ -176,26 +191,35 @@ class BankingApiTrigger(BaseTrigger):
                     )
                     yield TriggerEvent(error_payload(exc, polls))
                     return
-                failures, last_error = failures + 1, exc
+                last_error = exc
                 retry_after = getattr(exc, "retry_after", None)
-                self.log.warning(
+                self.log.log(
+                    wait_log.failed(),
                     "Poll %d of %s: %s: %s (transient, %d in a row)",
                     polls,
                     self.endpoint,
                     type(exc).__name__,
                     exc.message,
-                    failures,
+                    wait_log.failures,
                 )
             except Exception as exc:  # the user's check function failed: say so, never loop on it
                 yield TriggerEvent(error_payload(exc, polls, hint="The condition's check function raised."))
                 return
             else:
+                recovered = wait_log.recovered()
+                if recovered:
+                    self.log.info(
+                        "Poll %d of %s: answered again after %d transient errors.",
+                        polls,
+                        self.endpoint,
+                        recovered,
+                    )
                 if outcome.met:
                     self.log.info("Poll %d of %s: %s holds.", polls, self.endpoint, self.condition.describe())
                     yield TriggerEvent({"status": "success", "value": outcome.observed, "polls": polls})
                     return
-                failures = 0
-                self.log.info(
+                self.log.log(
+                    wait_log.waiting(),
                     "Poll %d of %s: waiting until %s (now %r).",
                     polls,
                     self.endpoint,
@@ -203,7 +227,7 @@ class BankingApiTrigger(BaseTrigger):
                     outcome.observed,
                 )
             wait = wait_before_next_poll(
-                self.poke_interval, failures, backoff_max=self.backoff_max, retry_after=retry_after
+                self.poke_interval, wait_log.failures, backoff_max=self.backoff_max, retry_after=retry_after
             )
             if not await self._sleep(wait):
                 yield TriggerEvent(self._timeout_payload(polls, last_error))
