@@ -45,10 +45,11 @@ process after its DAG file is parsed). Phases, each timed on its own, in order:
 
 Reading it: the largest part is importing requests and urllib3, deferred on purpose so that parsing
 a DAG file never pays it. The cache key's scrypt, the price of binding cached tokens to the secret,
-is paid by the first process on a host only. PKCS#12
-costs more than PEM to load (the file's key derivation and its certificate bag are decoded and
-checked). A process that runs several tasks (or a triggerer) pays the imports, the identity and the
-cache key once; the handshake and the token are paid once per client and per token lifetime.
+is paid by the first process on a host only; the next one reads the token from the host store and
+makes its first TLS connection with the first balance. PKCS#12 costs more than PEM to load (the
+file's key derivation and its certificate bag are decoded and checked). A process that runs several
+tasks (or a triggerer) pays the imports, the identity and the cache key once; the handshake and the
+token are paid once per client and per token lifetime.
 """
 
 
@@ -130,7 +131,7 @@ def main() -> None:
         ("handshake", "TLS handshake (alone, same SSLContext)"),
         ("key", "cache key (scrypt of the client secret, or its kept copy)"),
         ("token", "token (first: new connection, handshake, POST, host store; next: host store)"),
-        ("balance", "first balance (kept-alive connection)"),
+        ("balance", "first balance (first: kept-alive connection; next: a new one)"),
         ("total", "**`BankingApiHook(...)` to first balance** (without the lone handshake)"),
     )
     for key, label in names:
