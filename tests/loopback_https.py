@@ -40,11 +40,19 @@ class Seen:
 
 @dataclass(frozen=True)
 class Answer:
+    """``raw``: bytes sent as they are, in place of ``body`` as JSON; ``length=False``: no Content-Length,
+    the body ends when the server closes the connection.
+    """
+
     status: int = 200
     headers: Mapping[str, str] | None = None
     body: Any = None
+    raw: bytes | None = None
+    length: bool = True
 
     def encoded(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
         return b"" if self.body is None else json.dumps(self.body).encode()
 
 
@@ -147,7 +155,11 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (answer.headers or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(content)))
+        if answer.length:
+            self.send_header("Content-Length", str(len(content)))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(content)
 

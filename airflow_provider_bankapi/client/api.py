@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
+from airflow_provider_bankapi.client.endpoints import checked_account_id
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
@@ -95,8 +96,10 @@ def next_cursor_params(page: Any) -> dict[str, Any] | None:
 
 
 def balance_path(account_id: str | int) -> str:
-    """The path of an account's balance, the id quoted whole (a ``/`` in it cannot reach another path)."""
-    return f"/accounts/{quote(str(account_id), safe='')}/balance"
+    """The path of an account's balance: the id checked to be one segment (see :func:`checked_account_id`),
+    then encoded once, which the endpoint's normalisation leaves as it is.
+    """
+    return f"/accounts/{quote(checked_account_id(account_id), safe='')}/balance"
 
 
 class BankingApiClient:
@@ -218,7 +221,10 @@ class BankingApiClient:
             try:
                 return session.request(method, url, headers=headers, **kwargs)
             except requests.RequestException as exc:
-                raise map_transport_error(exc, method=method, path=path) from exc
+                # The bank's reason first: the three exceptions requests and urllib3 wrap a TLS failure in
+                # say nothing the error's fields (reason, verify_code) do not, and a task log would print
+                # them above it. The original stays on __context__ for a debugger.
+                raise map_transport_error(exc, method=method, path=path) from None
 
     def session(self) -> requests.Session:
         """A new Session with this identity's TLS and the Bearer token on every request (renewed once after
@@ -278,7 +284,7 @@ class BankingApiClient:
         the consumer, so memory stays flat whatever the number of accounts. The token is fetched here,
         before any worker starts (a refused credential raises at once).
         """
-        ids = list(dict.fromkeys(str(account_id) for account_id in account_ids))
+        ids = list(dict.fromkeys(checked_account_id(account_id) for account_id in account_ids))
         if not ids:
             return iter(())
         self.get_token()  # one token for the whole batch, fetched before the workers start

@@ -7,7 +7,7 @@ masker, and delegates the rest to the client.
 
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -17,9 +17,12 @@ from airflow.sdk import BaseHook
 from airflow_provider_bankapi.client.settings import (
     DEFAULT_REFRESH_MARGIN,
     TOKEN_PATH,
+    WHOLE_NUMBERS,
     ClientSettings,
     TransportSettings,
     cache_scope,
+    describe_range,
+    in_range,
 )
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
@@ -59,24 +62,23 @@ def connection_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
     return extras
 
 
-def _number(
-    extras: Mapping[str, Any], key: str, default: float, *, integer: bool = False, positive: bool = False
-) -> float:
-    """A numeric extra (JSON number or numeric text), checked here so that the error names the extra key."""
+def _number(extras: Mapping[str, Any], key: str, default: float, *, setting: str) -> Any:
+    """A numeric extra (JSON number or numeric text) in the range of the setting it fills, checked here so
+    that the error names the extra key and the range.
+    """
     value = extras.get(key, default)
-    kind = "a whole number" if integer else "a number of seconds"
+    number: float | None
     try:
         if isinstance(value, bool):
             raise TypeError  # JSON true is not 1 second
         number = float(value)
-        if not math.isfinite(number) or (integer and not number.is_integer()):
-            raise ValueError
     except (TypeError, ValueError, OverflowError):
-        raise ConfigurationError(f"The extra field {key!r} must be {kind}.", field=key) from None
-    if number < 0 or (positive and number == 0):
-        bound = "more than zero" if positive else "zero or more"
-        raise ConfigurationError(f"The extra field {key!r} must be {bound}.", field=key)
-    return int(number) if integer else number
+        number = None
+    if number is not None and setting in WHOLE_NUMBERS and number.is_integer():
+        number = int(number)  # "3" or 3.0 retries
+    if number is None or not in_range(setting, number):
+        raise ConfigurationError(f"The extra field {key!r} must be {describe_range(setting)}.", field=key)
+    return number
 
 
 def _text(extras: Mapping[str, Any], key: str) -> str | None:
@@ -141,11 +143,14 @@ def settings_from_connection(
     scope = cache_scope(extras.get("cache_scope"))
     identity = IdentityMaterial.from_extra(extras)
     transport_defaults = TransportSettings()
-    read_timeout = _number(extras, "timeout", transport_defaults.read_timeout, positive=True)
+    read_timeout = _number(extras, "timeout", transport_defaults.read_timeout, setting="read_timeout")
     transport = TransportSettings(
         connect_timeout=min(transport_defaults.connect_timeout, read_timeout),
         read_timeout=read_timeout,
-        max_retries=int(_number(extras, "max_retries", transport_defaults.max_retries, integer=True)),
+        max_retries=_number(extras, "max_retries", transport_defaults.max_retries, setting="max_retries"),
+        max_response_bytes=_number(
+            extras, "max_response_bytes", transport_defaults.max_response_bytes, setting="max_response_bytes"
+        ),
         proxy=_text(extras, "proxy"),
     )
     settings = ClientSettings(
@@ -154,7 +159,7 @@ def settings_from_connection(
         client_secret=password or "",
         identity=identity,
         auth_endpoint=str(extras.get("auth_endpoint", TOKEN_PATH)),
-        refresh_margin=_number(extras, "refresh_margin", DEFAULT_REFRESH_MARGIN),
+        refresh_margin=_number(extras, "refresh_margin", DEFAULT_REFRESH_MARGIN, setting="refresh_margin"),
         transport=transport,
     )
     return settings, scope
@@ -164,6 +169,8 @@ class BankingApiHook(BaseHook):
     """Talks to the Banking API over mutual TLS with a token shared across task runs.
 
     :param bankapi_conn_id: the id of a connection of type ``bankapi``.
+    :param max_response_bytes: the largest answer of one call, in place of the connection's (for a
+        legitimately large resource); None keeps the connection's.
     """
 
     conn_name_attr = "bankapi_conn_id"
@@ -171,14 +178,23 @@ class BankingApiHook(BaseHook):
     conn_type = "bankapi"
     hook_name = "Banking API"
 
-    def __init__(self, bankapi_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        bankapi_conn_id: str = default_conn_name,
+        *,
+        max_response_bytes: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.bankapi_conn_id = bankapi_conn_id
+        self.max_response_bytes = max_response_bytes
 
     @cached_property
     def client(self) -> BankingApiClient:
         """The client, built once on first use (no I/O in ``__init__``: DAG parsing makes hooks too)."""
-        return client_from_connection(self.get_connection(self.bankapi_conn_id))
+        return client_from_connection(
+            self.get_connection(self.bankapi_conn_id), max_response_bytes=self.max_response_bytes
+        )
 
     def get_conn(self) -> requests.Session:
         """A requests Session with the mTLS identity and the Bearer token on every request, renewed once
@@ -233,8 +249,13 @@ class BankingApiHook(BaseHook):
         return report.ok, str(report)
 
 
-def client_from_connection(connection: Connection) -> BankingApiClient:
-    """The client of a ``bankapi`` connection, every secret of it registered with Airflow's masker."""
+def client_from_connection(
+    connection: Connection, *, max_response_bytes: int | None = None
+) -> BankingApiClient:
+    """The client of a ``bankapi`` connection, every secret of it registered with Airflow's masker.
+
+    :param max_response_bytes: the cap of an answer's body, instead of the transport's default.
+    """
     from airflow_provider_bankapi.client.api import BankingApiClient
     from airflow_provider_bankapi.client.tokens.cache import stores_for
     from airflow_provider_bankapi.hooks.variable_store import cluster_store
@@ -242,6 +263,9 @@ def client_from_connection(connection: Connection) -> BankingApiClient:
     settings, scope = settings_from_connection(
         connection.host, connection.login, connection.password, connection.extra_dejson, connection.port
     )
+    if max_response_bytes is not None:
+        transport = replace(settings.transport, max_response_bytes=max_response_bytes)
+        settings = replace(settings, transport=transport)
     for secret in (
         settings.identity.client_private_key,
         settings.identity.client_private_key_password,

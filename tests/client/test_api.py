@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -326,6 +327,13 @@ def test_certificate_from_another_ca_is_rejected_in_the_handshake(bankapi_sandbo
     with BankingApiClient(settings, token_stores=[]) as client, pytest.raises(TlsHandshakeError) as caught:
         client.get_token()
     assert caught.value.client_certificate_rejected
+    # What a task log shows: the provider's error with its reason and checklist, not first the three
+    # SSLErrors requests wraps it in (the original stays reachable, on __context__, for a debugger).
+    printed = "".join(traceback.format_exception(caught.value))
+    assert printed.count("Traceback (most recent call last)") == 1
+    assert "SSLError" not in printed
+    assert printed.rstrip().splitlines()[-1].startswith("airflow_provider_bankapi.errors.TlsHandshakeError: ")
+    assert isinstance(caught.value.__context__, requests.RequestException)
 
 
 def test_probe_succeeds_and_names_the_tls_version(client):

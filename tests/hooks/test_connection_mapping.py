@@ -147,6 +147,7 @@ ROUTES = {
     "refresh_margin": (42, lambda s: s.refresh_margin),
     "timeout": (7, lambda s: s.transport.read_timeout),
     "max_retries": (0, lambda s: s.transport.max_retries),
+    "max_response_bytes": (64 * 1024 * 1024, lambda s: s.transport.max_response_bytes),
     "proxy": ("http://user:pw-1234@proxy.internal:3128", lambda s: s.transport.proxy),
 }
 

@@ -13,7 +13,7 @@ from airflow_harness import run_dag
 from test_outputs import wait_for
 
 from airflow_provider_bankapi.client.api import next_cursor_params
-from airflow_provider_bankapi.errors import ConfigurationError
+from airflow_provider_bankapi.errors import ConfigurationError, ResponseTooLargeError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.bankapi import BankingApiBalanceOperator, BankingApiOperator
 from airflow_provider_bankapi.operators.http_options import checked_headers
@@ -402,3 +402,37 @@ def test_operators_touch_no_connection_until_they_run(monkeypatch):
     assert (
         BankingApiOperator(task_id="p", endpoint="/a", output_path="/x.jsonl", asset_alias="").outlets == []
     )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [pytest.param(10**10, id="past-1-GiB"), pytest.param(0, id="zero"), pytest.param("16 MiB", id="text")],
+)
+def test_max_response_bytes_is_checked_when_the_dag_is_parsed(value):
+    with pytest.raises(ConfigurationError) as caught:
+        BankingApiOperator(task_id="o", endpoint="/accounts", max_response_bytes=value)
+
+    assert caught.value.field == "max_response_bytes"
+    assert "a whole number from 1024 to 1073741824" in caught.value.message
+
+
+def test_an_operators_max_response_bytes_replaces_the_connections(
+    bankapi_sandbox, airflow_connection, tmp_path
+):
+    from loopback_https import TOKEN, Answer, LoopbackHttps
+
+    statement = {"items": ["x" * 100] * 30_000}  # about 3 MiB of JSON: a long statement
+    answers = {"POST": TOKEN, "GET": Answer(body=statement)}
+    with LoopbackHttps(bankapi_sandbox, tmp_path, lambda seen: answers[seen.method]) as server:
+        connection = {**bankapi_sandbox.connection, "host": server.base_url}
+        connection.pop("port", None)
+        connection["extra"] = {**connection["extra"], "cache_scope": "off", "max_response_bytes": 1024 * 1024}
+        airflow_connection("bankapi_default", connection)
+        larger = BankingApiOperator(task_id="o", endpoint="/statements", max_response_bytes=4 * 1024 * 1024)
+        as_connection = BankingApiOperator(task_id="p", endpoint="/statements")
+
+        assert larger.hook.get_json("/statements") == statement
+        with pytest.raises(ResponseTooLargeError) as refused:
+            as_connection.hook.get_json("/statements")
+
+    assert refused.value.limit == 1024 * 1024

@@ -20,8 +20,9 @@ import pytest
 import structlog.testing
 
 from airflow_provider_bankapi.client.limits import limit_of
+from airflow_provider_bankapi.errors import ResponseTooLargeError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
-from airflow_provider_bankapi.triggers.bankapi import BankingApiTrigger
+from airflow_provider_bankapi.triggers.bankapi import BankingApiTrigger, error_from_payload
 from airflow_provider_bankapi.triggers.polling import Outcome
 
 # asyncio may run a timer up to the clock's resolution early; 1 ms is far above it on Linux.
@@ -385,6 +386,19 @@ def test_the_trigger_in_another_process_uses_the_token_the_worker_cached_on_the_
     counters = bankapi_sandbox.counters()
     assert counters["tokens_issued"] == 1  # the triggerer process fetched none of its own
     assert counters["api_requests"] == 1
+
+
+def test_a_gzip_bomb_on_a_poll_ends_the_wait_with_the_providers_error(bankapi_sandbox, connection):
+    # About 1 MB of gzip that inflates to 1 GiB: refused at the connection's max_response_bytes while
+    # it is read, in the triggerer that hosts every deferred task.
+    bankapi_sandbox.inject_fault("/accounts/123/balance", "gzip-bomb")
+
+    event = first_event(trigger_for()).payload
+
+    assert event["status"] == "error"
+    assert (event["error_type"], event["status_code"]) == ("ResponseTooLargeError", 200)
+    assert "max_response_bytes" in event["hint"]
+    assert isinstance(error_from_payload(event), ResponseTooLargeError)
 
 
 class HundredQuietPolls(BankingApiTrigger):
