@@ -142,8 +142,6 @@ class ClientRegistry:
         try:
             newer = await self.acquire(shared.conn_id)
         except Exception as exc:  # the connection cannot be read now: keep the client that works
-            if not shared.current:
-                raise
             with self._lock:
                 shared.checked_at = self._clock()
             log.warning(
