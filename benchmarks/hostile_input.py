@@ -17,7 +17,7 @@ from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.limits import amount, limit_of
 from airflow_provider_bankapi.errors import BankingApiError
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 from benchmarks._measure import in_processes, machine
 
 BALANCE = "/accounts/123/balance"
@@ -165,7 +165,7 @@ def _hostile_call(entry: str) -> tuple[float, str]:
 
 
 def hostile_answers() -> None:
-    from airflow_provider_bankapi.sandbox import running
+    from bankapi_sandbox import running
 
     print("\n| hostile answer (1 MB of gzip, 1 GiB inflated) | peak RSS growth | outcome |")
     print("|---|---:|---|")

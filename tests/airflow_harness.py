@@ -51,6 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# First: AIRFLOW_HOME below, and everything else of the session, goes into the session's own TMPDIR.
+import session_temp  # noqa: F401
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
 from airflow_provider_bankapi.client.endpoints import checked_account_id
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
+from airflow_provider_bankapi.client.redaction import Redactor
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore
@@ -41,6 +42,7 @@ from airflow_provider_bankapi.errors import (
     InvalidClientCertificateError,
     InvalidCredentialsError,
     TlsHandshakeError,
+    printable,
 )
 
 if TYPE_CHECKING:
@@ -89,6 +91,17 @@ def fails_every_account(error: BankingApiError) -> bool:
     return isinstance(error, credential) or (isinstance(error, ApiError) and error.status_code == 401)
 
 
+def unexpected_failure(error: Exception, call: str, redact: Callable[[str], str]) -> BankingApiError:
+    """The error-tree error for an exception the error tree does not know, raised by ``call`` (``"GET
+    /accounts/1/balance"``): its type and text, escaped and without the caller's secrets. Not transient:
+    the same answer would fail the same way.
+    """
+    return BankingApiError(
+        redact(printable(f"{call} failed unexpectedly: {type(error).__name__}: {error}")),
+        hint="The call failed in a way the provider does not expect; the log holds its traceback.",
+    )
+
+
 def next_cursor_params(page: Any) -> dict[str, Any] | None:
     """Cursor pagination: ``{"next_cursor": "..."}`` in a page means ask again with ``cursor=...``."""
     cursor = page.get("next_cursor") if isinstance(page, Mapping) else None
@@ -110,6 +123,9 @@ class BankingApiClient:
     :param clock: seconds since the epoch; injected so tests control time.
     :param on_secret: called with every secret value as soon as it exists (client_secret, each token), so
         that a host (Airflow's secret masker) can hide it from logs.
+
+    :attr:`redactor` knows the same values, and the key, PKCS#12 and proxy passwords: every excerpt of an
+    answer goes through it, so a bank that echoes a secret in any shape never puts it in an error.
     """
 
     def __init__(
@@ -122,7 +138,22 @@ class BankingApiClient:
     ) -> None:
         self.settings = settings
         self._clock = clock
-        self._on_secret = on_secret or (lambda value: None)
+        proxy = settings.transport.proxy
+        self.redactor = Redactor(
+            (
+                settings.client_secret,
+                settings.identity.client_private_key_password,
+                settings.identity.client_pfx_password,
+                urlsplit(proxy).password if proxy else None,
+            )
+        )
+        reveal = on_secret or (lambda value: None)
+
+        def known_secret(value: str) -> None:
+            self.redactor.add(value)
+            reveal(value)
+
+        self._on_secret = known_secret
         self._on_secret(settings.client_secret)
         stores = list(token_stores) if token_stores is not None else stores_for(DEFAULT_CACHE_SCOPE)
         self._tokens = TokenCache(
@@ -177,7 +208,9 @@ class BankingApiClient:
         }
         # The bank wants JSON here, where most OAuth libraries send a form (docs/bank-contract.md).
         response = self._send("POST", self.settings.token_url, path=self.settings.auth_endpoint, json=body)
-        raise_for_bank_status(response, method="POST", path=self.settings.auth_endpoint)
+        raise_for_bank_status(
+            response, method="POST", path=self.settings.auth_endpoint, redact=self.redactor
+        )
         token = parse_token_response(response.content, now=self._clock())
         log.info(
             "Fetched a new access token for client_id %s (expires in %d s).",
@@ -246,12 +279,19 @@ class BankingApiClient:
         """
         url = self.settings.url(path)  # a path outside the Base URL is refused before a token is fetched
         response = self._send(method, url, path=path, auth=self.auth, **kwargs)
-        raise_for_bank_status(response, method=method, path=path, token_renewed=renewed_after_401(response))
+        raise_for_bank_status(
+            response,
+            method=method,
+            path=path,
+            token_renewed=renewed_after_401(response),
+            redact=self.redactor,
+        )
         return response
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET a protected resource and decode its JSON body (a non-JSON 2xx body is an ApiError)."""
-        return json_body(self.request("GET", path, params=params), method="GET", path=path)
+        response = self.request("GET", path, params=params)
+        return json_body(response, method="GET", path=path, redact=self.redactor)
 
     # -- typed conveniences -------------------------------------------------------------------------
 
@@ -296,7 +336,7 @@ class BankingApiClient:
         pending = iter(ids)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bankapi-balance")
         try:
-            ahead = deque((i, pool.submit(self.get_balance, i)) for i in islice(pending, 4 * workers))
+            ahead = deque((i, pool.submit(self._balance_of_one, i)) for i in islice(pending, 4 * workers))
             delivered = False
             while ahead:
                 account_id, future = ahead.popleft()
@@ -304,11 +344,21 @@ class BankingApiClient:
                 if isinstance(outcome, BankingApiError) and fails_every_account(outcome):
                     yield from self._after_credential_failure(account_id, outcome, ahead, pending, delivered)
                     return
-                ahead.extend((i, pool.submit(self.get_balance, i)) for i in islice(pending, 1))
+                ahead.extend((i, pool.submit(self._balance_of_one, i)) for i in islice(pending, 1))
                 delivered = delivered or not isinstance(outcome, BankingApiError)
                 yield account_id, outcome
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # a consumer that stops early: no queued call runs
+
+    def _balance_of_one(self, account_id: str) -> Any:
+        # Whatever one account's call raises is that account's failure, in the error tree: the batch keeps
+        # the balances it already has.
+        try:
+            return self.get_balance(account_id)
+        except BankingApiError:
+            raise
+        except Exception as exc:
+            raise unexpected_failure(exc, f"GET {balance_path(account_id)}", self.redactor) from exc
 
     @staticmethod
     def _outcome(future: Future[Any]) -> Any:

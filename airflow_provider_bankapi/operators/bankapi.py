@@ -172,7 +172,7 @@ class BankingApiOperator(BankingApiBaseOperator):
         # Imported here: the client's imports (requests) are paid at run time, not at DAG parsing.
         from airflow_provider_bankapi.client.transport.answers import json_body
 
-        return json_body(response, method=method, path=str(self.endpoint))
+        return json_body(response, method=method, path=str(self.endpoint), redact=self.hook.client.redactor)
 
     def _raw(self, context: Context, method: str) -> Any:
         """A text or bytes answer: returned (after the check and the filter), or written as it came."""

@@ -21,8 +21,8 @@ Events (``TriggerEvent.payload``):
 
 - ``{"status": "success", "value": <observed>, "polls": n}``
 - ``{"status": "error", "error_type": "InvalidCredentialsError", "message", "hint", "status_code",
-  "bank_reason", "polls"}``: an error that waiting cannot fix (credentials, certificate, allowlist,
-  configuration, a 4xx). Never retried here: no hot loop on a 401.
+  "bank_reason", "transient", "polls"}``: an error that waiting cannot fix (credentials, certificate,
+  allowlist, configuration, a 4xx). Never retried here: no hot loop on a 401.
 - ``{"status": "timeout", "message", "polls", "last_error"}``: the deadline passed.
 """
 
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_bankapi import errors
-from airflow_provider_bankapi.errors import BankingApiError
+from airflow_provider_bankapi.errors import BankingApiError, printable
 from airflow_provider_bankapi.triggers.clients import CLIENTS
 from airflow_provider_bankapi.triggers.polling import (
     Condition,
@@ -117,7 +117,15 @@ class BankingApiTrigger(BaseTrigger):
         return import_check(self.condition.check) if self.condition.check else None
 
     def _poll(self, client: BankingApiClient, check: Callable[[Any], Any] | None) -> Outcome:
-        return self.condition.evaluate(client.get_json(self.endpoint, self.params), check)
+        from airflow_provider_bankapi.client.api import unexpected_failure
+
+        try:
+            answer = client.get_json(self.endpoint, self.params)
+        except BankingApiError:
+            raise
+        except Exception as exc:  # never blamed on the check function: it has not run
+            raise unexpected_failure(exc, f"GET {self.endpoint}", client.redactor) from exc
+        return self.condition.evaluate(answer, check)
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -145,7 +153,8 @@ class BankingApiTrigger(BaseTrigger):
             try:
                 check = await asyncio.to_thread(self._import_check)
             except Exception as exc:  # the check function cannot be imported here
-                yield TriggerEvent(error_payload(exc, 0, hint="Check the sensor's response_check."))
+                hint = "Check the sensor's response_check."
+                yield TriggerEvent(error_payload(exc, 0, hint=hint, redact=shared.client.redactor))
                 return
             async with aclosing(self._poll_until_done(shared, check)) as events:
                 async for event in events:
@@ -170,12 +179,12 @@ class BankingApiTrigger(BaseTrigger):
         )
         first_wait = 0.0 if self.next_poll_at is None else self.next_poll_at - time.time()
         if not await self._sleep(first_wait):
-            yield TriggerEvent(self._timeout_payload(polls, last_error))
+            yield TriggerEvent(self._timeout_payload(polls, last_error, shared.client.redactor))
             return
         while True:
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
-                yield TriggerEvent(self._timeout_payload(polls, last_error))
+                yield TriggerEvent(self._timeout_payload(polls, last_error, shared.client.redactor))
                 return
             polls += 1
             retry_after: float | None = None
@@ -186,14 +195,14 @@ class BankingApiTrigger(BaseTrigger):
                 poll = asyncio.to_thread(self._poll, shared.client, check)
                 outcome = await asyncio.wait_for(poll, remaining)
             except asyncio.TimeoutError:
-                yield TriggerEvent(self._timeout_payload(polls, last_error))
+                yield TriggerEvent(self._timeout_payload(polls, last_error, shared.client.redactor))
                 return
             except BankingApiError as exc:
                 if not exc.transient:
                     self.log.error(
                         "Poll %d of %s: %s: %s (not retried)", polls, self.endpoint, type(exc).__name__, exc
                     )
-                    yield TriggerEvent(error_payload(exc, polls))
+                    yield TriggerEvent(error_payload(exc, polls, redact=shared.client.redactor))
                     return
                 last_error = exc
                 retry_after = getattr(exc, "retry_after", None)
@@ -207,7 +216,8 @@ class BankingApiTrigger(BaseTrigger):
                     wait_log.failures,
                 )
             except Exception as exc:  # the user's check function failed: say so, never loop on it
-                yield TriggerEvent(error_payload(exc, polls, hint="The condition's check function raised."))
+                hint = "The condition's check function raised." if self.condition.check else ""
+                yield TriggerEvent(error_payload(exc, polls, hint=hint, redact=shared.client.redactor))
                 return
             else:
                 recovered = wait_log.recovered()
@@ -234,10 +244,12 @@ class BankingApiTrigger(BaseTrigger):
                 self.poke_interval, wait_log.failures, backoff_max=self.backoff_max, retry_after=retry_after
             )
             if not await self._sleep(wait):
-                yield TriggerEvent(self._timeout_payload(polls, last_error))
+                yield TriggerEvent(self._timeout_payload(polls, last_error, shared.client.redactor))
                 return
 
-    def _timeout_payload(self, polls: int, last_error: BankingApiError | None) -> dict[str, Any]:
+    def _timeout_payload(
+        self, polls: int, last_error: BankingApiError | None, redact: Callable[[str], str]
+    ) -> dict[str, Any]:
         message = (
             f"{self.endpoint}: {self.condition.describe()} did not hold before the deadline ({polls} polls)."
         )
@@ -247,27 +259,32 @@ class BankingApiTrigger(BaseTrigger):
             "polls": polls,
             "last_error": None
             if last_error is None
-            else f"{type(last_error).__name__}: {last_error.message}",
+            else redact(f"{type(last_error).__name__}: {last_error.message}"),
         }
 
 
-def error_payload(error: BaseException, polls: int, *, hint: str = "") -> dict[str, Any]:
+def error_payload(
+    error: BaseException, polls: int, *, hint: str = "", redact: Callable[[str], str] | None = None
+) -> dict[str, Any]:
     """The ``error`` event of an exception: its type, message, hint and the bank's reason.
 
-    No secret: the error tree's messages never hold one, and other exceptions come from the
-    connection lookup or the user's check function, which see no token.
+    Airflow stores event payloads in its metadata database as they are, so the message and hint go
+    through the client's redactor (its known secret values) and have their control characters
+    escaped, whatever raised them: the error tree, the connection lookup or the user's check function.
     """
     if isinstance(error, BankingApiError):
         message, hint = error.message, error.hint or hint
     else:
         message = str(error)
+    known = redact or (lambda text: text)
     return {
         "status": "error",
         "error_type": type(error).__name__,
-        "message": message,
-        "hint": hint,
+        "message": known(printable(message)),
+        "hint": known(printable(hint)),
         "status_code": getattr(error, "status_code", None),
         "bank_reason": getattr(error, "bank_reason", None),
+        "transient": bool(getattr(error, "transient", False)),
         "polls": polls,
     }
 
@@ -285,6 +302,12 @@ def error_from_payload(payload: Mapping[str, Any]) -> BankingApiError:
     hint = str(payload.get("hint") or "")
     if not (isinstance(cls, type) and issubclass(cls, BankingApiError)):
         return BankingApiError(f"{name}: {message}", hint=hint)
+    error: BankingApiError
     if issubclass(cls, errors.ApiError):
-        return cls(message, hint=hint, status_code=payload.get("status_code"), bank_reason=reason)
-    return cls(message, hint=hint)
+        error = cls(message, hint=hint, status_code=payload.get("status_code"), bank_reason=reason)
+    else:
+        error = cls(message, hint=hint)
+    # What decided it there decides it here (a task's retry policy): a TLS refusal of the certificate
+    # is not transient, though its class rebuilt from a message alone would say it is.
+    error.transient = bool(payload.get("transient", error.transient))
+    return error

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from bank_day import BankDay
 from test_api import settings_for
 
 from airflow_provider_bankapi.client.api import BankingApiClient, balance_path
 from airflow_provider_bankapi.client.endpoints import checked_account_id
 from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
 from airflow_provider_bankapi.errors import ConfigurationError, printable
-from airflow_provider_bankapi.sandbox import data
+from bankapi_sandbox import data
 
 CRAFTED = [
     pytest.param("123/../456", "path separator", id="dot-dot-between-slashes"),
@@ -76,7 +77,7 @@ def test_the_field_named_is_the_one_the_caller_gave():
 @pytest.fixture
 def client(bankapi_sandbox):
     with BankingApiClient(settings_for(bankapi_sandbox), token_stores=[MemoryTokenStore()]) as made:
-        bankapi_sandbox.take_requests()  # the log starts with this test
+        BankDay(bankapi_sandbox).take_requests()  # the log starts with this test
         yield made
 
 
@@ -87,14 +88,15 @@ def test_a_crafted_id_never_reaches_another_account(bankapi_sandbox, client):
         with pytest.raises(ConfigurationError, match=problem):
             client.get_balance(account_id)
 
-        assert bankapi_sandbox.take_requests() == [], case.id  # no token call, let alone account 456
+        assert BankDay(bankapi_sandbox).take_requests() == [], case.id  # no token call, let alone account 456
 
 
 def test_the_bank_log_shows_what_a_plain_id_reaches(bankapi_sandbox, client):
     # The control of the test above: the bank's request log does record a balance call, by account.
     assert client.get_balance("456") == data.balance("456")
 
-    balance_calls = [entry for entry in bankapi_sandbox.take_requests() if entry["path"].endswith("/balance")]
+    requests = BankDay(bankapi_sandbox).take_requests()
+    balance_calls = [entry for entry in requests if entry["path"].endswith("/balance")]
     assert [entry["account"] for entry in balance_calls] == ["456"]
 
 
@@ -102,5 +104,5 @@ def test_a_batch_with_one_crafted_id_asks_for_nothing(bankapi_sandbox, client):
     with pytest.raises(ConfigurationError, match="'123/../456'"):
         client.get_balances(["123", "123/../456", "789"])
 
-    assert bankapi_sandbox.take_requests() == []
+    assert BankDay(bankapi_sandbox).take_requests() == []
     assert bankapi_sandbox.counters()["tokens_issued"] == 0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from bank_day import BankDay
 
 from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
@@ -35,7 +36,7 @@ from airflow_provider_bankapi.errors import (
     ServerError,
     TlsHandshakeError,
 )
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 FAST = TransportSettings(backoff_base=0.01, backoff_max=0.05, max_total_wait=2, read_timeout=5)
 
@@ -86,7 +87,7 @@ def test_a_revoked_token_is_dropped_and_the_call_retried_once(bankapi_sandbox, c
 @pytest.mark.parametrize("entry_point", ["client-call", "raw-session"])
 def test_a_token_refused_again_after_its_renewal_is_not_renewed_twice(bankapi_sandbox, client, entry_point):
     client.get_token()
-    bankapi_sandbox.set_fault_mix(seed=1, rate=1.0, kinds=["revoke"], paths="/accounts/*/balance")
+    BankDay(bankapi_sandbox).set_fault_mix(seed=1, rate=1.0, kinds=["revoke"], paths="/accounts/*/balance")
 
     if entry_point == "client-call":
         with pytest.raises(ApiError) as caught:
@@ -584,3 +585,20 @@ def test_a_token_request_failing_every_time_says_how_many_attempts(bankapi_sandb
     assert bankapi_sandbox.counters()["faults_served"] == {"504": attempts}
     assert f"answered 504 Gateway Timeout after {attempts} attempts" in caught.value.message
     assert "retried with backoff" not in str(caught.value)
+
+
+@pytest.mark.bankapi_sandbox(latency=0.2)  # sixteen calls in flight when the credential is revoked
+def test_a_credential_revoked_mid_batch_costs_one_refused_token_request_whatever_max_workers(
+    bankapi_sandbox, client
+):
+    ids = [str(number) for number in range(64)]
+    stream = client.iter_balances(ids, max_workers=16)
+    first = next(stream)
+    bankapi_sandbox.core.deactivate(bankapi_sandbox.client_id)
+    bankapi_sandbox.revoke_tokens()
+
+    outcomes = [first, *stream]
+
+    assert any(isinstance(outcome, InvalidCredentialsError) for _, outcome in outcomes)
+    # Every worker thread got its 401 and asked for a renewal: they shared the one refused answer.
+    assert sum(bankapi_sandbox.counters()["token_refused"].values()) == 1

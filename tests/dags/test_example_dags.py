@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 from airflow_harness import AIRFLOW_HOME, LOGS_FOLDER, Triggerer, run_dag
+from bank_day import BankDay
 
-from airflow_provider_bankapi.sandbox import data
+from bankapi_sandbox import data
 
 pytestmark = pytest.mark.airflow
 
@@ -182,7 +183,7 @@ def test_mapped_balances_with_crafted_ids_from_the_trigger_form_write_nothing_ou
     copy = tmp_path / "bankapi_balances_mapped.py"
     copy.write_text(example.replace('"retries": 2', '"retries": 0'))
     around = set(tmp_path.parent.iterdir())
-    bank.take_requests()
+    BankDay(bank).take_requests()
 
     result = run_dag(copy, env=env, conf={"account_ids": ["123", *CRAFTED_IDS]})
 
@@ -197,7 +198,8 @@ def test_mapped_balances_with_crafted_ids_from_the_trigger_form_write_nothing_ou
     assert written == [copy, folder / "123.jsonl"] or written == [folder / "123.jsonl", copy]
     assert folder.parent == base / "balances-by-account"
     assert set(tmp_path.parent.iterdir()) == around  # nothing beside this test's folder either
-    balance_calls = [entry["account"] for entry in bank.take_requests() if entry["path"].endswith("/balance")]
+    requests = BankDay(bank).take_requests()
+    balance_calls = [entry["account"] for entry in requests if entry["path"].endswith("/balance")]
     assert balance_calls == ["123"]  # account 456 never asked for
     console = "".join(capfd.readouterr())
     assert console.count("ConfigurationError") >= len(CRAFTED_IDS)
@@ -395,3 +397,16 @@ def test_transactions_paginated_streams_every_page_to_json_lines(bank, output, c
     assert len({row["transaction_id"] for row in rows(path)}) == total  # no page read twice
     counters = bank.counters()
     assert (counters["tokens_issued"], counters["api_requests"]) == (1, pages)
+
+
+def test_payout_on_funds_parses_its_watcher_and_a_manual_run_pays_nothing_seen(bank):
+    # The watcher itself runs in a triggerer: tests/e2e/test_retries_and_events.py starts the DAG with it.
+    import runpy
+
+    (watcher,) = runpy.run_path(str(EXAMPLES / "bankapi_payout_on_funds.py"))["funds"].watchers
+    assert watcher.trigger.serialize()[1]["endpoint"] == "/accounts/123/balance"
+
+    result = run_dag(EXAMPLES / "bankapi_payout_on_funds.py")
+
+    assert result.state == "success"
+    assert result.xcom("payout") == {"from_account": "123", "amount": "1500.00", "available_when_seen": None}

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     import pytest
 
-    from airflow_provider_bankapi.sandbox.runner import Sandbox
+    from bankapi_sandbox.runner import Sandbox
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 KEPT_LOGS = REPOSITORY / ".e2e-logs"

@@ -16,7 +16,7 @@ import pytest
 from deployment import Deployment, form_connection, report, report_deployment, secrets_of
 
 from airflow_provider_bankapi.hooks.variable_store import VARIABLE_PREFIX
-from airflow_provider_bankapi.sandbox import data, running
+from bankapi_sandbox import data, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 

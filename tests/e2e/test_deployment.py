@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from deployment import Deployment, form_connection, report_deployment, secrets_of
 
-from airflow_provider_bankapi.sandbox import data, running
+from bankapi_sandbox import data, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 

@@ -1,6 +1,6 @@
 """Connection -> ClientSettings, no network: every field lands where it should, or is refused by name.
 
-All PKI is made at test time (airflow_provider_bankapi.sandbox.pki); nothing private is committed.
+All PKI is made at test time (bankapi_sandbox.pki); nothing private is committed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from airflow_provider_bankapi.client.settings import TransportSettings
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
 from airflow_provider_bankapi.hooks.bankapi import connection_extras, settings_from_connection
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 HOST = "https://bank.example/public/gw_banking/v1"
 LOGIN = "client-id-42"

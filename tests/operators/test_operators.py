@@ -17,7 +17,7 @@ from airflow_provider_bankapi.errors import ConfigurationError, ResponseTooLarge
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.bankapi import BankingApiBalanceOperator, BankingApiOperator
 from airflow_provider_bankapi.operators.http_options import checked_headers
-from airflow_provider_bankapi.sandbox import data
+from bankapi_sandbox import data
 
 pytestmark = pytest.mark.airflow
 
@@ -210,6 +210,43 @@ def test_rendered_headers_are_checked_before_the_call_without_echoing_values(hea
     if named:
         assert repr(named) in caught.value.message
     assert "not-a-real-token" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("Authorization\x00", id="authorization-nul"),
+        pytest.param("Host\x00", id="host-nul"),
+        pytest.param("\x00Cookie", id="nul-first"),
+        pytest.param("X-Trace\r\nAuthorization", id="crlf"),
+        pytest.param("X-W\u00e4hrung", id="non-ascii"),
+        pytest.param("X\u200bAuthorization", id="zero-width-space"),
+        pytest.param("X Trace", id="inner-space"),
+        pytest.param("(X-Trace)", id="separator"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_a_header_name_that_is_not_an_rfc9110_token_is_refused_naming_it(name):
+    for check in (
+        lambda: BankingApiOperator(
+            task_id="o", endpoint="/accounts", headers={name: "Bearer not-a-real-token"}
+        ),
+        lambda: checked_headers({name: "Bearer not-a-real-token"}),
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            check()
+
+        assert caught.value.field == "headers"
+        assert repr(name) in caught.value.message
+        assert "RFC 9110" in caught.value.message
+        assert "not-a-real-token" not in f"{caught.value} {caught.value!r}"
+
+
+def test_a_header_value_with_a_nul_is_refused():
+    with pytest.raises(ConfigurationError, match="'X-Trace'.*no CR, LF or NUL") as caught:
+        checked_headers({"X-Trace": "one\x00two"})
+
+    assert caught.value.field == "headers"
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,9 @@ import urllib.request
 import pytest
 import requests
 
-from airflow_provider_bankapi.sandbox.control import ControlError
+from bankapi_sandbox import FaultKind
+from bankapi_sandbox.control import ControlError
+from bankapi_sandbox.state import ALL_FAULT_KINDS
 
 BALANCE = "/accounts/123/balance"
 
@@ -35,6 +37,18 @@ def test_429_with_retry_after_for_the_next_n_requests(client, sandbox, retry_aft
         assert "Too Many Requests" in response.text
     assert client.balance(token).status_code == 200
     assert sandbox.counters()["faults_served"] == {"429": 2}
+
+
+def test_every_fault_kind_the_bank_serves_has_a_member():
+    assert sorted(kind.value for kind in FaultKind) == sorted(ALL_FAULT_KINDS)
+
+
+def test_a_fault_kind_member_injects_its_fault(client, sandbox):
+    token = client.access_token()
+    sandbox.inject_fault(BALANCE, FaultKind.SERVICE_UNAVAILABLE)
+    assert sandbox.pending_faults()["/accounts/123/balance"]["kind"] == "503"
+    assert client.balance(token).status_code == 503
+    assert sandbox.counters()["faults_served"] == {"503": 1}
 
 
 @pytest.mark.parametrize(
@@ -150,6 +164,7 @@ def test_marker_passes_options_to_the_fixture(client, sandbox):
         pytest.param(lambda s: s.inject_fault(BALANCE, "503", after=-1), "after", id="negative-after"),
         pytest.param(lambda s: s.set_token_lifetime(0), "token lifetime", id="zero-lifetime"),
         pytest.param(lambda s: s.set_latency(-1), "latency", id="negative-latency"),
+        pytest.param(lambda s: s.set_available_balance("123", "lots"), "amount", id="balance-not-money"),
     ],
 )
 def test_knobs_refuse_bad_values(sandbox, call, message):
@@ -178,6 +193,15 @@ def test_counters_count_by_kind_and_reason(client_factory, sandbox, foreign_iden
     sandbox.reset_counters()
     assert sandbox.counters()["tokens_issued"] == 0
     assert client.balance(token).status_code == 200  # resetting counters keeps tokens
+
+
+def test_an_available_balance_set_is_served_until_reset(client, sandbox):
+    token = client.access_token()
+    sandbox.set_available_balance("123", "2000.00")
+    assert client.balance(token).json()["available"] == "2000.00"
+    assert client.get("/accounts/456/balance", token).json()["available"] != "2000.00"  # that account only
+    sandbox.reset()
+    assert client.balance(client.access_token()).json()["available"] != "2000.00"
 
 
 def test_reset_restores_the_start(client, sandbox):

@@ -19,8 +19,8 @@ from airflow_provider_bankapi.errors import (
     InvalidCredentialsError,
 )
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
-from airflow_provider_bankapi.sandbox import data
 from airflow_provider_bankapi.sensors.bankapi import BankingApiBalanceSensor, BankingApiSensor
+from bankapi_sandbox import data
 
 DAG_FILE = Path(__file__).parent / "dags" / "bankapi_sensors.py"
 TRIGGER = "airflow_provider_bankapi.triggers.bankapi.BankingApiTrigger"

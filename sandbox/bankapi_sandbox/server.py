@@ -18,13 +18,13 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.sandbox.bank import BankApi, Request, Response, error
-from airflow_provider_bankapi.sandbox.chaos import CANNED, REVOKE, CannedAnswer, canned_answer, fault_status
-from airflow_provider_bankapi.sandbox.state import HANG_LIMIT_SECONDS, TRICKLE_INTERVAL_SECONDS
+from bankapi_sandbox.bank import BankApi, Request, Response, error
+from bankapi_sandbox.chaos import CANNED, REVOKE, CannedAnswer, canned_answer, fault_status
+from bankapi_sandbox.state import HANG_LIMIT_SECONDS, TRICKLE_INTERVAL_SECONDS
 
 if TYPE_CHECKING:
-    from airflow_provider_bankapi.sandbox.provision import Layout
-    from airflow_provider_bankapi.sandbox.state import Fault, SandboxState
+    from bankapi_sandbox.provision import Layout
+    from bankapi_sandbox.state import Fault, SandboxState
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.sandbox.chaos import FaultMix
+from bankapi_sandbox.chaos import FaultMix
 
 if TYPE_CHECKING:
-    from airflow_provider_bankapi.sandbox.state import SandboxState
+    from bankapi_sandbox.state import SandboxState
 
 
 class ControlError(RuntimeError):
@@ -154,6 +154,9 @@ class _ControlHandler(BaseHTTPRequestHandler):
             ("GET", "/faults/mix"): mix,
             ("POST", "/requests/take"): lambda: [dataclasses.asdict(r) for r in state.take_requests()],
             ("POST", "/clock"): lambda: state.set_clock_offset(body["offset"]),
+            ("POST", "/balances"): lambda: state.set_available(
+                str(body["account_id"]), body.get("available")
+            ),
         }
 
     def _settings(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_provider_bankapi.sandbox import data
-from airflow_provider_bankapi.sandbox.provision import BASE_PATH
+from bankapi_sandbox import data
+from bankapi_sandbox.provision import BASE_PATH
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from airflow_provider_bankapi.sandbox.core import Credential, CredentialStore
-    from airflow_provider_bankapi.sandbox.state import SandboxState
+    from bankapi_sandbox.core import Credential, CredentialStore
+    from bankapi_sandbox.state import SandboxState
 
 # The phrases of the bank's documented failures (docs/bank-contract.md): clients look for them in the body.
 INVALID_CREDENTIALS = "Invalid Credentials"
@@ -227,7 +227,9 @@ class BankApi:
             return credential
         kind, account_id = route
         if kind == "balance":
-            return Response(200, data.balance(account_id))
+            body = data.balance(account_id)
+            body["available"] = self.state.available(account_id) or body["available"]
+            return Response(200, body)
         if kind == "accounts":
             return Response(200, data.accounts(credential.client_id), _ILLUSTRATION)
         if kind == "statement":
