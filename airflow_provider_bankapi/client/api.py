@@ -28,6 +28,8 @@ from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
 from airflow_provider_bankapi.client.redaction import Redactor
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
+from airflow_provider_bankapi.client.tokens.host import HostTokenStore
+from airflow_provider_bankapi.client.tokens.kept_key import kept_cache_key
 from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
 from airflow_provider_bankapi.client.transport.adapter import make_session
 from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
@@ -180,12 +182,12 @@ class BankingApiClient:
 
     @cached_property
     def _token_key(self) -> str:
-        return cache_key(
-            self.token_url,
-            self.settings.client_id,
-            self.identity.fingerprint_sha256,
-            self.settings.client_secret,
-        )
+        parts = (self.token_url, self.settings.client_id, self.identity.fingerprint_sha256)
+        host = next((store for store in self._tokens.stores if isinstance(store, HostTokenStore)), None)
+        if host is None or not self.identity.private_key_digest:
+            return cache_key(*parts, self.settings.client_secret)
+        # The scrypt in the key, derived by the first process on this host and kept beside its tokens.
+        return kept_cache_key(host, *parts, self.settings.client_secret, self.identity.private_key_digest)
 
     @cached_property
     def auth(self) -> BankTokenAuth:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
     import requests
+    from airflow.sdk import Connection
 
     from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription
@@ -192,30 +193,9 @@ class BankingApiHook(BaseHook):
     @cached_property
     def client(self) -> BankingApiClient:
         """The client, built once on first use (no I/O in ``__init__``: DAG parsing makes hooks too)."""
-        from airflow_provider_bankapi.client.api import BankingApiClient
-        from airflow_provider_bankapi.client.tokens.cache import stores_for
-        from airflow_provider_bankapi.hooks.variable_store import cluster_store
-
-        connection = self.get_connection(self.bankapi_conn_id)
-        settings, scope = settings_from_connection(
-            connection.host, connection.login, connection.password, connection.extra_dejson, connection.port
+        return client_from_connection(
+            self.get_connection(self.bankapi_conn_id), max_response_bytes=self.max_response_bytes
         )
-        if self.max_response_bytes is not None:
-            transport = replace(settings.transport, max_response_bytes=self.max_response_bytes)
-            settings = replace(settings, transport=transport)
-        for secret in (
-            settings.identity.client_private_key,
-            settings.identity.client_private_key_password,
-            settings.identity.client_pfx_secret,
-            settings.identity.client_pfx_password,
-        ):
-            _mask(secret)
-        if settings.transport.proxy:
-            _mask(urlsplit(settings.transport.proxy).password)
-        # Every token the client's cache hands out reaches the masker, including one another task left in
-        # a file or a Variable; the cluster store exists only inside a task.
-        stores = stores_for(scope, cluster=cluster_store)
-        return BankingApiClient(settings, token_stores=stores, on_secret=_mask)
 
     def get_conn(self) -> requests.Session:
         """A requests Session with the mTLS identity and the Bearer token on every request, renewed once
@@ -278,6 +258,38 @@ class BankingApiHook(BaseHook):
         if len(conn_id) == 8 and conn_id.isalnum() and f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ:
             return "This connection"
         return f"Connection {conn_id!r}"
+
+
+def client_from_connection(
+    connection: Connection, *, max_response_bytes: int | None = None
+) -> BankingApiClient:
+    """The client of a ``bankapi`` connection, every secret of it registered with Airflow's masker.
+
+    :param max_response_bytes: the cap of an answer's body, instead of the transport's default.
+    """
+    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.client.tokens.cache import stores_for
+    from airflow_provider_bankapi.hooks.variable_store import cluster_store
+
+    settings, scope = settings_from_connection(
+        connection.host, connection.login, connection.password, connection.extra_dejson, connection.port
+    )
+    if max_response_bytes is not None:
+        transport = replace(settings.transport, max_response_bytes=max_response_bytes)
+        settings = replace(settings, transport=transport)
+    for secret in (
+        settings.identity.client_private_key,
+        settings.identity.client_private_key_password,
+        settings.identity.client_pfx_secret,
+        settings.identity.client_pfx_password,
+    ):
+        _mask(secret)
+    if settings.transport.proxy:
+        _mask(urlsplit(settings.transport.proxy).password)
+    # Every token the client's cache hands out reaches the masker, including one another task left in
+    # a file or a Variable; the cluster store exists only inside a task.
+    stores = stores_for(scope, cluster=cluster_store)
+    return BankingApiClient(settings, token_stores=stores, on_secret=_mask)
 
 
 def _mask(secret: object) -> None:

@@ -2,7 +2,9 @@
 
 Airflow's secrets backends are read-only and Variables have no compare-and-set (last writer wins), so
 this store has no lock of its own: the host store's file lock, taken first, makes each worker machine
-fetch at most once, and a cold start on N machines at the same instant costs at most N tokens.
+fetch at most once, and a cold start on N machines at the same instant costs at most N tokens. After
+that, hosts renew at spread moments inside the refresh margin (``spans_hosts``): the first renews, the
+others take its token from the Variable, so they settle on one token per lifetime.
 The Variable's name holds ``token``, so the UI, the API and the logs mask its value.
 """
 
@@ -41,6 +43,7 @@ class VariableTokenStore:
     """Tokens in Airflow Variables, shared by every worker that reaches the same API server."""
 
     name = "cluster"
+    spans_hosts = True  # hosts renew at spread moments: the first one's token serves the others
 
     def load(self, key: str) -> AccessToken | None:
         from airflow.sdk import Variable

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import structlog.testing
 from airflow_harness import run_dag
 
 from airflow_provider_bankapi.errors import (
@@ -136,6 +137,27 @@ def test_execute_complete_raises_the_error_of_the_event_with_reason_and_hint(eve
 
 
 # -- real DAG runs ------------------------------------------------------------------------------------
+
+
+def test_quiet_pokes_log_below_info_and_a_transient_error_and_the_answer_after_it_reach_info(
+    bankapi_sandbox, monkeypatch
+):
+    conn = {**bankapi_sandbox.connection, "extra": {**bankapi_sandbox.connection["extra"], "max_retries": 0}}
+    monkeypatch.setenv("AIRFLOW_CONN_BANKAPI_DEFAULT", json.dumps(conn))
+    sensor = BankingApiBalanceSensor(task_id="quiet", account_id="123", threshold="1000000000000")
+
+    with structlog.testing.capture_logs() as logged:
+        for look in range(100):
+            if look == 50:
+                bankapi_sandbox.inject_fault("/accounts/123/balance", "503", count=1)
+            assert sensor.poke({}) is False  # type: ignore[arg-type]
+
+    loud = [entry["event"] for entry in logged if entry["log_level"] not in ("debug", "notset")]
+    own = [line for line in loud if "/accounts/123/balance" in line]
+    assert len(own) == 3, loud
+    assert "waiting until" in own[0]  # the first look: the start of the wait
+    assert "ServerError" in own[1]
+    assert "answered again after 1 transient errors" in own[2]
 
 
 @pytest.mark.airflow
