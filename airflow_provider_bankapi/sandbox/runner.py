@@ -229,9 +229,9 @@ class Sandbox:
         :param kind: ``"429"`` (with Retry-After, 1 s by default), ``"503"``, ``"drop"`` (the
             connection closes without a response), ``"hang"`` (no response until the client gives up),
             ``"trickle"`` (a 200 whose body comes one byte every half second), or a kind of
-            :meth:`set_fault_mix` (``"502"``, ``"504"``, ``"404"``, ...).
+            :meth:`set_fault_mix` (``"502"``, ``"504"``, ``"529"``, ``"404"``, ...).
         :param count: how many requests in a row.
-        :param retry_after: the Retry-After header in seconds (429, 502, 503, 504).
+        :param retry_after: the Retry-After header in seconds (429, 503, 529).
         :param after: requests to ``path`` let through first (``after=1``: page 2 of a paginated read fails).
         """
         self._control.call(
@@ -269,7 +269,7 @@ class Sandbox:
         the base URL), each with a kind drawn from ``kinds``; the same seed faults the same requests.
 
         Kinds beyond :meth:`inject_fault`'s: ``"429-date"`` (Retry-After as an HTTP date), ``"502"``,
-        ``"504"``, ``"404"``, ``"not-json"`` (a 200 HTML page) and ``"revoke"`` (every token revoked
+        ``"504"``, ``"529"`` (site overloaded), ``"404"``, ``"not-json"`` (a 200 HTML page) and ``"revoke"`` (every token revoked
         just before the request is served).
         """
         body = {"seed": seed, "rate": rate, "kinds": list(kinds), "paths": paths, "retry_after": retry_after}
