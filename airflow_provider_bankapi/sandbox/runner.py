@@ -269,8 +269,8 @@ class Sandbox:
         the base URL), each with a kind drawn from ``kinds``; the same seed faults the same requests.
 
         Kinds beyond :meth:`inject_fault`'s: ``"429-date"`` (Retry-After as an HTTP date), ``"502"``,
-        ``"504"``, ``"529"`` (site overloaded), ``"404"``, ``"not-json"`` (a 200 HTML page) and ``"revoke"`` (every token revoked
-        just before the request is served).
+        ``"504"``, ``"529"`` (site overloaded), ``"404"``, ``"not-json"`` (a 200 HTML page) and
+        ``"revoke"`` (every token revoked just before the request is served).
         """
         body = {"seed": seed, "rate": rate, "kinds": list(kinds), "paths": paths, "retry_after": retry_after}
         self._control.call("POST", "/faults/mix", body)
