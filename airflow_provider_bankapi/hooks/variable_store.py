@@ -31,10 +31,18 @@ def variable_name(key: str) -> str:
 
 
 def in_task_context() -> bool:
-    """True inside a task run by the Task SDK, where Variables go through the API server."""
-    from airflow.sdk.execution_time import task_runner
+    """True inside a running task, where the Task SDK sends Variables through the API server.
 
-    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+    Asked through the Task SDK's public ``get_current_context()``, which raises outside a task: its
+    execution-time internals may change in any release.
+    """
+    from airflow.sdk import get_current_context
+
+    try:
+        get_current_context()
+    except RuntimeError:
+        return False
+    return True
 
 
 class VariableTokenStore:
