@@ -115,7 +115,9 @@ def test_the_provider_uses_no_private_task_sdk_name():
     # The Task SDK's execution-time modules and private globals change between releases; the provider
     # asks the public airflow.sdk namespace only.
     package = Path(__file__).resolve().parents[2] / "airflow_provider_bankapi"
-    private = re.compile(r"SUPERVISOR_COMMS|airflow\.sdk\.execution_time|airflow\.sdk\.definitions\._internal")
+    private = re.compile(
+        r"SUPERVISOR_COMMS|airflow\.sdk\.execution_time|airflow\.sdk\.definitions\._internal"
+    )
     named = [
         f"{path.relative_to(package)}:{number}"
         for path in sorted(package.rglob("*.py"))
