@@ -205,6 +205,7 @@ def test_standard_fields():
     assert behaviour["placeholders"]["host"] == "https://api.bancodigital.com/public/gw_banking/v1"
 
 
+@pytest.mark.slow  # starts a Python process
 def test_module_imports_no_airflow():
     # Loaded by provider discovery in every Airflow component: the standard library and the provider's
     # own standard-library-only settings, nothing else (no Airflow, requests or cryptography).
