@@ -108,8 +108,10 @@ class BankingApiTrigger(BaseTrigger):
 
     def _make_client(self) -> tuple[BankingApiClient, Callable[[Any], Any] | None]:
         from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
+        from airflow_provider_bankapi.hooks.variable_store import in_triggerer
 
-        client = BankingApiHook(bankapi_conn_id=self.bankapi_conn_id).client
+        with in_triggerer():  # cache_scope=cluster: the triggerer shares the workers' Variable
+            client = BankingApiHook(bankapi_conn_id=self.bankapi_conn_id).client
         try:
             _ = client.identity  # validate the certificate and key now: a bad one ends the wait at once
             check = import_check(self.condition.check) if self.condition.check else None

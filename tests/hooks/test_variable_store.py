@@ -125,3 +125,14 @@ def test_the_provider_uses_no_private_task_sdk_name():
         if private.search(line)
     ]
     assert named == []
+
+
+def test_in_the_triggerer_the_cluster_store_is_the_variable_store(caplog):
+    # The triggerer runs no task but reaches Variables as one does: the trigger marks where it builds
+    # its client, so the triggerer shares the workers' token.
+    from airflow_provider_bankapi.hooks.variable_store import in_triggerer
+
+    with in_triggerer():
+        (store,) = cluster_store()
+    assert isinstance(store, VariableTokenStore)
+    assert cluster_store() == []  # the mark ends with the block
