@@ -4,7 +4,8 @@
 
     BankingApiError
     ├── ConfigurationError                 a connection field is missing or malformed (names it)
-    │   └── ClientIdentityError            cert/key/PFX unreadable, wrong password, key ≠ cert, expired
+    │   ├── ClientIdentityError            cert/key/PFX unreadable, wrong password, key ≠ cert, expired
+    │   └── UnsupportedAirflowError        the installed Airflow is older than the provider needs (3.3)
     ├── TlsHandshakeError                  TLS failed: server not trusted, or client cert rejected
     ├── ConnectionFailedError              no HTTP answer: refused, unresolved, timed out or dropped
     ├── TokenResponseError                 the token endpoint answered 2xx with an unusable body
@@ -119,6 +120,18 @@ class ConfigurationError(BankingApiError):
 
 class ClientIdentityError(ConfigurationError):
     """The client certificate, key or PKCS#12 bundle cannot serve as a client identity."""
+
+
+class UnsupportedAirflowError(ConfigurationError):
+    """The installed Airflow is older than 3.3; ``found`` is its version."""
+
+    def __init__(self, *, found: str) -> None:
+        super().__init__(
+            f"airflow-provider-bankapi needs Apache Airflow 3.3 or newer; this environment has {found}.",
+            hint='Upgrade Airflow (pip install "apache-airflow>=3.3") in every component that imports '
+            "the provider: API server, scheduler, DAG processor, triggerer and workers.",
+        )
+        self.found = found
 
 
 class TlsHandshakeError(BankingApiError):

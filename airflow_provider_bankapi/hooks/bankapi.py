@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_bankapi.airflow_version import require_supported_airflow
 from airflow_provider_bankapi.client.settings import (
     DEFAULT_REFRESH_MARGIN,
     TOKEN_PATH,
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription
     from airflow_provider_bankapi.client.tokens.values import AccessToken
+
+require_supported_airflow()
 
 # Airflow 2's form saved extras as ``extra__<conn_type>__<field>``; accept that spelling too.
 _LEGACY_PREFIX = "extra__bankapi__"

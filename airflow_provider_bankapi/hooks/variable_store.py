@@ -11,6 +11,7 @@ The Variable's name holds ``token``, so the UI, the API and the logs mask its va
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 from typing import TYPE_CHECKING
 
@@ -32,11 +33,36 @@ def variable_name(key: str) -> str:
     return VARIABLE_PREFIX + key[:32]
 
 
-def in_task_context() -> bool:
-    """True inside a task run by the Task SDK, where Variables go through the API server."""
-    from airflow.sdk.execution_time import task_runner
+# Set by the trigger while it builds its client: the triggerer reaches Variables through the API server
+# as a task does, but runs no task, so the Task SDK's task context cannot tell.
+_IN_TRIGGERER: contextvars.ContextVar[bool] = contextvars.ContextVar("bankapi_in_triggerer", default=False)
 
-    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+@contextlib.contextmanager
+def in_triggerer() -> Iterator[None]:
+    """Mark the code inside as running in the triggerer, where Variables are reachable too."""
+    reset = _IN_TRIGGERER.set(True)
+    try:
+        yield
+    finally:
+        _IN_TRIGGERER.reset(reset)
+
+
+def in_task_context() -> bool:
+    """True inside a running task or the triggerer, where the Task SDK reaches Variables.
+
+    A task is recognised through the Task SDK's public ``get_current_context()``, which raises outside
+    one: its execution-time internals may change in any release.
+    """
+    if _IN_TRIGGERER.get():
+        return True
+    from airflow.sdk import get_current_context
+
+    try:
+        get_current_context()
+    except RuntimeError:
+        return False
+    return True
 
 
 class VariableTokenStore:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_bankapi import errors
+from airflow_provider_bankapi.airflow_version import require_supported_airflow
 from airflow_provider_bankapi.errors import BankingApiError, printable
 from airflow_provider_bankapi.triggers.clients import CLIENTS
 from airflow_provider_bankapi.triggers.polling import (
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.api import BankingApiClient
     from airflow_provider_bankapi.triggers.clients import SharedClient
     from airflow_provider_bankapi.triggers.polling import Outcome
+
+require_supported_airflow()
 
 DEFAULT_POKE_INTERVAL = 60.0
 DEFAULT_BACKOFF_MAX = 600.0

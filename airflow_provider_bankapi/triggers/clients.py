@@ -67,8 +67,10 @@ def _read_connection(conn_id: str) -> Connection:
 
 def _build(connection: Connection) -> BankingApiClient:
     from airflow_provider_bankapi.hooks.bankapi import client_from_connection
+    from airflow_provider_bankapi.hooks.variable_store import in_triggerer
 
-    client = client_from_connection(connection)
+    with in_triggerer():  # cache_scope=cluster: the triggerer shares the workers' Variable
+        client = client_from_connection(connection)
     try:
         _ = client.identity  # validate the certificate and key now: a bad one ends the wait at once
     except BaseException:

@@ -35,7 +35,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.client.transport.retry import parse_retry_after
+from airflow_provider_bankapi.client.transport.retry import SITE_OVERLOADED, parse_retry_after
 from airflow_provider_bankapi.errors import (
     HINT_FORBIDDEN,
     HINT_INVALID_CLIENT_CERTIFICATE,
@@ -266,9 +266,11 @@ def _status_label(status: int) -> str:
     try:
         return f"{status} {http.HTTPStatus(status).phrase}"
     except ValueError:
-        return {495: "495 SSL Certificate Error", 496: "496 SSL Certificate Required"}.get(
-            status, str(status)
-        )
+        return {
+            495: "495 SSL Certificate Error",
+            496: "496 SSL Certificate Required",
+            SITE_OVERLOADED: "529 Site is overloaded",
+        }.get(status, str(status))
 
 
 def _attempts(status: int, retries: int) -> str:
