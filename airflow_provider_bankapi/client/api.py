@@ -27,7 +27,8 @@ from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
-from airflow_provider_bankapi.client.transport.adapter import make_session
+from airflow_provider_bankapi.client.pagination import NextRequest, pagination_style
+from airflow_provider_bankapi.client.transport.adapter import interaction_id_of, make_session
 from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
 from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
@@ -84,6 +85,16 @@ def fails_every_account(error: BankingApiError) -> bool:
     )
     # Any other 401 on a protected call came after the one renewal of the token: it is refused too.
     return isinstance(error, credential) or (isinstance(error, ApiError) and error.status_code == 401)
+
+
+@contextmanager
+def answer_of(response: requests.Response) -> Iterator[None]:
+    """Errors raised about ``response`` carry the interaction id of its request."""
+    try:
+        yield
+    except BankingApiError as exc:
+        exc.interaction_id = exc.interaction_id or interaction_id_of(response)
+        raise
 
 
 def next_cursor_params(page: Any) -> dict[str, Any] | None:
@@ -172,7 +183,8 @@ class BankingApiClient:
         }
         # The bank wants JSON here, where most OAuth libraries send a form (docs/bank-contract.md).
         response = self._send("POST", self.settings.token_url, path=self.settings.auth_endpoint, json=body)
-        raise_for_bank_status(response, method="POST", path=self.settings.auth_endpoint)
+        with answer_of(response):
+            raise_for_bank_status(response, method="POST", path=self.settings.auth_endpoint)
         token = parse_token_response(response.content, now=self._clock())
         log.info(
             "Fetched a new access token for client_id %s (expires in %d s).",
@@ -238,12 +250,21 @@ class BankingApiClient:
         """
         url = self.settings.url(path)  # a path outside the Base URL is refused before a token is fetched
         response = self._send(method, url, path=path, auth=self.auth, **kwargs)
-        raise_for_bank_status(response, method=method, path=path, token_renewed=renewed_after_401(response))
+        with answer_of(response):
+            raise_for_bank_status(
+                response, method=method, path=path, token_renewed=renewed_after_401(response)
+            )
         return response
+
+    @staticmethod
+    def json_of(response: requests.Response, *, method: str, path: str) -> Any:
+        """A 2xx answer's JSON, numbers exact (a body that is not JSON is an ApiError with its request's id)."""
+        with answer_of(response):
+            return json_body(response, method=method, path=path)
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET a protected resource and decode its JSON body (a non-JSON 2xx body is an ApiError)."""
-        return json_body(self.request("GET", path, params=params), method="GET", path=path)
+        return self.json_of(self.request("GET", path, params=params), method="GET", path=path)
 
     # -- typed conveniences -------------------------------------------------------------------------
 
@@ -337,21 +358,40 @@ class BankingApiClient:
         params: Mapping[str, Any] | None = None,
         next_page: Callable[[Any], Mapping[str, Any] | None] = next_cursor_params,
         max_pages: int = 10_000,
+        pagination: Any = None,
     ) -> Iterator[Any]:
-        """Yield each page's JSON body; ``next_page(page)`` gives the params to add for the next one."""
-        current = dict(params or {})
+        """Yield each page's JSON body, one GET per page.
+
+        :param pagination: the style (``"cursor"``, ``"links"``, ``"link_header"``, ``"page"``, a value of
+            ``pagination.py`` or a function); when None, ``next_page(page)`` gives the params to add.
+        :param max_pages: more pages than this is an ApiError (a resource that never says "last").
+        :raises NextLinkRefusedError: a next link leaves the Base URL (before any request to it).
+        """
+        paginator = pagination_style(next_page if pagination is None else pagination)
+        first_params = getattr(paginator, "first_params", None)
+        current: NextRequest | None = NextRequest(
+            path, first_params(dict(params or {})) if first_params else dict(params or {})
+        )
         for _ in range(max_pages):
-            page = self.get_json(path, current)
+            assert current is not None
+            response = self.request("GET", current.endpoint, params=current.params)
+            page = self.json_of(response, method="GET", path=current.endpoint)
             yield page
-            following = next_page(page)
-            if not following:
+            current = paginator.next_request(
+                page,
+                response,
+                current,
+                base_url=self.settings.base_url,
+                token_path=self.settings.auth_endpoint,
+            )
+            if current is None:
                 return
-            current = {**current, **following}
         raise ApiError(
             f"GET {path} kept returning a next page after {max_pages} pages; stopped.",
             method="GET",
             path=path,
-            hint="Check the pagination function: it must return None on the last page.",
+            hint="Raise max_pages if the resource really has more pages; else check the pagination style "
+            "(a function must return None on the last page).",
         )
 
     # -- connection test ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ resolves under it is ``endpoints.py``'s rule, which :meth:`ClientSettings.url` a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -37,6 +38,13 @@ DEFAULT_BACKOFF_BASE = 0.5
 DEFAULT_BACKOFF_MAX = 30.0
 DEFAULT_MAX_TOTAL_WAIT = 120.0
 DEFAULT_POOL_MAXSIZE = 10
+#: The request header that carries a fresh UUID per request (Open Finance Brasil's name; the bank's support
+#: desk asks for it first). Empty sends none.
+DEFAULT_INTERACTION_ID_HEADER = "x-fapi-interaction-id"
+#: The connection's ``interaction_id_header`` value that sends no interaction id.
+NO_INTERACTION_ID = "none"
+# An HTTP header name is an RFC 9110 token.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def cache_scope(value: object) -> str:
@@ -90,6 +98,7 @@ class TransportSettings:
     :param proxy: egress proxy URL (``http://[user:password@]host:port``; https targets go through
         a CONNECT tunnel, so TLS stays end to end with the bank). Hidden from repr: it may hold a password.
     :param pool_maxsize: connections kept per host; at least the number of threads sharing a session.
+    :param interaction_id_header: the header that carries a fresh UUID on every request (empty: none).
     """
 
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
@@ -100,8 +109,15 @@ class TransportSettings:
     max_total_wait: float = DEFAULT_MAX_TOTAL_WAIT
     proxy: str | None = field(default=None, repr=False)
     pool_maxsize: int = DEFAULT_POOL_MAXSIZE
+    interaction_id_header: str = DEFAULT_INTERACTION_ID_HEADER
 
     def __post_init__(self) -> None:
+        if self.interaction_id_header and not _HEADER_NAME.fullmatch(self.interaction_id_header):
+            raise ConfigurationError(
+                f"interaction_id_header {self.interaction_id_header[:80]!r} is not an HTTP header name "
+                f"(letters, digits and -, such as {DEFAULT_INTERACTION_ID_HEADER}); empty sends none.",
+                field="interaction_id_header",
+            )
         for name in ("connect_timeout", "read_timeout"):
             if not _seconds(getattr(self, name)):
                 raise ConfigurationError(f"{name} must be a positive number of seconds.", field=name)

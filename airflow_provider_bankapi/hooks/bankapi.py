@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook
 
 from airflow_provider_bankapi.client.settings import (
+    DEFAULT_INTERACTION_ID_HEADER,
     DEFAULT_REFRESH_MARGIN,
+    NO_INTERACTION_ID,
     TOKEN_PATH,
     ClientSettings,
     TransportSettings,
@@ -87,6 +89,14 @@ def _text(extras: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
+def _interaction_id_header(extras: Mapping[str, Any]) -> str:
+    """The interaction id header's name; ``none`` sends none. Empty is unset, as for every field: the form
+    saves an untouched field as an empty string, which must not silently turn the ids off.
+    """
+    name = (_text(extras, "interaction_id_header") or DEFAULT_INTERACTION_ID_HEADER).strip()
+    return "" if name.lower() == NO_INTERACTION_ID else name
+
+
 def base_url_with_port(host: str | None, port: int | str | None = None) -> str:
     """The Base URL completed by the connection's Port.
 
@@ -146,6 +156,7 @@ def settings_from_connection(
         read_timeout=read_timeout,
         max_retries=int(_number(extras, "max_retries", transport_defaults.max_retries, integer=True)),
         proxy=_text(extras, "proxy"),
+        interaction_id_header=_interaction_id_header(extras),
     )
     settings = ClientSettings(
         base_url=base_url_with_port(host, port),
@@ -235,10 +246,41 @@ class BankingApiHook(BaseHook):
         *,
         params: Mapping[str, Any] | None = None,
         next_page: Callable[[Any], Mapping[str, Any] | None] | None = None,
+        pagination: Any = None,
+        max_pages: int = 10_000,
     ) -> Iterator[Any]:
-        if next_page is None:
-            return self.client.paginate(endpoint, params=params)
-        return self.client.paginate(endpoint, params=params, next_page=next_page)
+        """Each page's JSON, one GET per page.
+
+        :param pagination: ``"cursor"`` (default), ``"links"``, ``"link_header"``, ``"page"``, a value of
+            ``airflow_provider_bankapi.client.pagination`` or a function page -> params of the next page.
+        :param next_page: the function form, as before ``pagination`` existed.
+        :param max_pages: more pages than this fails (a resource that never says "last").
+        """
+        return self.client.paginate(
+            endpoint, params=params, pagination=pagination or next_page or "cursor", max_pages=max_pages
+        )
+
+    def records(
+        self,
+        endpoint: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        pagination: Any = "cursor",
+        records_path: str | None = None,
+        max_pages: int = 10_000,
+    ) -> Iterator[Any]:
+        """Every record of every page, page after page (see :meth:`paginate`).
+
+        :param records_path: where a page's records are, a dotted path such as ``"data"``: the list there,
+            or the object there as one record. Default: a page that is a list, else its ``"items"`` or
+            ``"data"``, else the page itself.
+        """
+        from airflow_provider_bankapi.client.documents import records_of
+        from airflow_provider_bankapi.client.pagination import pagination_style
+
+        style = pagination_style(pagination, records_path=records_path)
+        for page in self.client.paginate(endpoint, params=params, pagination=style, max_pages=max_pages):
+            yield from records_of(page, records_path)
 
     def describe_certificate(self) -> CertificateDescription:
         return self.client.describe_certificate()

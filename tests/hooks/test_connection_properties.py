@@ -51,6 +51,7 @@ def _valid(files) -> dict:
         "timeout": 5,
         "max_retries": 2,
         "proxy": f"http://user:{PROXY_PASSWORD}@proxy.internal:3128",
+        "interaction_id_header": "x-fapi-interaction-id",
     }
 
 

@@ -30,6 +30,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_bankapi.client.documents import loads
 from airflow_provider_bankapi.client.transport.retry import parse_retry_after
 from airflow_provider_bankapi.errors import (
     HINT_FORBIDDEN,
@@ -355,14 +356,15 @@ def raise_for_bank_status(
 
 
 def json_body(response: requests.Response, *, method: str, path: str) -> Any:
-    """The JSON body of a 2xx answer; a body that is not JSON is an :class:`ApiError`, not a JSONDecodeError.
+    """The JSON body of a 2xx answer, its numbers exact (``documents.loads``); a body that is not JSON is an
+    :class:`ApiError`, not a JSONDecodeError.
 
     :param response: a 2xx answer (call :func:`raise_for_bank_status` first).
     :param method: the HTTP method (for the message).
     :param path: the path called (for the message).
     """
     try:
-        return json.loads(response.content)
+        return loads(response.content)
     except (ValueError, RecursionError) as exc:
         path = path.split("?", 1)[0]
         content_type = response.headers.get("Content-Type") or "none"
