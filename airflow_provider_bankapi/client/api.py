@@ -23,11 +23,11 @@ from urllib.parse import quote
 
 from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
 from airflow_provider_bankapi.client.identity.identity import load_identity
+from airflow_provider_bankapi.client.pagination import NextRequest, pagination_style
 from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
-from airflow_provider_bankapi.client.pagination import NextRequest, pagination_style
 from airflow_provider_bankapi.client.transport.adapter import interaction_id_of, make_session
 from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
 from airflow_provider_bankapi.client.transport.failures import map_transport_error
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -258,7 +259,7 @@ class BankingApiClient:
 
     @staticmethod
     def json_of(response: requests.Response, *, method: str, path: str) -> Any:
-        """A 2xx answer's JSON, numbers exact (a body that is not JSON is an ApiError with its request's id)."""
+        """A 2xx answer's JSON, numbers exact; a body that is not JSON: an ApiError with the request's id."""
         with answer_of(response):
             return json_body(response, method=method, path=path)
 
@@ -377,13 +378,14 @@ class BankingApiClient:
             response = self.request("GET", current.endpoint, params=current.params)
             page = self.json_of(response, method="GET", path=current.endpoint)
             yield page
-            current = paginator.next_request(
-                page,
-                response,
-                current,
-                base_url=self.settings.base_url,
-                token_path=self.settings.auth_endpoint,
-            )
+            with answer_of(response):  # a refused next link names the answer it came in
+                current = paginator.next_request(
+                    page,
+                    response,
+                    current,
+                    base_url=self.settings.base_url,
+                    token_path=self.settings.auth_endpoint,
+                )
             if current is None:
                 return
         raise ApiError(

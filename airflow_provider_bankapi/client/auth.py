@@ -116,4 +116,3 @@ def renewed_after_401(response: requests.Response) -> bool:
     response's history holds only that refusal).
     """
     return any(earlier.status_code == 401 for earlier in response.history)
-

@@ -15,7 +15,6 @@ A link (body or header) is followed only when it stays under the Base URL's orig
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +23,8 @@ from airflow_provider_bankapi.client.endpoints import next_link_endpoint
 from airflow_provider_bankapi.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     import requests
 
 STYLES = ("cursor", "links", "link_header", "page")

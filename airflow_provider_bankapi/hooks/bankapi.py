@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
+from airflow.sdk.serde import allow_class
 
+from airflow_provider_bankapi.client.documents import BankDecimal
 from airflow_provider_bankapi.client.settings import (
     DEFAULT_INTERACTION_ID_HEADER,
     DEFAULT_REFRESH_MARGIN,
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription
     from airflow_provider_bankapi.client.tokens.values import AccessToken
+
+# The bank's numbers reach XCom as BankDecimal, which keeps their digits there (Airflow's own Decimal
+# serializer goes through float); every process that imports the provider may read them back.
+allow_class(BankDecimal)
 
 # Airflow 2's form saved extras as ``extra__<conn_type>__<field>``; accept that spelling too.
 _LEGACY_PREFIX = "extra__bankapi__"
