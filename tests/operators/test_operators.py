@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import socket
 import threading
+import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -402,3 +405,100 @@ def test_operators_touch_no_connection_until_they_run(monkeypatch):
     assert (
         BankingApiOperator(task_id="p", endpoint="/a", output_path="/x.jsonl", asset_alias="").outlets == []
     )
+
+
+# -- a bank shaped like Open Finance Brasil: pagination styles, records, exact money, audit fields ---------
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_links_link_header_and_page_walks_write_every_record_once_with_one_request_per_page(bank, tmp_path):
+    account, page_size = "123", 10
+    total = data.transaction_count(account)
+    pages = math.ceil(total / page_size)
+    bank.take_requests()
+
+    result = run_dag(
+        DAG_FILE,
+        "bankapi_bank_data",
+        conf={"out": tmp_path.as_uri(), "account": account, "page_size": page_size},
+    )
+
+    assert result.state == "success", result.task_states
+    log = [r for r in bank.take_requests() if not r["path"].endswith("/auth/token-v2")]
+    per_path = {path: sum(r["path"] == path for r in log) for path in {r["path"] for r in log}}
+    assert per_path == {
+        f"/open-banking/accounts/{account}/transactions": 2 * pages,  # the links walk and the page walk
+        f"/linked/accounts/{account}/transactions": pages,
+        f"/open-banking/accounts/{account}/balances": 2,
+    }
+    ids = [r["interaction_id"] for r in log]
+    assert all(uuid.UUID(i).version == 4 for i in ids)
+    assert len(set(ids)) == len(ids)  # every request its own id
+    expected = [f"{account}-{i:05d}" for i in range(total)]
+    for name in ("links.jsonl", "link_header.jsonl"):
+        records = read_jsonl(tmp_path / name)
+        assert [r["transactionId"] for r in records] == expected, name
+        assert all(datetime.fromisoformat(r["fetched_at"]).utcoffset() == timedelta(0) for r in records)
+    rows = read_csv(tmp_path / "page.csv")
+    assert [r["transactionId"] for r in rows] == expected
+    assert {"transactionAmount.amount", "transactionAmount.currency", "fetched_at"} <= set(rows[0])
+    assert all(r["transactionAmount.currency"] == "BRL" for r in rows)
+    assert all(len(r["transactionAmount.amount"].split(".")[1]) == 4 for r in rows)  # 4 decimals kept
+    assert result.xcom("links_walk") == {
+        "path": (tmp_path / "links.jsonl").as_uri(),
+        "records": total,
+        "pages": pages,
+    }
+
+
+def test_exact_money_reaches_the_file_and_xcom_digit_for_digit(bank, tmp_path):
+    result = run_dag(
+        DAG_FILE, "bankapi_bank_data", conf={"out": tmp_path.as_uri(), "account": "123", "page_size": 50}
+    )
+
+    assert result.state == "success", result.task_states
+    line = (tmp_path / "balances.jsonl").read_text()
+    assert '"availableAmount":{"amount":1000.0400,"currency":"BRL"}' in line
+    assert '"automaticallyInvestedAmount":{"amount":12345678901234567.89,"currency":"BRL"}' in line
+    # As stored in the metadata DB: the digits as text (Airflow's own Decimal serializer goes through float).
+    stored = result.xcom("balances")["data"]
+    assert stored["availableAmount"]["amount"]["__data__"] == "1000.0400"
+    assert stored["automaticallyInvestedAmount"]["amount"]["__data__"] == "12345678901234567.89"
+    # As a downstream task reads it back:
+    assert result.xcom("amounts_downstream") == {
+        "types": ["BankDecimal"],
+        "available": "1000.0400",
+        "invested": "12345678901234567.89",
+    }
+
+
+def test_a_next_link_to_another_host_fails_before_any_connection_to_it_and_writes_nothing(
+    bank, tmp_path, capfd
+):
+    foreign = socket.socket()
+    foreign.bind(("127.0.0.1", 0))
+    foreign.listen(8)  # the kernel completes any TCP handshake to it: each one would wait in the backlog
+    foreign.setblocking(False)
+    host, port = foreign.getsockname()
+    bank.take_requests()
+    try:
+        result = run_dag(
+            DAG_FILE,
+            "bankapi_foreign_next_link",
+            conf={"out": tmp_path.as_uri(), "foreign": f"https://{host}:{port}"},
+        )
+        with pytest.raises(BlockingIOError):
+            foreign.accept()  # no connection ever came
+    finally:
+        foreign.close()
+
+    assert result.task_states == {("foreign_link", -1): "failed"}
+    assert list(tmp_path.iterdir()) == []  # no output, no temporary file left
+    console = "".join(capfd.readouterr())
+    assert f"A page's next link points to {host}:{port}, outside the connection's Base URL" in console
+    (page,) = [r for r in bank.take_requests() if r["path"].endswith("/transactions")]
+    assert f"(interaction id {page['interaction_id']})" in console  # the id of the answer with the link
