@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -331,7 +332,11 @@ def test_transactions_paginated_streams_every_page_to_json_lines(bank, output, c
     path = local(summary["path"])
     assert path.parent == base / "transactions" / account
     assert summary == {"path": f"file://{path}", "records": total, "pages": pages}
-    assert rows(path) == data.transactions(account, None, str(total))["items"]  # all, newest first
-    assert len({row["transaction_id"] for row in rows(path)}) == total  # no page read twice
+    written = rows(path)
+    expected = [f"{account}-{i:05d}" for i in range(total)]
+    assert [row["transactionId"] for row in written] == expected  # all, newest first, no page read twice
+    assert all(row["fetched_at"].endswith("+00:00") for row in written)
+    amount = re.compile(r'"transactionAmount":\{"amount":\d+\.\d{4},"currency":"BRL"\}')
+    assert all(amount.search(line) for line in path.read_text().splitlines())  # the bank's 4 decimals
     counters = bank.counters()
-    assert (counters["tokens_issued"], counters["api_requests"]) == (1, pages)
+    assert (counters["tokens_issued"], counters["api_requests"]) == (1, pages)  # one request per page
