@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from deployment import Deployment, form_connection, report_deployment, secrets_of
+from written import jsonl_records
 
 from airflow_provider_bankapi.sandbox import data, running
 
@@ -51,7 +52,7 @@ def deployment(bank, output, request):
 
 def rows(url: str) -> list[dict]:
     assert url.startswith("file:///"), url
-    return [json.loads(line) for line in Path(url.removeprefix("file://")).read_text().splitlines()]
+    return jsonl_records(Path(url.removeprefix("file://")).read_text())
 
 
 def trigger_log(deployment, result) -> Path:

@@ -8,12 +8,12 @@ import math
 import socket
 import threading
 import uuid
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from airflow_harness import run_dag
 from test_outputs import wait_for
+from written import jsonl_records
 
 from airflow_provider_bankapi.client.api import next_cursor_params
 from airflow_provider_bankapi.errors import ConfigurationError
@@ -72,7 +72,7 @@ def asset_events(uri_prefix: str) -> dict[str, list[dict]]:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return jsonl_records(path.read_text())
 
 
 # -- BankingApiOperator -------------------------------------------------------------------------------
@@ -132,7 +132,8 @@ def test_a_rerun_that_fails_on_page_2_leaves_the_previous_file_and_a_good_rerun_
     bank.clear_faults()
     again = run_dag(DAG_FILE, "bankapi_transactions_rerun", conf=conf)
     assert again.state == "success", again.task_states
-    assert target.read_bytes() == complete  # replaced, not appended to
+    assert read_jsonl(target) == jsonl_records(complete.decode())  # replaced, not appended to
+    assert target.read_bytes() != complete  # a new fetched_at: this run's file
 
 
 @pytest.mark.parametrize(
@@ -265,7 +266,8 @@ def test_balances_to_xcom_csv_json_lines_and_mapped_tasks_with_one_token(bank, t
         rows = list(csv.DictReader(handle))
     assert [row["account_id"] for row in rows] == ACCOUNTS
     assert [row["available"] for row in rows] == [expected[a]["available"] for a in ACCOUNTS]  # exact text
-    assert list(rows[0]) == ["account_id", "available", "current", "blocked", "currency", "as_of"]
+    columns = ["account_id", "available", "current", "blocked", "currency", "as_of", "fetched_at"]
+    assert list(rows[0]) == columns
 
     (jsonl_path,) = tmp_path.glob("balances-*.data")  # output_format wins over the suffix
     assert read_jsonl(jsonl_path) == [expected[a] for a in ACCOUNTS]
@@ -440,9 +442,8 @@ def test_links_link_header_and_page_walks_write_every_record_once_with_one_reque
     assert len(set(ids)) == len(ids)  # every request its own id
     expected = [f"{account}-{i:05d}" for i in range(total)]
     for name in ("links.jsonl", "link_header.jsonl"):
-        records = read_jsonl(tmp_path / name)
+        records = read_jsonl(tmp_path / name)  # each with fetched_at in UTC
         assert [r["transactionId"] for r in records] == expected, name
-        assert all(datetime.fromisoformat(r["fetched_at"]).utcoffset() == timedelta(0) for r in records)
     rows = read_csv(tmp_path / "page.csv")
     assert [r["transactionId"] for r in rows] == expected
     assert {"transactionAmount.amount", "transactionAmount.currency", "fetched_at"} <= set(rows[0])
@@ -502,3 +503,17 @@ def test_a_next_link_to_another_host_fails_before_any_connection_to_it_and_write
     assert f"A page's next link points to {host}:{port}, outside the connection's Base URL" in console
     (page,) = [r for r in bank.take_requests() if r["path"].endswith("/transactions")]
     assert f"(interaction id {page['interaction_id']})" in console  # the id of the answer with the link
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        pytest.param({"pagination": "offset"}, ConfigurationError, id="unknown-style"),
+        pytest.param(
+            {"pagination": "links", "pagination_function": next_cursor_params}, ValueError, id="both"
+        ),
+    ],
+)
+def test_a_pagination_mistake_fails_when_the_dag_is_parsed(kwargs, error):
+    with pytest.raises(error):
+        BankingApiOperator(task_id="t", endpoint="/accounts/1/transactions", **kwargs)
