@@ -19,7 +19,7 @@ How to adapt it
     - ``endpoint``, ``query_params``, ``pagination`` and ``records_path`` for your resource:
       ``pagination="link_header"`` for an RFC 8288 ``Link`` header, ``"page"`` for ``page=1, 2...`` until
       ``meta.totalPages``, ``"cursor"`` for ``{"next_cursor": ...}``, or a value of
-      ``airflow_provider_bankapi.client.pagination`` for other field names.
+      ``airflow_provider_bankapi.pagination`` for other field names.
     - Params ``account_id`` and ``page_size``; the Airflow Variable ``bankapi_output_base`` (default
       ``file:///tmp/bankapi``); each run writes ``<base>/transactions/<account>/<run time>.jsonl``.
     - Without ``output_path`` the pages go to XCom instead: fine for a few, not for a history.

@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
 from airflow_provider_bankapi.client.identity.identity import load_identity
-from airflow_provider_bankapi.client.pagination import NextRequest, pagination_style
 from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
@@ -40,6 +39,7 @@ from airflow_provider_bankapi.errors import (
     InvalidCredentialsError,
     TlsHandshakeError,
 )
+from airflow_provider_bankapi.pagination import NextRequest, pagination_style
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -364,7 +364,8 @@ class BankingApiClient:
         """Yield each page's JSON body, one GET per page.
 
         :param pagination: the style (``"cursor"``, ``"links"``, ``"link_header"``, ``"page"``, a value of
-            ``pagination.py`` or a function); when None, ``next_page(page)`` gives the params to add.
+            ``airflow_provider_bankapi.pagination`` or a function); when None, ``next_page(page)`` gives
+            the params to add.
         :param max_pages: more pages than this is an ApiError (a resource that never says "last").
         :raises NextLinkRefusedError: a next link leaves the Base URL (before any request to it).
         """

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook
 from airflow.sdk.serde import allow_class
 
-from airflow_provider_bankapi.client.documents import BankDecimal
 from airflow_provider_bankapi.client.settings import (
     DEFAULT_INTERACTION_ID_HEADER,
     DEFAULT_REFRESH_MARGIN,
@@ -25,6 +24,7 @@ from airflow_provider_bankapi.client.settings import (
     TransportSettings,
     cache_scope,
 )
+from airflow_provider_bankapi.documents import BankDecimal
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
 
@@ -258,7 +258,7 @@ class BankingApiHook(BaseHook):
         """Each page's JSON, one GET per page.
 
         :param pagination: ``"cursor"`` (default), ``"links"``, ``"link_header"``, ``"page"``, a value of
-            ``airflow_provider_bankapi.client.pagination`` or a function page -> params of the next page.
+            ``airflow_provider_bankapi.pagination`` or a function page -> params of the next page.
         :param next_page: the function form, as before ``pagination`` existed.
         :param max_pages: more pages than this fails (a resource that never says "last").
         """
@@ -281,8 +281,8 @@ class BankingApiHook(BaseHook):
             or the object there as one record. Default: a page that is a list, else its ``"items"`` or
             ``"data"``, else the page itself.
         """
-        from airflow_provider_bankapi.client.documents import records_of
-        from airflow_provider_bankapi.client.pagination import pagination_style
+        from airflow_provider_bankapi.documents import records_of
+        from airflow_provider_bankapi.pagination import pagination_style
 
         style = pagination_style(pagination, records_path=records_path)
         for page in self.client.paginate(endpoint, params=params, pagination=style, max_pages=max_pages):

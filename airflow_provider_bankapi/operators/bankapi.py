@@ -92,7 +92,7 @@ class BankingApiOperator(BankingApiBaseOperator):
         ``"cursor"`` (``{"next_cursor": ...}`` sent back as ``cursor=``), ``"links"`` (the body's
         ``links.next``), ``"link_header"`` (an RFC 8288 ``Link: <...>; rel="next"``), ``"page"`` (``page=1,
         2, ...`` until ``meta.totalPages`` or an empty page), a value of
-        :mod:`airflow_provider_bankapi.client.pagination` for other names (``Links(next_path=...)``,
+        :mod:`airflow_provider_bankapi.pagination` for other names (``Links(next_path=...)``,
         ``PageNumbers(page_size=100)``...), or a function as ``pagination_function``. A next link is
         followed only under the connection's Base URL; any other fails the task before a request to it.
     :param pagination_function: ``callable(page_json) -> dict | None``: the params to add for the next
@@ -150,7 +150,7 @@ class BankingApiOperator(BankingApiBaseOperator):
         if pagination is not None and pagination_function is not None:
             raise ValueError("Give pagination or pagination_function, not both.")
         # Checked here, at parse time: a misspelt style fails the DAG file, not a run.
-        from airflow_provider_bankapi.client.pagination import pagination_style
+        from airflow_provider_bankapi.pagination import pagination_style
 
         pagination = pagination if pagination is not None else pagination_function
         self.paginator = (

@@ -9,7 +9,7 @@ it), so the concrete asset is only known at run time, which is what an alias is 
 A file is written to a temporary object beside it and moved into place only when complete, so a run that
 fails or is killed never truncates or deletes the previous output, and a rerun replaces it (never appends).
 
-Numbers are written with the bank's digits (``client/documents.py``): JSON Lines as JSON numbers, CSV as
+Numbers are written with the bank's digits (``documents.py``): JSON Lines as JSON numbers, CSV as
 their text. A CSV row has one column per field: a nested object's fields get columns of their own named
 ``parent.child`` (money ``{"amount": {"amount": 1.00, "currency": "BRL"}}`` becomes the columns
 ``amount.amount`` and ``amount.currency``); a list stays JSON text in its one cell. Every record written
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
 
-from airflow_provider_bankapi.client.documents import dumps, number_text, records_of
+from airflow_provider_bankapi.documents import dumps, number_text, records_of
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 
 if TYPE_CHECKING:

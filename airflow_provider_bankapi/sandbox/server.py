@@ -19,7 +19,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.client.documents import dumps
+from airflow_provider_bankapi.documents import dumps
 from airflow_provider_bankapi.sandbox.bank import INTERACTION_ID, BankApi, Request, Response, error
 from airflow_provider_bankapi.sandbox.chaos import CANNED, REVOKE, CannedAnswer, canned_answer, fault_status
 from airflow_provider_bankapi.sandbox.state import HANG_LIMIT_SECONDS, TRICKLE_INTERVAL_SECONDS

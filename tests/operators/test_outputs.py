@@ -18,7 +18,7 @@ import pytest
 from airflow.sdk.io import store
 from fsspec.implementations.memory import MemoryFileSystem
 
-from airflow_provider_bankapi.client.documents import loads
+from airflow_provider_bankapi.documents import loads
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.operators.outputs import (
     STALE_TEMPORARY_SECONDS,

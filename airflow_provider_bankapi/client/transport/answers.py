@@ -30,8 +30,8 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.client.documents import loads
 from airflow_provider_bankapi.client.transport.retry import parse_retry_after
+from airflow_provider_bankapi.documents import loads
 from airflow_provider_bankapi.errors import (
     HINT_FORBIDDEN,
     HINT_INVALID_CLIENT_CERTIFICATE,

@@ -6,7 +6,8 @@ import pytest
 import requests
 
 from airflow_provider_bankapi.client.endpoints import next_link_endpoint
-from airflow_provider_bankapi.client.pagination import (
+from airflow_provider_bankapi.errors import ConfigurationError, NextLinkRefusedError
+from airflow_provider_bankapi.pagination import (
     Cursor,
     LinkHeader,
     Links,
@@ -15,7 +16,6 @@ from airflow_provider_bankapi.client.pagination import (
     PageNumbers,
     pagination_style,
 )
-from airflow_provider_bankapi.errors import ConfigurationError, NextLinkRefusedError
 
 HOST = "bank.example:8443"
 PREFIX = "/public/gw_banking/v1"

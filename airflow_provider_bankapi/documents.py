@@ -7,7 +7,8 @@ holds (``12345678901234567.89``). Python's ``json`` reads both as floats, and th
 writes it back with the digits the bank sent. ``NaN`` and ``Infinity`` are not JSON (RFC 8259, 6) and
 are refused when reading, so nothing non-finite is ever written.
 
-Pure: standard library only.
+Pure: standard library only; shared by the client layer and the Airflow layer (which registers
+:class:`BankDecimal` for XCom when DAG files are parsed, without loading the client).
 """
 
 from __future__ import annotations

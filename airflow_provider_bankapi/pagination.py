@@ -10,7 +10,9 @@ Each style answers one question from the page's JSON and its HTTP answer: what t
 - :class:`NextParams`: a function of the page giving the parameters to add, or None on the last page.
 
 A link (body or header) is followed only when it stays under the Base URL's origin and path prefix
-(``endpoints.py``); the refusal comes before any request to it. Pure: no I/O.
+(``client/endpoints.py``); the refusal comes before any request to it. Pure: no I/O, standard library
+only, and no import of the client layer until a link is followed, so that DAG files can build these
+values while they are parsed.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_provider_bankapi.client.documents import at_path, records_of
-from airflow_provider_bankapi.client.endpoints import next_link_endpoint
+from airflow_provider_bankapi.documents import at_path, records_of
 from airflow_provider_bankapi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 STYLES = ("cursor", "links", "link_header", "page")
 HINT_PAGINATION = (
     "Give pagination='cursor', 'links', 'link_header' or 'page', a Cursor/Links/LinkHeader/PageNumbers "
-    "value (airflow_provider_bankapi.client.pagination) for other names, or a function "
+    "value (airflow_provider_bankapi.pagination) for other names, or a function "
     "page -> params of the next page (None on the last)."
 )
 
@@ -89,6 +90,8 @@ class Cursor:
 def _follow(link: Any, base_url: str, token_path: str) -> NextRequest | None:
     if not link or not isinstance(link, str):
         return None
+    from airflow_provider_bankapi.client.endpoints import next_link_endpoint  # at run time, not at parsing
+
     endpoint, query = next_link_endpoint(base_url, link, token_endpoint=token_path)
     return NextRequest(endpoint, query)  # the link is the whole next request: its own query, nothing added
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from airflow_provider_bankapi.client.documents import BankDecimal, dumps, loads, number_text, records_of
+from airflow_provider_bankapi.documents import BankDecimal, dumps, loads, number_text, records_of
 from airflow_provider_bankapi.triggers.polling import Condition
 
 
