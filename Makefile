@@ -8,11 +8,12 @@ BENCH_STAMP = $(VENV)/.installed-bench
 
 .PHONY: install test test-fast lint typecheck pytest day e2e bench bench-sandbox demo demo-curl constraints clean
 
-# The virtualenv is (re)built when the project or its pinned constraints change.
-$(STAMP): pyproject.toml constraints.txt
+# The virtualenv is (re)built when the project or its pinned constraints change. The sandbox bank
+# (sandbox/, a distribution of its own, never in the provider's wheel) comes with it for the tests.
+$(STAMP): pyproject.toml sandbox/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]" -e "./sandbox[pytest]"
 	touch $(STAMP)
 
 install: $(STAMP)

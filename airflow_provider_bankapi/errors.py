@@ -15,6 +15,7 @@
         ├── RateLimitedError               429 after retries
         ├── ServerError                    5xx after retries
         ├── RedirectRefusedError           3xx: the Banking API has no redirects; none is followed
+        ├── ResponseTooLargeError          an answer past its byte limit, refused while it was read
         └── NextLinkRefusedError           a page's next link leaves the Base URL; it is not followed
 
 Every error says whether it is ``transient``: True when the same call may succeed later without a change
@@ -68,10 +69,30 @@ HINT_REDIRECT = (
     "The Banking API has no redirects, so none is followed: the client secret, tokens and the client "
     "certificate only go to the Base URL. Check the connection's Base URL (host, port and path)."
 )
+HINT_RESPONSE_TOO_LARGE = (
+    "If the resource is legitimately this large (a long statement), raise the limit: the connection's "
+    "max_response_bytes extra, or the operator's max_response_bytes argument. Otherwise check the path: "
+    "no balance or token answer is anywhere near this size."
+)
+HINT_TOKEN_ANSWER_TOO_LARGE = (
+    "A token answer is a few hundred bytes, so this limit is fixed: check the connection's auth_endpoint "
+    "(the token endpoint's path) and the Base URL."
+)
 HINT_CONNECTION_FAILED = (
     "Check the Base URL (host and port), that this worker can reach it (DNS, firewall, the egress proxy "
     "setting), and that the bank's environment is up."
 )
+
+
+def printable(text: str) -> str:
+    r"""``text`` safe to put in a message or a log line: every character that is not printable (a newline,
+    ESC, any other control or format character) is written as its Python escape (``\n``, ``\x1b``,
+    ``\u202e``), so text from outside (an account id, a bank's body) can never start a forged log line
+    or drive a terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class BankingApiError(Exception):
@@ -245,6 +266,23 @@ class RedirectRefusedError(ApiError):
     def __init__(self, message: str, *, location_host: str | None = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.location_host = location_host
+
+
+class ResponseTooLargeError(ApiError):
+    """An answer larger than its limit, on the wire or once inflated: the reading stopped at the limit.
+
+    :param limit: the limit in bytes.
+    :param setting: the setting that holds the limit (``max_response_bytes``), or None for the fixed limit
+        of token answers.
+    """
+
+    def __init__(
+        self, message: str, *, limit: int | None = None, setting: str | None = None, **kwargs: object
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.limit = limit
+        self.setting = setting
+        self.transient = False  # the same resource will be as large next time
 
 
 class NextLinkRefusedError(ApiError):

@@ -23,6 +23,7 @@ from airflow_provider_bankapi.client.settings import (
     CACHE_SCOPES,
     DEFAULT_CACHE_SCOPE,
     DEFAULT_INTERACTION_ID_HEADER,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_REFRESH_MARGIN,
@@ -157,6 +158,18 @@ _CONN_FIELDS: tuple[tuple[str, dict[str, Any]], ...] = (
                 f"Default: {DEFAULT_MAX_RETRIES}."
             ),
             "schema": {"type": ["integer", "null"], "minimum": 0},
+        },
+    ),
+    (
+        "max_response_bytes",
+        {
+            "label": "Largest answer (bytes)",
+            "description": (
+                "The largest answer of one call, on the wire and once inflated; a larger one is refused "
+                "while it is read. Raise it for legitimately large resources (long statements). Token "
+                f"answers keep a fixed 1 MiB. Default: {DEFAULT_MAX_RESPONSE_BYTES} (16 MiB)."
+            ),
+            "schema": {"type": ["integer", "null"], "minimum": 1024},
         },
     ),
     (

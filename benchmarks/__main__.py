@@ -29,6 +29,7 @@ ORDER = (
     "cold_start",
     "memory",
     "hostile_input",
+    "call_path",
 )
 
 HEADER = """# Benchmarks

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.providers.http.hooks.http import HttpHook
 
-    from airflow_provider_bankapi.sandbox import Sandbox
+    from bankapi_sandbox import Sandbox
 
 HTTP_CONN_ID = "bank_http"
 

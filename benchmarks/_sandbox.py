@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airflow_provider_bankapi.sandbox import Sandbox, provision
+from bankapi_sandbox import Sandbox, provision
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -26,7 +26,7 @@ def serving(*, latency: float = 0.0, expires_in: int = 3600) -> Iterator[Sandbox
     """
     with tempfile.TemporaryDirectory(prefix="bankapi-bench-") as directory:
         provision.init(directory)
-        command = [sys.executable, "-m", "airflow_provider_bankapi.sandbox", "serve", directory]
+        command = [sys.executable, "-m", "bankapi_sandbox", "serve", directory]
         command += ["--latency", str(latency), "--expires-in", str(expires_in)]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:

@@ -1,7 +1,7 @@
 """Sandbox capacity: balance requests per second the sandbox serves on this machine.
 
 So that later benchmarks know the sandbox is not their bottleneck. The server runs in its own
-process (``python -m airflow_provider_bankapi.sandbox serve``), as a user would run it, so the
+process (``python -m bankapi_sandbox serve``), as a user would run it, so the
 client's Python does not share a GIL with it. Three figures:
 
 * keep-alive: one requests Session with the client certificate, one TLS connection for all calls;
@@ -25,13 +25,13 @@ import time
 
 import requests
 
-from airflow_provider_bankapi.sandbox import Sandbox
+from bankapi_sandbox import Sandbox
 from benchmarks._measure import machine
 from benchmarks._sandbox import serving
 
 TITLE = "Sandbox capacity"
 ABOUT = """
-How many balance requests per second the sandbox bank (`airflow_provider_bankapi/sandbox/`) serves
+How many balance requests per second the sandbox bank (`sandbox/bankapi_sandbox/`) serves
 on this machine, so that later benchmarks know it is not their bottleneck.
 
 Command: `.venv/bin/python -m benchmarks sandbox_capacity` (or `make bench-sandbox`)

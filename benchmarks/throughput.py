@@ -15,7 +15,7 @@ from benchmarks._measure import RUNS, cpu_seconds, machine, median
 from benchmarks._sandbox import server_pid, serving, use_connection
 
 if TYPE_CHECKING:
-    from airflow_provider_bankapi.sandbox import Sandbox
+    from bankapi_sandbox import Sandbox
 
 TITLE = "Throughput against the ideal"
 ABOUT = """

@@ -33,7 +33,7 @@ from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.settings import ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
-from airflow_provider_bankapi.sandbox import Sandbox
+from bankapi_sandbox import Sandbox
 from benchmarks._measure import machine
 from benchmarks._sandbox import serving
 

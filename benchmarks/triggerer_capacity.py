@@ -28,7 +28,7 @@ from benchmarks._measure import (
 from benchmarks._sandbox import server_pid, serving, use_connection
 
 if TYPE_CHECKING:
-    from airflow_provider_bankapi.sandbox import Sandbox
+    from bankapi_sandbox import Sandbox
 
 TITLE = "One triggerer's capacity"
 ABOUT = """
@@ -168,7 +168,7 @@ async def _run(size: int, serialized: tuple[str, dict[str, Any]], sandbox: Sandb
 
 def triggerer(arguments: tuple[int, tuple[str, dict[str, Any]], str]) -> dict[str, Any]:
     """One triggerer process carrying ``size`` triggers for SECONDS."""
-    from airflow_provider_bankapi.sandbox import Sandbox
+    from bankapi_sandbox import Sandbox
 
     size, serialized, directory = arguments
     return asyncio.run(_run(size, serialized, Sandbox.attach(directory)))

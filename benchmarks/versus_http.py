@@ -25,7 +25,7 @@ from benchmarks._sandbox import serving, use_connection
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from airflow_provider_bankapi.sandbox import Sandbox
+    from bankapi_sandbox import Sandbox
 
 TITLE = "Against the http provider"
 ABOUT = """

@@ -19,19 +19,24 @@ How to adapt it
     - Concurrency: ``max_active_tis_per_dagrun`` bounds how many accounts are fetched at once (the
       bank rate-limits per credential).
     - Where the files go: the Airflow Variable ``bankapi_output_base`` (default
-      ``file:///tmp/bankapi``); each run writes ``<base>/balances-by-account/<run time>/<account>.jsonl``.
+      ``file://$AIRFLOW_HOME/bankapi-output``, private to Airflow's user); each run writes
+      ``<base>/balances-by-account/<run time>/<account>.jsonl``.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_bankapi.operators.bankapi import BankingApiBalanceOperator
 
-# A Variable read when the task runs (not when the file is parsed); the default suits a laptop.
-OUTPUT_BASE = "{{ var.value.get('bankapi_output_base', 'file:///tmp/bankapi') }}"
+# A Variable read when the task runs (not when the file is parsed). The default is a folder of this Airflow
+# installation, private to its user: never the shared temp directory, where another user may make it first.
+AIRFLOW_HOME = os.path.expanduser(os.environ.get("AIRFLOW_HOME", "~/airflow"))
+DEFAULT_OUTPUT_BASE = f"file://{AIRFLOW_HOME}/bankapi-output"
+OUTPUT_BASE = f"{{{{ var.value.get('bankapi_output_base', {DEFAULT_OUTPUT_BASE!r}) }}}}"
 
 with DAG(
     dag_id="bankapi_balances_mapped",

@@ -13,7 +13,7 @@ How to adapt it
     - Accounts: the ``account_ids`` Param (change its default here, or per run in the trigger form).
     - Where the files go: the Airflow Variable ``bankapi_output_base``, any object-storage URL, e.g.
       ``s3://aws_default@my-bucket/bank`` (the ``aws_default`` connection gives the credentials) or
-      ``file:///data/bank``; default ``file:///tmp/bankapi``. Each run writes
+      ``file:///data/bank``; default ``file://$AIRFLOW_HOME/bankapi-output``. Each run writes
       ``<base>/balances/<run time>.jsonl``.
     - CSV instead of JSON Lines: end the file name with ``.csv``.
     - A failed account does not lose the others: they are written first, then the task fails and names
@@ -23,13 +23,17 @@ How to adapt it
 from __future__ import annotations
 
 import datetime
+import os
 
 from airflow.sdk import DAG, Param
 
 from airflow_provider_bankapi.operators.bankapi import BankingApiBalanceOperator
 
-# A Variable read when the task runs (not when the file is parsed); the default suits a laptop.
-OUTPUT_BASE = "{{ var.value.get('bankapi_output_base', 'file:///tmp/bankapi') }}"
+# A Variable read when the task runs (not when the file is parsed). The default is a folder of this Airflow
+# installation, private to its user: never the shared temp directory, where another user may make it first.
+AIRFLOW_HOME = os.path.expanduser(os.environ.get("AIRFLOW_HOME", "~/airflow"))
+DEFAULT_OUTPUT_BASE = f"file://{AIRFLOW_HOME}/bankapi-output"
+OUTPUT_BASE = f"{{{{ var.value.get('bankapi_output_base', {DEFAULT_OUTPUT_BASE!r}) }}}}"
 
 with DAG(
     dag_id="bankapi_hourly_balances",

@@ -21,20 +21,25 @@ How to adapt it
       ``meta.totalPages``, ``"cursor"`` for ``{"next_cursor": ...}``, or a value of
       ``airflow_provider_bankapi.pagination`` for other field names.
     - Params ``account_id`` and ``page_size``; the Airflow Variable ``bankapi_output_base`` (default
-      ``file:///tmp/bankapi``); each run writes ``<base>/transactions/<account>/<run time>.jsonl``.
+      ``file://$AIRFLOW_HOME/bankapi-output``, private to Airflow's user); each run writes
+      ``<base>/transactions/<account>/<run time>.jsonl``.
     - Without ``output_path`` the pages go to XCom instead: fine for a few, not for a history.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 
 from airflow.sdk import DAG, Param
 
 from airflow_provider_bankapi.operators.bankapi import BankingApiOperator
 
-# A Variable read when the task runs (not when the file is parsed); the default suits a laptop.
-OUTPUT_BASE = "{{ var.value.get('bankapi_output_base', 'file:///tmp/bankapi') }}"
+# A Variable read when the task runs (not when the file is parsed). The default is a folder of this Airflow
+# installation, private to its user: never the shared temp directory, where another user may make it first.
+AIRFLOW_HOME = os.path.expanduser(os.environ.get("AIRFLOW_HOME", "~/airflow"))
+DEFAULT_OUTPUT_BASE = f"file://{AIRFLOW_HOME}/bankapi-output"
+OUTPUT_BASE = f"{{{{ var.value.get('bankapi_output_base', {DEFAULT_OUTPUT_BASE!r}) }}}}"
 
 
 with DAG(

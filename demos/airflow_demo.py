@@ -10,7 +10,7 @@ connection files), ``output/`` (what the DAG writes), ``cache/`` (the token cach
 (the full output of every command, for when something fails). The steps:
 
 1. ``airflow db migrate`` into that AIRFLOW_HOME;
-2. the sandbox provisioned, then started as ``python -m airflow_provider_bankapi.sandbox serve DIR``
+2. the sandbox provisioned, then started as ``python -m bankapi_sandbox serve DIR``
    in the background (its first stdout line is the base URL);
 3. ``airflow dags test bankapi_hourly_balances`` with the connection from ``DIR/connection.json`` as
    ``AIRFLOW_CONN_BANKAPI_DEFAULT``, the DAGs folder ``dags_examples/`` and the Variable
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from airflow_provider_bankapi.sandbox.provision import Layout, init
+from bankapi_sandbox.provision import Layout, init
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -105,7 +105,7 @@ def start_sandbox(bank: Path, env: Mapping[str, str], log: Path) -> tuple[subpro
     """Start ``serve`` in the background; return the process and the base URL from its first line."""
     with log.open("w") as errors:
         process = subprocess.Popen(
-            [sys.executable, "-m", "airflow_provider_bankapi.sandbox", "serve", str(bank)],
+            [sys.executable, "-m", "bankapi_sandbox", "serve", str(bank)],
             env=dict(env),
             stdout=subprocess.PIPE,
             stderr=errors,
@@ -148,7 +148,7 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 def tokens_issued(bank: Path) -> int | None:
     """What the running sandbox's counters say (None if it cannot be asked)."""
-    from airflow_provider_bankapi.sandbox.runner import Sandbox
+    from bankapi_sandbox.runner import Sandbox
 
     try:
         return int(Sandbox.attach(bank).counters()["tokens_issued"])

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from airflow_provider_bankapi.sandbox.runner import running
+from bankapi_sandbox.runner import running
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

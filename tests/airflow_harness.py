@@ -51,6 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# First: AIRFLOW_HOME below, and everything else of the session, goes into the session's own TMPDIR.
+import session_temp  # noqa: F401
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
@@ -337,12 +340,22 @@ class AirflowService:
     :param name: names the log file.
     :param args: the command line after ``airflow``.
     :param env: extra environment variables, applied last.
+    :param prefix: a command that runs ``airflow`` (e.g. ``unshare`` giving it a mount namespace of its
+        own, as another machine's file system would be).
     """
 
-    def __init__(self, name: str, args: tuple[str, ...], env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: tuple[str, ...],
+        env: Mapping[str, str] | None = None,
+        *,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.args = args
         self.env = dict(env or {})
+        self.prefix = prefix
         self.log_path = AIRFLOW_HOME / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
@@ -356,7 +369,7 @@ class AirflowService:
         started = time.monotonic()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "airflow", *self.args],
+                [*self.prefix, sys.executable, "-m", "airflow", *self.args],
                 env=airflow_environment(self.env),
                 stdout=log,
                 stderr=subprocess.STDOUT,

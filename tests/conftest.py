@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 # First: sets AIRFLOW_HOME and the rest of the session's configuration before Airflow is imported.
 import airflow_harness
 import pytest
+import session_temp
 from hypothesis import HealthCheck, settings
 
 # Properties are about values, not time: hypothesis's 200 ms deadline per example flakes on a loaded
@@ -27,13 +28,13 @@ settings.load_profile("bankapi")
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
-SANDBOX_PLUGIN = "airflow_provider_bankapi.sandbox.pytest_plugin"
+SANDBOX_PLUGIN = "bankapi_sandbox.pytest_plugin"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The bankapi_sandbox fixture comes from the provider's pytest11 entry point once the project
-    # is installed; register it here only when it is not (not installed, or plugin autoload
-    # disabled), since registering the same module twice is an error in pytest.
+    # The bankapi_sandbox fixture comes from the sandbox distribution's pytest11 entry point once it
+    # is installed; register it here only when it is not (plugin autoload disabled), since registering
+    # the same module twice is an error in pytest.
     plugin = importlib.import_module(SANDBOX_PLUGIN)
     if not config.pluginmanager.is_registered(plugin):
         config.pluginmanager.register(plugin, SANDBOX_PLUGIN)
@@ -75,7 +76,7 @@ def _fast_lane_stays_pure(request: pytest.FixtureRequest) -> Iterator[None]:
     if not request.config.getoption("fast"):
         yield
         return
-    from airflow_provider_bankapi.sandbox.runner import SandboxServers
+    from bankapi_sandbox.runner import SandboxServers
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(subprocess.Popen, "__init__", _not_in_the_fast_lane("starts a process"))
@@ -90,6 +91,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # The provider and its sandbox promise to leave nothing in the temp directory (key material
     # included): whatever the suite made there with their prefixes and did not remove fails the run.
+    # That directory is the session's own (tests/session_temp.py): what other programs on the
+    # machine put in the shared one is not looked at.
     airflow_harness.remove_home()
     kept = {airflow_harness.AIRFLOW_HOME.name} if os.environ.get("BANKAPI_KEEP_AIRFLOW_HOME") else set()
     left = sorted(_our_temp_entries() - session.stash.get(_TEMP_BEFORE, set()) - kept)
@@ -102,6 +105,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     airflow_harness.remove_home()
+    session_temp.remove()
 
 
 _TEMP_BEFORE = pytest.StashKey[set[str]]()

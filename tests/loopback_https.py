@@ -7,6 +7,7 @@ asked for but optional, so a server can tell whether the client certificate was 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -15,14 +16,14 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.sandbox import pki
-from airflow_provider_bankapi.sandbox.provision import load_ca
+from bankapi_sandbox import pki
+from bankapi_sandbox.provision import load_ca
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
-    from airflow_provider_bankapi.sandbox.runner import Sandbox
+    from bankapi_sandbox.runner import Sandbox
 
 BASE_PATH = "/public/gw_banking/v1"
 
@@ -40,11 +41,21 @@ class Seen:
 
 @dataclass(frozen=True)
 class Answer:
+    """``raw``: bytes sent as they are, in place of ``body`` as JSON; ``length=False``: no Content-Length,
+    the body ends when the server closes the connection.
+    """
+
     status: int = 200
     headers: Mapping[str, str] | None = None
     body: Any = None
+    raw: bytes | None = None
+    length: bool = True
 
     def encoded(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
+        if isinstance(self.body, bytes):  # a body that is not JSON, sent as it is
+            return self.body
         return b"" if self.body is None else json.dumps(self.body).encode()
 
 
@@ -82,6 +93,8 @@ class LoopbackHttps(ThreadingHTTPServer):
         )
         self.seen: list[Seen] = []
         self.connections = 0
+        self.open: set[ssl.SSLSocket] = set()  # connections a handler thread still serves
+        self._open_lock = threading.Lock()
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -108,11 +121,15 @@ class LoopbackHttps(ThreadingHTTPServer):
             connection = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return
+        with self._open_lock:
+            self.open.add(connection)
         try:
             _Handler(connection, client_address, self)
         except OSError:
             pass
         finally:
+            with self._open_lock:
+                self.open.discard(connection)
             connection.close()
 
     def __enter__(self) -> LoopbackHttps:
@@ -122,6 +139,15 @@ class LoopbackHttps(ThreadingHTTPServer):
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
         self._thread.join()
+        # As a server going down does: keep-alive connections a client left open are cut, not waited
+        # out (server_close joins the handler threads, each blocked reading its idle connection).
+        with self._open_lock:
+            still_open = list(self.open)
+        for connection in still_open:
+            with contextlib.suppress(OSError):
+                # The plain socket's shutdown: SSLSocket.shutdown() would also drop its TLS object
+                # under the feet of the thread reading from it.
+                socket.socket.shutdown(connection, socket.SHUT_RDWR)
         self.server_close()
 
 
@@ -147,7 +173,11 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (answer.headers or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(content)))
+        if answer.length:
+            self.send_header("Content-Length", str(len(content)))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(content)
 

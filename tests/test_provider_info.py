@@ -34,7 +34,7 @@ SECRET_EXTRAS = frozenset(
 ISSUE_EXTRAS = (
     "client_cert", "client_private_key", "client_private_key_password", "client_pfx_secret",
     "client_pfx_password", "ca_cert", "auth_endpoint", "cache_scope", "refresh_margin", "timeout",
-    "max_retries", "proxy", "interaction_id_header",
+    "max_retries", "max_response_bytes", "proxy", "interaction_id_header",
 )
 
 
@@ -205,6 +205,7 @@ def test_standard_fields():
     assert behaviour["placeholders"]["host"] == "https://api.bancodigital.com/public/gw_banking/v1"
 
 
+@pytest.mark.slow  # a fresh interpreter, so that what the import pulls in is all that is loaded
 def test_module_imports_no_airflow():
     # Loaded by provider discovery in every Airflow component: the standard library and the provider's
     # own standard-library-only settings, nothing else (no Airflow, requests or cryptography).

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
+from airflow_provider_bankapi.client.endpoints import checked_account_id
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
+from airflow_provider_bankapi.client.redaction import Redactor
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
@@ -38,6 +40,7 @@ from airflow_provider_bankapi.errors import (
     InvalidClientCertificateError,
     InvalidCredentialsError,
     TlsHandshakeError,
+    printable,
 )
 from airflow_provider_bankapi.pagination import NextRequest, pagination_style
 
@@ -98,6 +101,17 @@ def answer_of(response: requests.Response) -> Iterator[None]:
         raise
 
 
+def unexpected_failure(error: Exception, call: str, redact: Callable[[str], str]) -> BankingApiError:
+    """The error-tree error for an exception the error tree does not know, raised by ``call`` (``"GET
+    /accounts/1/balance"``): its type and text, escaped and without the caller's secrets. Not transient:
+    the same answer would fail the same way.
+    """
+    return BankingApiError(
+        redact(printable(f"{call} failed unexpectedly: {type(error).__name__}: {error}")),
+        hint="The call failed in a way the provider does not expect; the log holds its traceback.",
+    )
+
+
 def next_cursor_params(page: Any) -> dict[str, Any] | None:
     """Cursor pagination: ``{"next_cursor": "..."}`` in a page means ask again with ``cursor=...``."""
     cursor = page.get("next_cursor") if isinstance(page, Mapping) else None
@@ -105,8 +119,10 @@ def next_cursor_params(page: Any) -> dict[str, Any] | None:
 
 
 def balance_path(account_id: str | int) -> str:
-    """The path of an account's balance, the id quoted whole (a ``/`` in it cannot reach another path)."""
-    return f"/accounts/{quote(str(account_id), safe='')}/balance"
+    """The path of an account's balance: the id checked to be one segment (see :func:`checked_account_id`),
+    then encoded once, which the endpoint's normalisation leaves as it is.
+    """
+    return f"/accounts/{quote(checked_account_id(account_id), safe='')}/balance"
 
 
 class BankingApiClient:
@@ -117,6 +133,9 @@ class BankingApiClient:
     :param clock: seconds since the epoch; injected so tests control time.
     :param on_secret: called with every secret value as soon as it exists (client_secret, each token), so
         that a host (Airflow's secret masker) can hide it from logs.
+
+    :attr:`redactor` knows the same values, and the key, PKCS#12 and proxy passwords: every excerpt of an
+    answer goes through it, so a bank that echoes a secret in any shape never puts it in an error.
     """
 
     def __init__(
@@ -129,7 +148,22 @@ class BankingApiClient:
     ) -> None:
         self.settings = settings
         self._clock = clock
-        self._on_secret = on_secret or (lambda value: None)
+        proxy = settings.transport.proxy
+        self.redactor = Redactor(
+            (
+                settings.client_secret,
+                settings.identity.client_private_key_password,
+                settings.identity.client_pfx_password,
+                urlsplit(proxy).password if proxy else None,
+            )
+        )
+        reveal = on_secret or (lambda value: None)
+
+        def known_secret(value: str) -> None:
+            self.redactor.add(value)
+            reveal(value)
+
+        self._on_secret = known_secret
         self._on_secret(settings.client_secret)
         stores = list(token_stores) if token_stores is not None else stores_for(DEFAULT_CACHE_SCOPE)
         self._tokens = TokenCache(
@@ -185,7 +219,9 @@ class BankingApiClient:
         # The bank wants JSON here, where most OAuth libraries send a form (docs/bank-contract.md).
         response = self._send("POST", self.settings.token_url, path=self.settings.auth_endpoint, json=body)
         with answer_of(response):
-            raise_for_bank_status(response, method="POST", path=self.settings.auth_endpoint)
+            raise_for_bank_status(
+                response, method="POST", path=self.settings.auth_endpoint, redact=self.redactor
+            )
         token = parse_token_response(response.content, now=self._clock())
         log.info(
             "Fetched a new access token for client_id %s (expires in %d s).",
@@ -229,7 +265,10 @@ class BankingApiClient:
             try:
                 return session.request(method, url, headers=headers, **kwargs)
             except requests.RequestException as exc:
-                raise map_transport_error(exc, method=method, path=path) from exc
+                # The bank's reason first: the three exceptions requests and urllib3 wrap a TLS failure in
+                # say nothing the error's fields (reason, verify_code) do not, and a task log would print
+                # them above it. The original stays on __context__ for a debugger.
+                raise map_transport_error(exc, method=method, path=path) from None
 
     def session(self) -> requests.Session:
         """A new Session with this identity's TLS and the Bearer token on every request (renewed once after
@@ -253,15 +292,18 @@ class BankingApiClient:
         response = self._send(method, url, path=path, auth=self.auth, **kwargs)
         with answer_of(response):
             raise_for_bank_status(
-                response, method=method, path=path, token_renewed=renewed_after_401(response)
+                response,
+                method=method,
+                path=path,
+                token_renewed=renewed_after_401(response),
+                redact=self.redactor,
             )
         return response
 
-    @staticmethod
-    def json_of(response: requests.Response, *, method: str, path: str) -> Any:
+    def json_of(self, response: requests.Response, *, method: str, path: str) -> Any:
         """A 2xx answer's JSON, numbers exact; a body that is not JSON: an ApiError with the request's id."""
         with answer_of(response):
-            return json_body(response, method=method, path=path)
+            return json_body(response, method=method, path=path, redact=self.redactor)
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET a protected resource and decode its JSON body (a non-JSON 2xx body is an ApiError)."""
@@ -298,7 +340,7 @@ class BankingApiClient:
         the consumer, so memory stays flat whatever the number of accounts. The token is fetched here,
         before any worker starts (a refused credential raises at once).
         """
-        ids = list(dict.fromkeys(str(account_id) for account_id in account_ids))
+        ids = list(dict.fromkeys(checked_account_id(account_id) for account_id in account_ids))
         if not ids:
             return iter(())
         self.get_token()  # one token for the whole batch, fetched before the workers start
@@ -310,7 +352,7 @@ class BankingApiClient:
         pending = iter(ids)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bankapi-balance")
         try:
-            ahead = deque((i, pool.submit(self.get_balance, i)) for i in islice(pending, 4 * workers))
+            ahead = deque((i, pool.submit(self._balance_of_one, i)) for i in islice(pending, 4 * workers))
             delivered = False
             while ahead:
                 account_id, future = ahead.popleft()
@@ -318,11 +360,21 @@ class BankingApiClient:
                 if isinstance(outcome, BankingApiError) and fails_every_account(outcome):
                     yield from self._after_credential_failure(account_id, outcome, ahead, pending, delivered)
                     return
-                ahead.extend((i, pool.submit(self.get_balance, i)) for i in islice(pending, 1))
+                ahead.extend((i, pool.submit(self._balance_of_one, i)) for i in islice(pending, 1))
                 delivered = delivered or not isinstance(outcome, BankingApiError)
                 yield account_id, outcome
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # a consumer that stops early: no queued call runs
+
+    def _balance_of_one(self, account_id: str) -> Any:
+        # Whatever one account's call raises is that account's failure, in the error tree: the batch keeps
+        # the balances it already has.
+        try:
+            return self.get_balance(account_id)
+        except BankingApiError:
+            raise
+        except Exception as exc:
+            raise unexpected_failure(exc, f"GET {balance_path(account_id)}", self.redactor) from exc
 
     @staticmethod
     def _outcome(future: Future[Any]) -> Any:

@@ -15,6 +15,10 @@ checked here is what the bank sees:
 - an absolute URL (a raw Session's, a page's next link) counts only under the Base URL's origin (scheme,
   host, port) and path prefix, without user info.
 
+An account id goes into a path as exactly one segment: :func:`checked_account_id` refuses, before any
+request, an id that any reading of it (percent-decoded once, twice...) turns into a separator, a dot
+segment or a control character, so the id is encoded once and nothing on the way re-interprets it.
+
 Pure: no I/O, standard library only.
 """
 
@@ -22,13 +26,18 @@ from __future__ import annotations
 
 import re
 import string
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
-from airflow_provider_bankapi.errors import ConfigurationError, NextLinkRefusedError
+from airflow_provider_bankapi.errors import ConfigurationError, NextLinkRefusedError, printable
 
 HINT_ENDPOINT = (
     "Give a path relative to the Base URL, such as /accounts/123/balance. Query parameters go in params "
     "(query_params for the operator), never in the endpoint."
+)
+
+HINT_ACCOUNT_ID = (
+    "Give the account id as the bank lists it (GET /accounts), such as 123: it is one segment of the "
+    "path /accounts/{id}/balance, never a path of its own."
 )
 
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
@@ -128,6 +137,39 @@ def normalise_endpoint(endpoint: str, *, field: str = "endpoint") -> str:
         segments.append(segment)
     trailing = bool(segments) and (text.endswith("/") or text.rsplit("/", 1)[-1] in (".", ".."))
     return "/" + "/".join(segments) + ("/" if trailing else "")
+
+
+def checked_account_id(account_id: str | int, *, field: str = "account_id") -> str:
+    r"""``account_id`` as text, or a ConfigurationError naming it when it cannot be one path segment.
+
+    Refused: an empty id; a ``/`` or ``\`` (percent-encoded any number of times: gateways that decode twice
+    exist); an id that is ``.`` or ``..`` once decoded; a control or other non-printable character.
+    The bank's ids are plain (digits), so refusing says at once what is wrong, where silently encoding
+    would only move the surprise to the bank's 404.
+
+    :param account_id: the id as given (a number is taken as its text).
+    :param field: the field named by the error (``account_id``, or ``account_ids`` for a list).
+    """
+    text = str(account_id)
+    decoded = text
+    while (once := unquote(decoded)) != decoded:  # every reading a server or gateway might make
+        decoded = once
+    problem = ""
+    if not text.strip():
+        problem = "is empty"
+    elif not (text.isprintable() and decoded.isprintable()):
+        problem = "holds control characters (a newline, NUL, ESC...)"
+    elif "/" in decoded or "\\" in decoded:
+        problem = "holds a path separator ('/' or '\\', also percent-encoded)"
+    elif decoded in (".", ".."):
+        problem = "is a dot segment ('.' or '..', also percent-encoded)"
+    if problem:
+        raise ConfigurationError(
+            f"The account id '{printable(text)}' {problem}.",
+            field=field,
+            hint=HINT_ACCOUNT_ID,
+        )
+    return text
 
 
 def _refusal(text: str) -> str:

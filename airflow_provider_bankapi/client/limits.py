@@ -83,6 +83,11 @@ def check_size(
     )
 
 
+def amount(size: int) -> str:
+    """A size for a message: "16 MiB", "1.5 KiB", "300 bytes"."""
+    return _amount(size)
+
+
 def _amount(size: int, *, exact: bool = True) -> str:
     for unit, factor in (("MiB", MIB), ("KiB", KIB)):
         if size >= factor:
@@ -92,4 +97,4 @@ def _amount(size: int, *, exact: bool = True) -> str:
     return f"{size} bytes"
 
 
-__all__ = ["FIELD_LIMITS", "OTHER_FIELD_LIMIT", "check_size", "limit_of", "size_of"]
+__all__ = ["FIELD_LIMITS", "OTHER_FIELD_LIMIT", "amount", "check_size", "limit_of", "size_of"]

@@ -45,6 +45,31 @@ DEFAULT_INTERACTION_ID_HEADER = "x-fapi-interaction-id"
 NO_INTERACTION_ID = "none"
 # An HTTP header name is an RFC 9110 token.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: The largest answer of a protected call, in bytes, on the wire and once inflated (gzip/deflate): a
+#: balance is a few hundred bytes, a page of statements some kilobytes. Raise it per connection or per
+#: operator (``max_response_bytes``) for a resource that is legitimately larger.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+#: The largest token answer, in bytes: a token answer is a few hundred bytes; a megabyte is a wrong
+#: endpoint, not a token. Not configurable (a lower ``max_response_bytes`` lowers it too).
+TOKEN_ANSWER_LIMIT = 1024 * 1024
+
+#: The range each number of the settings may take, ``(least, largest)``, both included unless the
+#: field is in :data:`ABOVE_ZERO`. Far beyond any real need, and small enough that sockets, sleeps and
+#: clocks take them: ``timeout=1e10`` used to pass and fail every call with a bare OverflowError.
+RANGES: dict[str, tuple[float, float]] = {
+    "connect_timeout": (0, 3600),
+    "read_timeout": (0, 3600),
+    "max_retries": (0, 100),
+    "backoff_base": (0, 3600),
+    "backoff_max": (0, 3600),
+    "max_total_wait": (0, 86400),
+    "pool_maxsize": (1, 1000),
+    "max_response_bytes": (1024, 1024**3),
+    "refresh_margin": (0, 86400),
+    "expiry_warning_days": (0, 3650),
+}
+ABOVE_ZERO = frozenset({"connect_timeout", "read_timeout"})
+WHOLE_NUMBERS = frozenset({"max_retries", "pool_maxsize", "max_response_bytes", "expiry_warning_days"})
 
 
 def cache_scope(value: object) -> str:
@@ -66,7 +91,19 @@ def check_base_url(base_url: str) -> None:
     query or fragment would be glued onto every endpoint.
     """
     parts = urlsplit(base_url or "")
-    if parts.scheme != "https" or not parts.hostname:
+    if _has_control_character(base_url or ""):
+        # A NUL or a line break would be cut, or sent, by some layer below and not by another.
+        raise ConfigurationError(
+            "The Base URL holds a control character or a space: give the bank's API URL only, such as "
+            + PRODUCTION_BASE_URL
+            + ".",
+            field="host",
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if parts.scheme != "https" or not parts.hostname or port == 0:
         raise ConfigurationError(
             "The Base URL must be an https:// URL such as " + PRODUCTION_BASE_URL + ".", field="host"
         )
@@ -81,6 +118,28 @@ def check_base_url(base_url: str) -> None:
                 f"{PRODUCTION_BASE_URL}; the credential goes in the Client ID and Client secret fields.",
                 field="host",
             )
+
+
+def check_proxy(proxy: str) -> None:
+    """Refuse a proxy URL the transport could not use, naming the proxy field (never echoing the URL: it
+    may hold a password). Checked here, or the failure would come at the first call and blame the Base URL.
+    """
+    try:
+        parts = urlsplit(proxy)
+        usable = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not _has_control_character(proxy)
+            and parts.port != 0  # reading the port also refuses one that is not a number from 0 to 65535
+        )
+    except ValueError:  # a port that is not a number, an unclosed [IPv6 address
+        usable = False
+    if not usable:
+        raise ConfigurationError(
+            "proxy must be an http:// or https:// URL with a host and, optionally, a port from 1 to 65535 "
+            "(http://host:port), with no spaces or control characters.",
+            field="proxy",
+        )
 
 
 @dataclass(frozen=True)
@@ -99,6 +158,9 @@ class TransportSettings:
         a CONNECT tunnel, so TLS stays end to end with the bank). Hidden from repr: it may hold a password.
     :param pool_maxsize: connections kept per host; at least the number of threads sharing a session.
     :param interaction_id_header: the header that carries a fresh UUID on every request (empty: none).
+    :param max_response_bytes: the largest answer, in bytes, on the wire and once inflated; a larger one
+        is refused while it is read (:class:`~airflow_provider_bankapi.errors.ResponseTooLargeError`).
+        Token answers keep :data:`TOKEN_ANSWER_LIMIT`.
     """
 
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
@@ -110,6 +172,7 @@ class TransportSettings:
     proxy: str | None = field(default=None, repr=False)
     pool_maxsize: int = DEFAULT_POOL_MAXSIZE
     interaction_id_header: str = DEFAULT_INTERACTION_ID_HEADER
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
         if self.interaction_id_header and not _HEADER_NAME.fullmatch(self.interaction_id_header):
@@ -118,23 +181,19 @@ class TransportSettings:
                 f"(letters, digits and -, such as {DEFAULT_INTERACTION_ID_HEADER}); empty sends none.",
                 field="interaction_id_header",
             )
-        for name in ("connect_timeout", "read_timeout"):
-            if not _seconds(getattr(self, name)):
-                raise ConfigurationError(f"{name} must be a positive number of seconds.", field=name)
-        for name in ("backoff_base", "backoff_max", "max_total_wait"):
-            if not _seconds(getattr(self, name), allow_zero=True):
-                raise ConfigurationError(f"{name} must be a number of seconds >= 0.", field=name)
-        if not _whole(self.max_retries, minimum=0):
-            raise ConfigurationError("max_retries must be a whole number >= 0.", field="max_retries")
-        if not _whole(self.pool_maxsize, minimum=1):
-            raise ConfigurationError("pool_maxsize must be a whole number >= 1.", field="pool_maxsize")
+        for name in (
+            "connect_timeout",
+            "read_timeout",
+            "backoff_base",
+            "backoff_max",
+            "max_total_wait",
+            "max_retries",
+            "pool_maxsize",
+            "max_response_bytes",
+        ):
+            check_range(name, getattr(self, name))
         if self.proxy is not None:
-            parts = urlsplit(self.proxy)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                # The proxy URL may hold a password: it is never echoed.
-                raise ConfigurationError(
-                    "proxy must be an http:// or https:// URL with a host (http://host:port).", field="proxy"
-                )
+            check_proxy(self.proxy)
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -180,8 +239,8 @@ class ClientSettings:
                 f"auth_endpoint must be a path such as {TOKEN_PATH}.", field="auth_endpoint"
             )
         normalise_endpoint(self.auth_endpoint, field="auth_endpoint")
-        if self.refresh_margin < 0:
-            raise ConfigurationError("refresh_margin must be zero or more seconds.", field="refresh_margin")
+        check_range("refresh_margin", self.refresh_margin)
+        check_range("expiry_warning_days", self.expiry_warning_days)
 
     def url(self, path: str) -> str:
         """The absolute URL of a protected resource's path under the Base URL (see ``endpoints.py``).
@@ -196,11 +255,36 @@ class ClientSettings:
         return endpoint_url(self.base_url, self.auth_endpoint)
 
 
-def _seconds(value: object, *, allow_zero: bool = False) -> bool:
+def _has_control_character(text: str) -> bool:
+    # C0 and C1 controls, DEL and spaces: none belongs in a URL, and layers below cut or send them apart.
+    return any(ord(character) <= 0x20 or 0x7F <= ord(character) <= 0x9F for character in text)
+
+
+def describe_range(name: str) -> str:
+    """``name``'s range in words, for an error: "a whole number from 0 to 100"."""
+    least, largest = RANGES[name]
+    if name in WHOLE_NUMBERS:
+        return f"a whole number from {int(least)} to {int(largest)}"
+    if name in ABOVE_ZERO:
+        return f"a number above {least:g} and at most {largest:g}"
+    return f"a number from {least:g} to {largest:g}"
+
+
+def in_range(name: str, value: object) -> bool:
+    """Whether ``value`` is a number of the kind and range :data:`RANGES` gives ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False  # JSON true is not 1 second
+    if name in WHOLE_NUMBERS and not isinstance(value, int):
         return False
-    return value >= 0 if allow_zero else value > 0
+    least, largest = RANGES[name]
+    # NaN fails both comparisons; infinity fails the upper bound.
+    return (least < value if name in ABOVE_ZERO else least <= value) and value <= largest
 
 
-def _whole(value: object, *, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+def check_range(name: str, value: object, *, where: str | None = None) -> None:
+    """Refuse a number out of ``name``'s range, naming the field (``where``, else ``name``) and the range."""
+    if not in_range(name, value):
+        shown = repr(value) if isinstance(value, (int, float)) else type(value).__name__
+        raise ConfigurationError(
+            f"{where or name} must be {describe_range(name)}; got {shown}.", field=where or name
+        )

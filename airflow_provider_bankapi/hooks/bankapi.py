@@ -7,7 +7,7 @@ masker, and delegates the rest to the client.
 
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -20,9 +20,12 @@ from airflow_provider_bankapi.client.settings import (
     DEFAULT_REFRESH_MARGIN,
     NO_INTERACTION_ID,
     TOKEN_PATH,
+    WHOLE_NUMBERS,
     ClientSettings,
     TransportSettings,
     cache_scope,
+    describe_range,
+    in_range,
 )
 from airflow_provider_bankapi.documents import BankDecimal
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
@@ -66,24 +69,23 @@ def connection_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
     return extras
 
 
-def _number(
-    extras: Mapping[str, Any], key: str, default: float, *, integer: bool = False, positive: bool = False
-) -> float:
-    """A numeric extra (JSON number or numeric text), checked here so that the error names the extra key."""
+def _number(extras: Mapping[str, Any], key: str, default: float, *, setting: str) -> Any:
+    """A numeric extra (JSON number or numeric text) in the range of the setting it fills, checked here so
+    that the error names the extra key and the range.
+    """
     value = extras.get(key, default)
-    kind = "a whole number" if integer else "a number of seconds"
+    number: float | None
     try:
         if isinstance(value, bool):
             raise TypeError  # JSON true is not 1 second
         number = float(value)
-        if not math.isfinite(number) or (integer and not number.is_integer()):
-            raise ValueError
     except (TypeError, ValueError, OverflowError):
-        raise ConfigurationError(f"The extra field {key!r} must be {kind}.", field=key) from None
-    if number < 0 or (positive and number == 0):
-        bound = "more than zero" if positive else "zero or more"
-        raise ConfigurationError(f"The extra field {key!r} must be {bound}.", field=key)
-    return int(number) if integer else number
+        number = None
+    if number is not None and setting in WHOLE_NUMBERS and number.is_integer():
+        number = int(number)  # "3" or 3.0 retries
+    if number is None or not in_range(setting, number):
+        raise ConfigurationError(f"The extra field {key!r} must be {describe_range(setting)}.", field=key)
+    return number
 
 
 def _text(extras: Mapping[str, Any], key: str) -> str | None:
@@ -156,11 +158,14 @@ def settings_from_connection(
     scope = cache_scope(extras.get("cache_scope"))
     identity = IdentityMaterial.from_extra(extras)
     transport_defaults = TransportSettings()
-    read_timeout = _number(extras, "timeout", transport_defaults.read_timeout, positive=True)
+    read_timeout = _number(extras, "timeout", transport_defaults.read_timeout, setting="read_timeout")
     transport = TransportSettings(
         connect_timeout=min(transport_defaults.connect_timeout, read_timeout),
         read_timeout=read_timeout,
-        max_retries=int(_number(extras, "max_retries", transport_defaults.max_retries, integer=True)),
+        max_retries=_number(extras, "max_retries", transport_defaults.max_retries, setting="max_retries"),
+        max_response_bytes=_number(
+            extras, "max_response_bytes", transport_defaults.max_response_bytes, setting="max_response_bytes"
+        ),
         proxy=_text(extras, "proxy"),
         interaction_id_header=_interaction_id_header(extras),
     )
@@ -170,7 +175,7 @@ def settings_from_connection(
         client_secret=password or "",
         identity=identity,
         auth_endpoint=str(extras.get("auth_endpoint", TOKEN_PATH)),
-        refresh_margin=_number(extras, "refresh_margin", DEFAULT_REFRESH_MARGIN),
+        refresh_margin=_number(extras, "refresh_margin", DEFAULT_REFRESH_MARGIN, setting="refresh_margin"),
         transport=transport,
     )
     return settings, scope
@@ -180,6 +185,8 @@ class BankingApiHook(BaseHook):
     """Talks to the Banking API over mutual TLS with a token shared across task runs.
 
     :param bankapi_conn_id: the id of a connection of type ``bankapi``.
+    :param max_response_bytes: the largest answer of one call, in place of the connection's (for a
+        legitimately large resource); None keeps the connection's.
     """
 
     conn_name_attr = "bankapi_conn_id"
@@ -187,9 +194,16 @@ class BankingApiHook(BaseHook):
     conn_type = "bankapi"
     hook_name = "Banking API"
 
-    def __init__(self, bankapi_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        bankapi_conn_id: str = default_conn_name,
+        *,
+        max_response_bytes: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.bankapi_conn_id = bankapi_conn_id
+        self.max_response_bytes = max_response_bytes
 
     @cached_property
     def client(self) -> BankingApiClient:
@@ -202,6 +216,9 @@ class BankingApiHook(BaseHook):
         settings, scope = settings_from_connection(
             connection.host, connection.login, connection.password, connection.extra_dejson, connection.port
         )
+        if self.max_response_bytes is not None:
+            transport = replace(settings.transport, max_response_bytes=self.max_response_bytes)
+            settings = replace(settings, transport=transport)
         for secret in (
             settings.identity.client_private_key,
             settings.identity.client_private_key_password,

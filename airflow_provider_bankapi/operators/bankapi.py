@@ -107,8 +107,14 @@ class BankingApiOperator(BankingApiBaseOperator):
         each with ``fetched_at`` (UTC), and the task returns ``{"path": ..., "records": N, "pages": M}``.
     :param output_format: ``"jsonl"`` or ``"csv"``; default from the path's suffix (JSON Lines unless
         ``.csv``). CSV gives a nested object's fields columns of their own (``amount.currency``).
+    :param max_response_bytes: the largest answer of one call, in bytes, on the wire and once inflated, in
+        place of the connection's ``max_response_bytes`` (default 16 MiB): raise it for a legitimately
+        large resource such as a long statement. A larger answer fails the task with
+        ``ResponseTooLargeError`` while it is read.
     :param asset_alias: the name of the asset alias the written file is announced through (default
         ``bankapi__<dag_id>__<task_id>``; ``""`` announces nothing).
+    :param output_file_mode: the mode of a file written to a local disk, default ``0o600`` (its folders
+        ``0o700``); see :class:`~airflow_provider_bankapi.operators.base.BankingApiBaseOperator`.
     """
 
     template_fields: Sequence[str] = (
@@ -221,7 +227,7 @@ class BankingApiOperator(BankingApiBaseOperator):
                 field="response_filter",
             )
         path = output_location(str(self.output_path))
-        size = write_bytes(path, result)
+        size = write_bytes(path, result, mode=self.output_file_mode)
         self.log.info("Wrote %d bytes to %s.", size, path)
         self._announce(context, path, {"bytes": size})
         return {"path": str(path), "bytes": size}
@@ -281,7 +287,11 @@ class BankingApiOperator(BankingApiBaseOperator):
                 ]
             else:
                 lines = counted_pages([result], [0], self.records_path)
-        records = write_csv(path, [*lines]) if fmt == "csv" else write_jsonl(path, lines)
+        mode = self.output_file_mode
+        if fmt == "csv":
+            records = write_csv(path, [*lines], mode=mode)
+        else:
+            records = write_jsonl(path, lines, mode=mode)
         summary = {"path": str(path), "records": records, "pages": pages[0]}
         self.log.info("Wrote %d records from %d pages to %s (%s).", records, pages[0], path, fmt)
         self._announce(context, path, {"records": records, "pages": pages[0]})
@@ -298,15 +308,22 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
 
     :param account_ids: the accounts (templated): a list, or one string of ids separated by commas or
         spaces. Works with ``.expand(account_ids=...)``.
-    :param account_id: one account (templated); the natural name for ``.expand(account_id=[...])``.
+    :param account_id: one account (templated), taken whole; the natural name for
+        ``.expand(account_id=[...])``.
     :param bankapi_conn_id: the ``bankapi`` connection.
     :param max_workers: how many balance calls at once (1 to 16); they all share one token.
     :param output_path: an object-storage URL (templated), e.g. ``file:///data/balances-{{ ds }}.csv``;
         the task then returns ``{"path", "records", "format"}`` and announces an asset event.
     :param output_format: ``"jsonl"`` or ``"csv"``; default from the path's suffix (JSON Lines unless
         ``.csv``).
+    :param max_response_bytes: the largest answer of one call, in bytes, on the wire and once inflated, in
+        place of the connection's ``max_response_bytes`` (default 16 MiB): raise it for a legitimately
+        large resource such as a long statement. A larger answer fails the task with
+        ``ResponseTooLargeError`` while it is read.
     :param asset_alias: the name of the asset alias the written file is announced through (default
         ``bankapi__<dag_id>__<task_id>``; ``""`` announces nothing).
+    :param output_file_mode: the mode of a file written to a local disk, default ``0o600`` (its folders
+        ``0o700``); see :class:`~airflow_provider_bankapi.operators.base.BankingApiBaseOperator`.
 
     Without ``output_path`` the task returns ``{account_id: balance}``.
     """
@@ -346,17 +363,24 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
 
     def accounts(self) -> list[str]:
         """The rendered account ids, in order, without duplicates."""
-        given: list[Any] = []
-        for value in (self.account_ids, self.account_id):
-            if value is None:
-                continue
-            if isinstance(value, str):
-                given.extend(part for part in _ACCOUNT_SEPARATORS.split(value) if part)
-            elif isinstance(value, (int, float)):
-                given.append(value)
-            else:
-                given.extend(value)
-        ids = list(dict.fromkeys(str(item).strip() for item in given if str(item).strip()))
+        from airflow_provider_bankapi.client.endpoints import checked_account_id  # the client, at run time
+
+        given: list[tuple[str, Any]] = []
+        if isinstance(self.account_ids, str):
+            given.extend(
+                ("account_ids", part) for part in _ACCOUNT_SEPARATORS.split(self.account_ids) if part
+            )
+        elif isinstance(self.account_ids, (int, float)):
+            given.append(("account_ids", self.account_ids))
+        elif self.account_ids is not None:
+            given.extend(("account_ids", item) for item in self.account_ids)
+        if self.account_id is not None:
+            # Taken whole, never split: a mapped instance's id is also its file name and its label.
+            given.append(("account_id", self.account_id))
+        # Every id checked before any call: a crafted one fails the task, naming it, before anything is
+        # fetched or written.
+        texts = [(field, str(item).strip()) for field, item in given]
+        ids = list(dict.fromkeys(checked_account_id(text, field=field) for field, text in texts if text))
         if not ids:
             raise ConfigurationError(
                 "No account id to fetch (account_ids rendered empty).", field="account_ids"
@@ -394,7 +418,11 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
         failed: dict[str, BankingApiError] = {}
         rows = balance_rows(self.hook.iter_balances(accounts, max_workers=workers), delivered, failed)
         as_csv = fmt == "csv"
-        records = write_csv(path, [*rows], first_column="account_id") if as_csv else write_jsonl(path, rows)
+        mode = self.output_file_mode
+        if as_csv:
+            records = write_csv(path, [*rows], first_column="account_id", mode=mode)
+        else:
+            records = write_jsonl(path, rows, mode=mode)
         self.log.info("Wrote %d balances to %s (%s).", records, path, fmt)
         if not failed:  # an asset event says "this file is complete"; a partial one is not
             self._announce(context, path, {"records": records, "format": fmt})

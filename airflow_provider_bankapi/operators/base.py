@@ -7,8 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import AssetAlias, BaseOperator
 
+from airflow_provider_bankapi.client.settings import check_range
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
-from airflow_provider_bankapi.operators.outputs import default_asset_alias, emit_asset_event
+from airflow_provider_bankapi.operators.outputs import (
+    PRIVATE_FILE_MODE,
+    check_file_mode,
+    default_asset_alias,
+    emit_asset_event,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -22,7 +28,12 @@ def _with_alias(outlets: Any, alias: str) -> list[Any]:
 
 
 class BankingApiBaseOperator(BaseOperator):
-    """What both operators share: the connection, the hook, the output file and its asset event."""
+    """What both operators share: the connection, the hook, the output file and its asset event.
+
+    :param output_file_mode: the mode of an output written to a local disk (default 0o600: the owner
+        alone reads it); the folders made for it get search permission where read is given (0o700 for
+        0o600, 0o750 for 0o640). The process's umask can only take bits away. Object stores ignore it.
+    """
 
     def __init__(
         self,
@@ -30,12 +41,18 @@ class BankingApiBaseOperator(BaseOperator):
         bankapi_conn_id: str,
         output_path: str | None,
         asset_alias: str | None,
+        output_file_mode: int = PRIVATE_FILE_MODE,
+        max_response_bytes: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if max_response_bytes is not None:
+            check_range("max_response_bytes", max_response_bytes)  # refused when the DAG is parsed
         self.bankapi_conn_id = bankapi_conn_id
+        self.max_response_bytes = max_response_bytes
         self.output_path = output_path
         self.asset_alias = asset_alias
+        self.output_file_mode = check_file_mode(output_file_mode)
         if output_path is not None and asset_alias != "":
             # The path is usually templated, so the asset is only known at run time: an alias says so.
             dag_id = self.dag_id if self.has_dag() else None  # type: ignore[no-untyped-call]
@@ -45,7 +62,9 @@ class BankingApiBaseOperator(BaseOperator):
     @cached_property
     def hook(self) -> BankingApiHook:
         """Made on first use at execute time, never while the DAG file is parsed."""
-        return BankingApiHook(bankapi_conn_id=self.bankapi_conn_id)
+        return BankingApiHook(
+            bankapi_conn_id=self.bankapi_conn_id, max_response_bytes=self.max_response_bytes
+        )
 
     def _announce(self, context: Context, path: ObjectStoragePath, extra: dict[str, Any]) -> None:
         if self.asset_alias:

@@ -7,6 +7,7 @@ as the task asks.
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,9 @@ REFUSED_HEADERS = frozenset(
     }
 )
 _FORBIDDEN_IN_VALUES = ("\r", "\n", "\0")
+# A field name is a token (RFC 9110 5.1 and 5.6.2): visible ASCII but separators, nothing else. Checked
+# before the refused list, so that "Authorization\x00" cannot pass as another name and be sent.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def checked_headers(headers: Any) -> dict[str, str]:
@@ -49,8 +53,12 @@ def checked_headers(headers: Any) -> dict[str, str]:
         )
     checked: dict[str, str] = {}
     for name, value in headers.items():
-        if not isinstance(name, str) or not name.strip() or ":" in name:
-            raise ConfigurationError(f"header name {name!r} is not a valid header name.", field="headers")
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name.strip()):
+            raise ConfigurationError(
+                f"header name {name!r} is not a valid header name: RFC 9110 allows only letters, digits "
+                "and !#$%&'*+-.^_`|~ (no spaces, colons, control or non-ASCII characters).",
+                field="headers",
+            )
         if name.strip().lower() in REFUSED_HEADERS:
             raise ConfigurationError(
                 f"header {name.strip()!r} cannot be set by a task: the provider sets it itself or it would "
@@ -60,7 +68,8 @@ def checked_headers(headers: Any) -> dict[str, str]:
             )
         if not isinstance(value, str) or any(char in value for char in _FORBIDDEN_IN_VALUES):
             raise ConfigurationError(
-                f"the value of header {name.strip()!r} must be text on one line.", field="headers"
+                f"the value of header {name.strip()!r} must be text on one line (no CR, LF or NUL).",
+                field="headers",
             )
         checked[name.strip()] = value
     return checked

@@ -9,6 +9,12 @@ it), so the concrete asset is only known at run time, which is what an alias is 
 A file is written to a temporary object beside it and moved into place only when complete, so a run that
 fails or is killed never truncates or deletes the previous output, and a rerun replaces it (never appends).
 
+On a local disk what is written is private by default: files 0600 from the moment they exist, the folders
+made for them 0700, and a folder on the way that another user owns (who could rename or replace what is
+in it) is refused. Object stores have their own access control: these modes do not apply there.
+An output path is taken as written: one with a ``.`` or ``..`` segment, which would resolve somewhere
+else than it reads (outside the folder it names), is refused.
+
 Numbers are written with the bank's digits (``documents.py``): JSON Lines as JSON numbers, CSV as
 their text. A CSV row has one column per field: a nested object's fields get columns of their own named
 ``parent.child`` (money ``{"amount": {"amount": 1.00, "currency": "BRL"}}`` becomes the columns
@@ -21,15 +27,18 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
 
 from airflow_provider_bankapi.documents import dumps, number_text, records_of
-from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
+from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError, printable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -43,6 +52,8 @@ FETCHED_AT = "fetched_at"
 #: A temporary file untouched this long was left by a run that died: a live writer touches it with every
 #: record, and one page call between two records (retries and backoff included) takes minutes at most.
 STALE_TEMPORARY_SECONDS = 15 * 60
+#: The mode of the files the operators write on a local disk: the owner alone reads them.
+PRIVATE_FILE_MODE = 0o600
 
 
 def output_location(url: str) -> ObjectStoragePath:
@@ -58,7 +69,40 @@ def output_location(url: str) -> ObjectStoragePath:
             "or an absolute path.",
             field="output_path",
         )
-    return ObjectStoragePath(text if "://" in text else f"file://{text}")
+    if not text.isprintable():  # URL parsing drops a newline or a tab silently: 1\n23 would be 123
+        raise ConfigurationError(
+            f"output_path '{printable(text)}' holds control characters.", field="output_path"
+        )
+    path = ObjectStoragePath(text if "://" in text else f"file://{text}")
+    _check_taken_as_written(path)
+    return path
+
+
+def _check_taken_as_written(path: ObjectStoragePath) -> None:
+    # A templated path (an id, a Param in it) must not climb out of the folder it starts with: a dot
+    # segment, even percent-encoded (some stores decode keys), would resolve elsewhere than it reads.
+    if any(unquote(segment) in (".", "..") for segment in str(path.path).split("/")):
+        raise ConfigurationError(
+            f"output_path '{path}' has a '.' or '..' segment: it resolves outside the folder it names.",
+            field="output_path",
+            hint="Write the path without '.' or '..'; check what the templated parts (ids, Params) rendered.",
+        )
+
+
+def folder_mode(file_mode: int) -> int:
+    """The mode of a folder made for files of ``file_mode``: search permission wherever read is given
+    (0600 -> 0700, 0640 -> 0750).
+    """
+    return file_mode | ((file_mode & 0o444) >> 2)
+
+
+def check_file_mode(file_mode: Any) -> int:
+    """``file_mode`` if it is a mode whose owner can read and write the file, else a ValueError."""
+    if isinstance(file_mode, bool) or not isinstance(file_mode, int) or file_mode & ~0o777:
+        raise ValueError(f"output_file_mode must be a file mode such as 0o600 or 0o640; got {file_mode!r}.")
+    if file_mode & 0o600 != 0o600:
+        raise ValueError(f"output_file_mode must let its owner read and write (0o600); got {file_mode:#o}.")
+    return file_mode
 
 
 def output_format(path: ObjectStoragePath, requested: str | None = None) -> str:
@@ -94,10 +138,41 @@ def stamped(record: Any, fetched_at: str) -> dict[str, Any]:
     return {**fields, FETCHED_AT: fetched_at}
 
 
-def _prepare(path: ObjectStoragePath) -> None:
+def _is_local(path: ObjectStoragePath) -> bool:
+    return path.protocol in _LOCAL_PROTOCOLS
+
+
+def _make_private_folders(folder: Path, mode: int) -> None:
+    """Make the missing folders of ``folder``, parents first, each with ``mode``; then refuse the chain if a
+    folder on it (or a link in it) belongs to another user than this one or root: its owner could rename
+    what is inside and put other files in its place.
+    """
+    missing = [path for path in (folder, *folder.parents) if not os.path.lexists(path)]
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile: its owner is checked below
+            os.mkdir(path, mode)
+    for path in (folder, *folder.parents):
+        owner = os.lstat(path).st_uid
+        if owner not in (os.geteuid(), 0):
+            raise ConfigurationError(
+                f"The output folder {printable(str(path))} is owned by uid {owner}, not by this user "
+                f"(uid {os.geteuid()}) or root: its owner could replace the files written there.",
+                field="output_path",
+                hint="Write under a folder this user owns, such as one under AIRFLOW_HOME; or remove the "
+                "folder if nobody should have made it.",
+            )
+
+
+def _create_private(path: ObjectStoragePath, mode: int) -> None:
+    # Created with its mode (never a moment readable by others), new (not a file or link put there first).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    os.close(os.open(path.path, flags, mode))
+
+
+def _prepare(path: ObjectStoragePath, mode: int) -> None:
     # Object stores have no directories to make (and s3fs would make a bucket); local files need them.
-    if path.protocol in _LOCAL_PROTOCOLS:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if _is_local(path):
+        _make_private_folders(Path(path.parent.path), folder_mode(mode))
     if path.is_dir():
         raise ConfigurationError(f"output_path {path} is a directory, not a file.", field="output_path")
 
@@ -148,15 +223,19 @@ def sweep_temporaries(path: ObjectStoragePath) -> None:
 
 
 @contextlib.contextmanager
-def replacing(path: ObjectStoragePath) -> Iterator[ObjectStoragePath]:
+def replacing(path: ObjectStoragePath, mode: int = PRIVATE_FILE_MODE) -> Iterator[ObjectStoragePath]:
     """A temporary object to write the whole output to; moved onto ``path`` when the block ends well,
     deleted when it fails. A local file is renamed into place (atomic); an object store copies then
     deletes, so the final key appears only complete. Either way a reader sees the old output or the new one.
+
+    :param mode: a local file's mode (its folders get :func:`folder_mode`); ignored by object stores.
     """
-    _prepare(path)
+    _prepare(path, mode)
     sweep_temporaries(path)
     temporary = temporary_for(path)
     try:
+        if _is_local(temporary):
+            _create_private(temporary, mode)
         yield temporary
         temporary.replace(path)
     except BaseException:
@@ -164,13 +243,13 @@ def replacing(path: ObjectStoragePath) -> Iterator[ObjectStoragePath]:
         raise
 
 
-def write_jsonl(path: ObjectStoragePath, records: Iterable[Any]) -> int:
+def write_jsonl(path: ObjectStoragePath, records: Iterable[Any], *, mode: int = PRIVATE_FILE_MODE) -> int:
     """Write one JSON document per line; return how many. The file replaces the previous one only when
     every record is written: a failure while the records are still being produced (a page that fails its
     check, the bank going away) leaves the previous file as it was.
     """
     count = 0
-    with replacing(path) as temporary, temporary.open("w", encoding="utf-8") as handle:
+    with replacing(path, mode) as temporary, temporary.open("w", encoding="utf-8") as handle:
         for record in records:
             handle.write(dumps(record) + "\n")
             handle.flush()  # keeps the temporary file's mtime fresh, so that no sweep takes it for dead
@@ -178,11 +257,11 @@ def write_jsonl(path: ObjectStoragePath, records: Iterable[Any]) -> int:
     return count
 
 
-def write_bytes(path: ObjectStoragePath, body: bytes) -> int:
+def write_bytes(path: ObjectStoragePath, body: bytes, *, mode: int = PRIVATE_FILE_MODE) -> int:
     """Write a body as it is (a CSV statement, a PDF...); return its size. Replaces the previous file only
     when complete.
     """
-    with replacing(path) as temporary, temporary.open("wb") as handle:
+    with replacing(path, mode) as temporary, temporary.open("wb") as handle:
         handle.write(body)
     return len(body)
 
@@ -216,14 +295,18 @@ def csv_columns(rows: Iterable[Mapping[str, Any]], first: str | None = None) -> 
 
 
 def write_csv(
-    path: ObjectStoragePath, rows: Sequence[Mapping[str, Any]], *, first_column: str | None = None
+    path: ObjectStoragePath,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    first_column: str | None = None,
+    mode: int = PRIVATE_FILE_MODE,
 ) -> int:
     """Write rows as CSV with a header (nested objects flattened into ``parent.child`` columns, lists as
     JSON text); return how many rows. The file replaces the previous one only when complete.
     """
     rows = [flat_row(row) for row in rows]
     columns = csv_columns(rows, first_column)
-    with replacing(path) as temporary, temporary.open("w", encoding="utf-8", newline="") as handle:
+    with replacing(path, mode) as temporary, temporary.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:
@@ -259,9 +342,15 @@ def balance_rows(
 
 
 def balance_row(account: str, balance: Any) -> dict[str, Any]:
-    """An account's row in the file: ``account_id`` first, then the balance's fields (or ``balance``)."""
+    """An account's row in the file: ``account_id`` (the id asked for) first, then the balance's fields
+    (or ``balance``). When the bank's answer names another account, its ``account_id`` is kept too, as
+    ``bank_account_id`` beside the one asked for: the mismatch shows in the row instead of being hidden.
+    """
     if isinstance(balance, dict):
-        return {"account_id": account, **{k: v for k, v in balance.items() if k != "account_id"}}
+        row: dict[str, Any] = {"account_id": account}
+        if "account_id" in balance and str(balance["account_id"]) != account:
+            row["bank_account_id"] = balance["account_id"]
+        return {**row, **{k: v for k, v in balance.items() if k != "account_id"}}
     return {"account_id": account, "balance": balance}
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_bankapi import errors
-from airflow_provider_bankapi.errors import BankingApiError
+from airflow_provider_bankapi.errors import BankingApiError, printable
 from airflow_provider_bankapi.triggers.polling import (
     Condition,
     import_check,
@@ -116,7 +116,15 @@ class BankingApiTrigger(BaseTrigger):
         return client, check
 
     def _poll(self, client: BankingApiClient, check: Callable[[Any], Any] | None) -> Outcome:
-        return self.condition.evaluate(client.get_json(self.endpoint, self.params), check)
+        from airflow_provider_bankapi.client.api import unexpected_failure
+
+        try:
+            answer = client.get_json(self.endpoint, self.params)
+        except BankingApiError:
+            raise
+        except Exception as exc:  # never blamed on the check function: it has not run
+            raise unexpected_failure(exc, f"GET {self.endpoint}", client.redactor) from exc
+        return self.condition.evaluate(answer, check)
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -154,12 +162,12 @@ class BankingApiTrigger(BaseTrigger):
         last_error: BankingApiError | None = None
         first_wait = 0.0 if self.next_poll_at is None else self.next_poll_at - time.time()
         if not await self._sleep(first_wait):
-            yield TriggerEvent(self._timeout_payload(polls, last_error))
+            yield TriggerEvent(self._timeout_payload(polls, last_error, client.redactor))
             return
         while True:
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
-                yield TriggerEvent(self._timeout_payload(polls, last_error))
+                yield TriggerEvent(self._timeout_payload(polls, last_error, client.redactor))
                 return
             polls += 1
             retry_after: float | None = None
@@ -167,14 +175,14 @@ class BankingApiTrigger(BaseTrigger):
                 # The deadline stops the waiting, not the thread: the transport's own timeouts end that.
                 outcome = await asyncio.wait_for(asyncio.to_thread(self._poll, client, check), remaining)
             except asyncio.TimeoutError:
-                yield TriggerEvent(self._timeout_payload(polls, last_error))
+                yield TriggerEvent(self._timeout_payload(polls, last_error, client.redactor))
                 return
             except BankingApiError as exc:
                 if not exc.transient:
                     self.log.error(
                         "Poll %d of %s: %s: %s (not retried)", polls, self.endpoint, type(exc).__name__, exc
                     )
-                    yield TriggerEvent(error_payload(exc, polls))
+                    yield TriggerEvent(error_payload(exc, polls, redact=client.redactor))
                     return
                 failures, last_error = failures + 1, exc
                 retry_after = getattr(exc, "retry_after", None)
@@ -187,7 +195,8 @@ class BankingApiTrigger(BaseTrigger):
                     failures,
                 )
             except Exception as exc:  # the user's check function failed: say so, never loop on it
-                yield TriggerEvent(error_payload(exc, polls, hint="The condition's check function raised."))
+                hint = "The condition's check function raised." if self.condition.check else ""
+                yield TriggerEvent(error_payload(exc, polls, hint=hint, redact=client.redactor))
                 return
             else:
                 if outcome.met:
@@ -206,10 +215,12 @@ class BankingApiTrigger(BaseTrigger):
                 self.poke_interval, failures, backoff_max=self.backoff_max, retry_after=retry_after
             )
             if not await self._sleep(wait):
-                yield TriggerEvent(self._timeout_payload(polls, last_error))
+                yield TriggerEvent(self._timeout_payload(polls, last_error, client.redactor))
                 return
 
-    def _timeout_payload(self, polls: int, last_error: BankingApiError | None) -> dict[str, Any]:
+    def _timeout_payload(
+        self, polls: int, last_error: BankingApiError | None, redact: Callable[[str], str]
+    ) -> dict[str, Any]:
         message = (
             f"{self.endpoint}: {self.condition.describe()} did not hold before the deadline ({polls} polls)."
         )
@@ -219,25 +230,29 @@ class BankingApiTrigger(BaseTrigger):
             "polls": polls,
             "last_error": None
             if last_error is None
-            else f"{type(last_error).__name__}: {last_error.message}",
+            else redact(f"{type(last_error).__name__}: {last_error.message}"),
         }
 
 
-def error_payload(error: BaseException, polls: int, *, hint: str = "") -> dict[str, Any]:
+def error_payload(
+    error: BaseException, polls: int, *, hint: str = "", redact: Callable[[str], str] | None = None
+) -> dict[str, Any]:
     """The ``error`` event of an exception: its type, message, hint and the bank's reason.
 
-    No secret: the error tree's messages never hold one, and other exceptions come from the
-    connection lookup or the user's check function, which see no token.
+    Airflow stores event payloads in its metadata database as they are, so the message and hint go
+    through the client's redactor (its known secret values) and have their control characters
+    escaped, whatever raised them: the error tree, the connection lookup or the user's check function.
     """
     if isinstance(error, BankingApiError):
         message, hint = error.message, error.hint or hint
     else:
         message = str(error)
+    known = redact or (lambda text: text)
     return {
         "status": "error",
         "error_type": type(error).__name__,
-        "message": message,
-        "hint": hint,
+        "message": known(printable(message)),
+        "hint": known(printable(hint)),
         "status_code": getattr(error, "status_code", None),
         "bank_reason": getattr(error, "bank_reason", None),
         "polls": polls,

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import textwrap
 import time
+import traceback
 from pathlib import Path
 
 import pytest
 import requests
+from bank_day import BankDay
 
 from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
@@ -34,7 +36,7 @@ from airflow_provider_bankapi.errors import (
     ServerError,
     TlsHandshakeError,
 )
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 FAST = TransportSettings(backoff_base=0.01, backoff_max=0.05, max_total_wait=2, read_timeout=5)
 
@@ -85,7 +87,7 @@ def test_a_revoked_token_is_dropped_and_the_call_retried_once(bankapi_sandbox, c
 @pytest.mark.parametrize("entry_point", ["client-call", "raw-session"])
 def test_a_token_refused_again_after_its_renewal_is_not_renewed_twice(bankapi_sandbox, client, entry_point):
     client.get_token()
-    bankapi_sandbox.set_fault_mix(seed=1, rate=1.0, kinds=["revoke"], paths="/accounts/*/balance")
+    BankDay(bankapi_sandbox).set_fault_mix(seed=1, rate=1.0, kinds=["revoke"], paths="/accounts/*/balance")
 
     if entry_point == "client-call":
         with pytest.raises(ApiError) as caught:
@@ -326,6 +328,13 @@ def test_certificate_from_another_ca_is_rejected_in_the_handshake(bankapi_sandbo
     with BankingApiClient(settings, token_stores=[]) as client, pytest.raises(TlsHandshakeError) as caught:
         client.get_token()
     assert caught.value.client_certificate_rejected
+    # What a task log shows: the provider's error with its reason and checklist, not first the three
+    # SSLErrors requests wraps it in (the original stays reachable, on __context__, for a debugger).
+    printed = "".join(traceback.format_exception(caught.value))
+    assert printed.count("Traceback (most recent call last)") == 1
+    assert "SSLError" not in printed
+    assert printed.rstrip().splitlines()[-1].startswith("airflow_provider_bankapi.errors.TlsHandshakeError: ")
+    assert isinstance(caught.value.__context__, requests.RequestException)
 
 
 def test_probe_succeeds_and_names_the_tls_version(client):

@@ -13,6 +13,7 @@ import subprocess
 import time
 
 import pytest
+from bank_day import BankDay
 from test_api import FAST, settings_for
 
 from airflow_provider_bankapi.client.api import BankingApiClient
@@ -42,7 +43,7 @@ class WorkerClock:
 @pytest.mark.parametrize("skew", SKEWS)
 def test_clock_skew_leaves_a_token_its_stated_lifetime(bankapi_sandbox, skew):
     # expires_in is a duration: the worker counts it on its own clock, whatever the bank's says.
-    bankapi_sandbox.set_clock_offset(skew)
+    BankDay(bankapi_sandbox).set_clock_offset(skew)
     clock = WorkerClock()
     settings = settings_for(bankapi_sandbox, refresh_margin=5)
     with BankingApiClient(settings, token_stores=[], clock=clock) as client:
@@ -52,35 +53,35 @@ def test_clock_skew_leaves_a_token_its_stated_lifetime(bankapi_sandbox, skew):
         clock.offset = 56  # past lifetime - margin on the worker's clock: renewed before the bank refuses it
         client.get_balance("123")
     assert bankapi_sandbox.counters()["tokens_issued"] == 2
-    assert [entry["status"] for entry in bankapi_sandbox.take_requests()] == [200] * 6  # never a 401
+    assert [entry["status"] for entry in BankDay(bankapi_sandbox).take_requests()] == [200] * 6  # never a 401
 
 
 @pytest.mark.parametrize("skew", SKEWS)
 def test_clock_skew_a_token_the_bank_expires_early_is_replaced_once(bankapi_sandbox, skew):
-    bankapi_sandbox.set_clock_offset(skew)
+    BankDay(bankapi_sandbox).set_clock_offset(skew)
     with BankingApiClient(settings_for(bankapi_sandbox), token_stores=[]) as client:
         client.get_balance("123")
         bankapi_sandbox.expire_tokens()  # the bank's clock says the token is over, the worker's does not
         client.get_balance("123")
-    statuses = [entry["status"] for entry in bankapi_sandbox.take_requests()]
+    statuses = [entry["status"] for entry in BankDay(bankapi_sandbox).take_requests()]
     assert statuses == [200, 200, 401, 200, 200]  # token, call, 401, new token, the call again
 
 
 def test_a_retry_after_date_from_a_bank_clock_behind_is_honoured_as_the_bank_meant(bankapi_sandbox):
-    bankapi_sandbox.set_clock_offset(-FIVE_MINUTES)
+    BankDay(bankapi_sandbox).set_clock_offset(-FIVE_MINUTES)
     bankapi_sandbox.inject_fault(BALANCE, "429-date", retry_after=1)
     with BankingApiClient(settings_for(bankapi_sandbox), token_stores=[]) as client:
         assert client.get_balance("123")["account_id"] == "123"
-    assert [entry["fault"] for entry in bankapi_sandbox.take_requests()] == [None, "429-date", None]
+    assert [entry["fault"] for entry in BankDay(bankapi_sandbox).take_requests()] == [None, "429-date", None]
 
 
 def test_a_retry_after_date_from_a_bank_clock_ahead_is_honoured_as_the_bank_meant(bankapi_sandbox):
-    bankapi_sandbox.set_clock_offset(FIVE_MINUTES)
+    BankDay(bankapi_sandbox).set_clock_offset(FIVE_MINUTES)
     bankapi_sandbox.inject_fault(BALANCE, "429-date", retry_after=1)
     with BankingApiClient(settings_for(bankapi_sandbox), token_stores=[]) as client:
         assert client.get_balance("123")["account_id"] == "123"
     # Read against the answer's Date (the bank's clock too), the date asks for about a second, not 301 s.
-    assert [entry["fault"] for entry in bankapi_sandbox.take_requests()] == [None, "429-date", None]
+    assert [entry["fault"] for entry in BankDay(bankapi_sandbox).take_requests()] == [None, "429-date", None]
 
 
 # -- a certificate rotated between two runs ---------------------------------------------------------------

@@ -28,7 +28,7 @@ from airflow_provider_bankapi.client.transport.answers import (
     raise_for_bank_status,
 )
 from airflow_provider_bankapi.errors import InvalidClientCertificateError
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 NGINX = shutil.which(
     "nginx", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])

@@ -1,6 +1,6 @@
 """Client identity: every local mistake ends in its named error, before any network call.
 
-All PKI is made at test time (airflow_provider_bankapi.sandbox.pki); nothing private is committed.
+All PKI is made at test time (bankapi_sandbox.pki); nothing private is committed.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from airflow_provider_bankapi.client.identity.identity import (
 )
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.errors import ClientIdentityError, ConfigurationError
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 KEY_PASSWORD = "correct-horse-battery-staple-42"
 WRONG_PASSWORD = "wrong-passphrase-9f3a77"

@@ -18,7 +18,7 @@ import pytest
 from airflow_provider_bankapi.client.identity import tls as tls_context
 from airflow_provider_bankapi.client.identity.identity import ClientIdentity, load_identity
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 TIMEOUT = 10.0
 TLS_VERSIONS = [

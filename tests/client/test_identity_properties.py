@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.errors import ClientIdentityError, ConfigurationError
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 # No deadline: the machine is shared, and a timed assertion is not a property of the code.
 PROPERTY = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
@@ -156,7 +156,10 @@ def test_mutated_pem_loads_the_same_identity_or_is_refused(m: Material, data: st
     cert = data.draw(mutation(m.cert)) if data.draw(st.booleans()) else m.cert
     key = data.draw(mutation(m.key))
     fingerprint = load_or_configuration_error(IdentityMaterial(client_cert=cert, client_private_key=key))
-    assert fingerprint in (None, m.client.fingerprint_sha256)
+    # A mutated certificate can still be a well-formed one for the same key (a changed serial number):
+    # no local CA signed the client certificate, so only the bank's handshake can refuse it. A mutated
+    # key must never load another identity.
+    assert fingerprint in (None, m.client.fingerprint_sha256) or cert != m.cert
 
 
 @SLOW_PROPERTY

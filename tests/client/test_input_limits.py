@@ -24,7 +24,7 @@ from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.limits import FIELD_LIMITS, limit_of
 from airflow_provider_bankapi.errors import ConfigurationError
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 BOUND = 2.0  # seconds; see the module docstring
 PFX_PASSWORD = "pfx-password-never-shown"

@@ -32,7 +32,7 @@ from airflow_provider_bankapi.errors import (
     RateLimitedError,
     ServerError,
 )
-from airflow_provider_bankapi.sandbox import running
+from bankapi_sandbox import running
 
 # Tiny backoff so retried tests stay fast; Retry-After values from the sandbox are set to 0.
 FAST = TransportSettings(connect_timeout=5, read_timeout=5, backoff_base=0.001, backoff_max=0.01)

@@ -22,7 +22,7 @@ from airflow_provider_bankapi.errors import (
     InvalidClientCertificateError,
     TlsHandshakeError,
 )
-from airflow_provider_bankapi.sandbox import pki, running
+from bankapi_sandbox import pki, running
 
 pytestmark = pytest.mark.slow  # a sandbox bank per TLS version
 

@@ -23,7 +23,7 @@ from airflow_provider_bankapi.errors import (
     ConfigurationError,
     RedirectRefusedError,
 )
-from airflow_provider_bankapi.sandbox import running
+from bankapi_sandbox import running
 
 SECRET = "s3cret-that-must-stay-home"
 LEAK = "/steal?client_secret=" + SECRET

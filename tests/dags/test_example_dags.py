@@ -13,13 +13,16 @@ import datetime
 import json
 import math
 import re
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
-from airflow_harness import LOGS_FOLDER, Triggerer, run_dag
+from airflow_harness import AIRFLOW_HOME, LOGS_FOLDER, Triggerer, run_dag
+from bank_day import BankDay
 from written import jsonl_records
 
-from airflow_provider_bankapi.sandbox import data
+from bankapi_sandbox import data
 
 pytestmark = pytest.mark.airflow
 
@@ -107,6 +110,21 @@ def test_hourly_balances_writes_one_line_per_account_and_announces_the_file(bank
     assert (counters["tokens_issued"], counters["api_requests"]) == (1, len(accounts))
 
 
+def test_hourly_balances_default_to_a_private_folder_under_airflow_home(bank, output):
+    _, env = output
+    del env["AIRFLOW_VAR_BANKAPI_OUTPUT_BASE"]  # no Variable: the example's own default
+
+    result = run_dag(EXAMPLES / "bankapi_hourly_balances.py", env=env)
+
+    assert result.task_states == {("fetch_balances", -1): "success"}
+    path = local(result.xcom("fetch_balances")["path"])
+    base = AIRFLOW_HOME / "bankapi-output"
+    assert path.parent == base / "balances"  # not the shared temp directory's fixed /tmp/bankapi
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert {stat.S_IMODE(folder.stat().st_mode) for folder in (path.parent, base)} == {0o700}
+    shutil.rmtree(base)
+
+
 # -- bankapi_balances_mapped ----------------------------------------------------------------------
 
 
@@ -145,6 +163,50 @@ def test_mapped_balances_one_process_per_account_and_one_token_for_all(bank, out
         assert "Wrote 1 balances" in log  # the log is the task's own, not an empty file
         for secret in forbidden:
             assert secret not in log, f"fetch_balance[{index}] log leaks {secret[:6]}..."
+
+
+CRAFTED_IDS = [
+    "123/../456",  # fetched account 456 and reported it as this id
+    "../../../escaped",
+    "..%2F..%2F..%2Fescaped",
+    "..\\..\\escaped",  # a separator in a URL, a file name character on disk
+    "%2e%2e",
+    "1\nFORGED - Marking task as SUCCESS",
+]
+
+
+def test_mapped_balances_with_crafted_ids_from_the_trigger_form_write_nothing_outside_the_output_folder(
+    bank, output, tmp_path, capfd
+):
+    base, env = output
+    # The example as it is but for its retries (a refused id fails every try alike; four minutes of waits).
+    example = (EXAMPLES / "bankapi_balances_mapped.py").read_text()
+    assert '"retries": 2' in example
+    copy = tmp_path / "bankapi_balances_mapped.py"
+    copy.write_text(example.replace('"retries": 2', '"retries": 0'))
+    around = set(tmp_path.parent.iterdir())
+    BankDay(bank).take_requests()
+
+    result = run_dag(copy, env=env, conf={"account_ids": ["123", *CRAFTED_IDS]})
+
+    assert result.task_states == {
+        ("account_list", -1): "success",
+        ("fetch_balance", 0): "success",
+        **{("fetch_balance", index): "failed" for index in range(1, len(CRAFTED_IDS) + 1)},
+        ("summary", -1): "upstream_failed",
+    }
+    written = [path for path in tmp_path.rglob("*") if path.is_file() and "cache" not in path.parts]
+    folder = local(result.xcom("fetch_balance", map_index=0)["path"]).parent
+    assert written == [copy, folder / "123.jsonl"] or written == [folder / "123.jsonl", copy]
+    assert folder.parent == base / "balances-by-account"
+    assert set(tmp_path.parent.iterdir()) == around  # nothing beside this test's folder either
+    requests = BankDay(bank).take_requests()
+    balance_calls = [entry["account"] for entry in requests if entry["path"].endswith("/balance")]
+    assert balance_calls == ["123"]  # account 456 never asked for
+    console = "".join(capfd.readouterr())
+    assert console.count("ConfigurationError") >= len(CRAFTED_IDS)
+    assert "The account id '1\\nFORGED - Marking task as SUCCESS' holds control characters" in console
+    assert not [line for line in console.splitlines() if line.startswith("FORGED")]  # no forged log line
 
 
 def rendered_map_indexes(result) -> list[str]:

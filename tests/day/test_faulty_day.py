@@ -30,9 +30,10 @@ from pathlib import Path
 
 import pytest
 from airflow_harness import run_dag
+from bank_day import BankDay
 from written import jsonl_records
 
-from airflow_provider_bankapi.sandbox import data
+from bankapi_sandbox import data
 
 pytestmark = [pytest.mark.airflow, pytest.mark.day]
 
@@ -131,7 +132,7 @@ def test_a_faulty_day_loses_nothing_duplicates_nothing_and_names_every_failure(
 ):
     sandbox = bankapi_sandbox
     seed = int(os.environ.get("BANKAPI_DAY_SEED") or secrets.randbelow(2**31))
-    sandbox.set_fault_mix(seed=seed, rate=FAULT_RATE, kinds=FAULT_KINDS, paths="/accounts/*/balance")
+    BankDay(sandbox).set_fault_mix(seed=seed, rate=FAULT_RATE, kinds=FAULT_KINDS, paths="/accounts/*/balance")
     output, cache = tmp_path / "output", tmp_path / "cache"
     output.mkdir()
     cert, key = sandbox.client_cert, sandbox.client_key
@@ -154,7 +155,7 @@ def test_a_faulty_day_loses_nothing_duplicates_nothing_and_names_every_failure(
             use_executor=True,
         )
         tries = _tries(run)
-        requests = sandbox.take_requests()
+        requests = BankDay(sandbox).take_requests()
         named = _check_run(output, hour, run, tries, requests, seed)
         if hour == FORCED_RETRY_HOUR:
             assert tries >= 2, f"the forced 404 did not make Airflow retry (seed {seed})"

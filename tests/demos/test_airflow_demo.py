@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_bankapi.sandbox import data
+from bankapi_sandbox import data
 from demos.airflow_demo import demo_environment
 
 ROOT = Path(__file__).resolve().parents[2]

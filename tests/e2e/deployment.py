@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     import pytest
 
-    from airflow_provider_bankapi.sandbox.runner import Sandbox
+    from bankapi_sandbox.runner import Sandbox
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 KEPT_LOGS = REPOSITORY / ".e2e-logs"
@@ -111,10 +111,12 @@ class RedisServer:
 class CeleryWorker(AirflowService):
     """``airflow celery worker`` with a host of its own (token cache, task logs, Celery hostname)."""
 
-    def __init__(self, host: Host, env: Mapping[str, str], concurrency: int) -> None:
+    def __init__(
+        self, host: Host, env: Mapping[str, str], concurrency: int, *, prefix: tuple[str, ...] = ()
+    ) -> None:
         args = ("celery", "worker", "--celery-hostname", f"{host.name}@%h", "--concurrency", str(concurrency),
                 "--skip-serve-logs", "--pid", str(AIRFLOW_HOME / f"{host.name}.pid"))
-        super().__init__(host.name, args, {**env, **host.env})
+        super().__init__(host.name, args, {**env, **host.env}, prefix=prefix)
 
     def ready(self) -> bool:
         return " ready." in self.log_tail(100_000)
@@ -128,6 +130,10 @@ class Deployment:
     :param celery_workers: 0 for the LocalExecutor; else that many Celery workers, each a :class:`Host`.
     :param concurrency: task slots per Celery worker.
     :param env: more configuration for every component, e.g. ``{"BANKAPI_FUNDS_POKE_INTERVAL": "0.5"}``.
+    :param worker_files: files (name -> content) that only the machines running tasks have: they appear in
+        :attr:`worker_files` for the scheduler's processes (the LocalExecutor runs tasks and connection
+        tests as its children) and each Celery worker's, while that folder stays empty for every other
+        component, the API server's included, as on separate machines.
     """
 
     def __init__(
@@ -138,10 +144,14 @@ class Deployment:
         celery_workers: int = 0,
         concurrency: int = 2,
         env: Mapping[str, str] | None = None,
+        worker_files: Mapping[str, bytes] | None = None,
     ) -> None:
         self.name = name
         self.kept_logs = KEPT_LOGS / name
         self._scratch = Path(tempfile.mkdtemp(prefix="bankapi-e2e-"))
+        self.worker_files = self._scratch / "worker-files"
+        self.worker_files.mkdir()
+        on_workers = self._worker_mount(worker_files) if worker_files else ()
         self.api = ApiServer(free_port())
         self.scheduler_host = self._host("scheduler")
         self.env: dict[str, str] = {
@@ -167,12 +177,23 @@ class Deployment:
         triggerer.args = ("triggerer", "--skip-serve-logs")
         self.services: list[AirflowService] = [
             self.api,
-            AirflowService("scheduler", ("scheduler", "--skip-serve-logs"), self.env),
+            AirflowService("scheduler", ("scheduler", "--skip-serve-logs"), self.env, prefix=on_workers),
             AirflowService("dag-processor", ("dag-processor",), self.env),
             triggerer,
-            *(CeleryWorker(host, self.env, concurrency) for host in self.worker_hosts),
+            *(CeleryWorker(host, self.env, concurrency, prefix=on_workers) for host in self.worker_hosts),
         ]
         self.startup_seconds: float | None = None
+
+    def _worker_mount(self, files: Mapping[str, bytes]) -> tuple[str, ...]:
+        """A command prefix that runs a component in a mount namespace of its own, where the folder
+        holding ``files`` is mounted on :attr:`worker_files` (root only, as in CI)."""
+        source = self._scratch / "worker-machine"
+        source.mkdir(mode=0o700)
+        for name, content in files.items():
+            (source / name).write_bytes(content)
+        mount = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
+        return ("unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh",
+                str(source), str(self.worker_files))
 
     def _host(self, name: str) -> Host:
         # The scheduler's machine logs where the API server reads task logs (and DagRunResult.task_log).
@@ -255,6 +276,21 @@ class Deployment:
         """``POST /api/v2/connections``, replacing any of that id; ``fields`` as the form saves them."""
         self.api.request("DELETE", f"/api/v2/connections/{conn_id}")
         return self.call("POST", "/api/v2/connections", 201, json={"connection_id": conn_id, **fields})
+
+    def test_on_worker(self, conn_id: str, fields: Mapping[str, Any], timeout: float = 120) -> dict[str, Any]:
+        """``POST /api/v2/connections/enqueue-test``, then poll it as a script would until it ends: the
+        connection test runs on a worker (dispatched by the scheduler), not on the API server."""
+        queued = self.call("POST", "/api/v2/connections/enqueue-test", 202,
+                           json={"connection_id": conn_id, **fields})
+        headers = {"Airflow-Connection-Test-Token": queued["token"]}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.call("GET", "/api/v2/connections/enqueue-test", headers=headers)
+            if status["state"] in ("success", "failed"):
+                return dict(status)
+            time.sleep(0.5)
+        raise AssertionError(f"connection test {conn_id} still {status['state']} after {timeout} s\n"
+                             f"{self.where_logs_are()}")
 
     def set_variable(self, key: str, value: str) -> None:
         self.api.request("DELETE", f"/api/v2/variables/{key}")

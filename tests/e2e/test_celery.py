@@ -16,7 +16,7 @@ import pytest
 from deployment import Deployment, form_connection, report, report_deployment, secrets_of
 
 from airflow_provider_bankapi.hooks.variable_store import VARIABLE_PREFIX
-from airflow_provider_bankapi.sandbox import data, running
+from bankapi_sandbox import data, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -96,3 +96,12 @@ def test_two_workers_share_tokens_per_cache_scope(celery, bank, request):
     assert not leaks, f"secrets in files under AIRFLOW_HOME: {leaks}"
     report(request, f"tokens issued for {len(ACCOUNTS)} tasks on 2 Celery workers: cluster {cold} on a cold "
                     f"start, 0 on the next run on new machines; host {len(celery.worker_hosts)}")
+
+
+def test_celery_workers_do_not_run_connection_tests_yet(celery, bank):
+    # The README sends users to the LocalExecutor for a connection test on the workers: Celery's executor
+    # (apache-airflow-providers-celery 3.26.0) has no connection-test support, and the scheduler says so.
+    # When a release adds it, this fails, and the README's table should change.
+    status = celery.test_on_worker("bankapi_on_celery", form_connection(bank))
+    assert status["state"] == "failed", status
+    assert "does not support connection testing" in status["result_message"]

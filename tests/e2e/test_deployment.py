@@ -16,7 +16,7 @@ import pytest
 from deployment import Deployment, form_connection, report_deployment, secrets_of
 from written import jsonl_records
 
-from airflow_provider_bankapi.sandbox import data, running
+from bankapi_sandbox import data, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -42,7 +42,11 @@ def output():
 def deployment(bank, output, request):
     started = time.monotonic()
     # The sensor's poll interval is read when the DAG file is parsed (dag-processor) and run (workers).
-    with Deployment("local", EXAMPLES, env={"BANKAPI_FUNDS_POKE_INTERVAL": "0.5"}) as airflow:
+    # The client certificate, key and CA as files that only the worker machine has (the API server's
+    # file system does not), for the connection test on the workers.
+    on_workers = {path.name: path.read_bytes() for path in (bank.client_cert, bank.client_key, bank.ca_cert)}
+    env = {"BANKAPI_FUNDS_POKE_INTERVAL": "0.5"}
+    with Deployment("local", EXAMPLES, env=env, worker_files=on_workers) as airflow:
         airflow.create_connection("bankapi_default", form_connection(bank))
         airflow.set_variable("bankapi_output_base", f"file://{output}")
         airflow.wait_for_dags(EXAMPLE_DAGS)
@@ -119,6 +123,44 @@ def test_cli_connections_test_with_the_saved_connection(deployment, bank):
     assert "Invalid Credentials" in bad.stdout  # the bank's reason...
     assert "Client ID (login) and Client secret (password)" in bad.stdout  # ...and its checklist
     assert wrong_secret not in bad.stdout + bad.stderr
+
+
+def worker_file_connection(bank, deployment, **changes) -> dict:
+    """The sandbox's connection with its material as paths that exist on the worker machine only."""
+    folder = deployment.worker_files
+    extra = {
+        "client_cert": str(folder / bank.client_cert.name),
+        "client_private_key": str(folder / bank.client_key.name),
+        "ca_cert": str(folder / bank.ca_cert.name),
+    }
+    return {**form_connection(bank), "extra": json.dumps(extra), **changes}
+
+
+def test_the_connection_test_runs_on_the_workers_where_the_files_are(deployment, bank):
+    fields = worker_file_connection(bank, deployment)
+    assert not any(deployment.worker_files.iterdir())  # this machine (and the API server's) has none of them
+
+    # The Test button runs on the API server, whose file system lacks the worker's files: it names the
+    # field and the path it could not find there.
+    body = {"connection_id": "bankapi_files", **fields}
+    button = deployment.call("POST", "/api/v2/connections/test", json=body)
+    assert button["status"] is False
+    assert "client_cert names the file" in button["message"]
+    assert "does not exist on this machine" in button["message"]
+
+    # The same connection tested on a worker, dispatched by the scheduler to its executor.
+    bank.reset_counters()
+    on_worker = deployment.test_on_worker("bankapi_files", fields)
+    assert on_worker["state"] == "success", on_worker
+    assert "the bank issued a token" in on_worker["result_message"]
+    assert bank.counters()["tokens_issued"] == 1
+
+    wrong_secret = "wrong-client-secret-on-the-worker-0123"
+    refused = deployment.test_on_worker("bankapi_files", {**fields, "password": wrong_secret})
+    assert refused["state"] == "failed", refused
+    assert "Invalid Credentials" in refused["result_message"]  # the bank's reason...
+    assert "Client ID (login) and Client secret (password)" in refused["result_message"]  # ...its checklist
+    assert wrong_secret not in json.dumps(refused)
 
 
 def test_cli_lists_no_import_error_for_the_examples(deployment):

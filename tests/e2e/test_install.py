@@ -1,8 +1,9 @@
-"""The README's install section, as written, on a fresh copy of the repository and a fresh virtualenv.
+"""The README's install sections, as written, on a fresh copy of the repository and a fresh virtualenv.
 
 No package index carries the provider: a user builds the wheel with the README's command, installs it
-with the pinned constraints, and copies the example DAGs. pip may use this machine's caches, so this
-costs about a minute once they are warm.
+with the pinned constraints, and copies the example DAGs; then installs the sandbox bank from the clone
+and runs the README's test file with its fixture. pip may use this machine's caches, so this costs about
+a minute once they are warm.
 """
 
 from __future__ import annotations
@@ -33,8 +34,17 @@ def install_section() -> str:
     return README[README.index("## Install\n") : README.index("## Connection setup\n")]
 
 
+def sandbox_section() -> str:
+    start = README.index("## Sandbox: a local Banking API with real mutual TLS\n")
+    return README[start : README.index("\n## ", start + 1)]
+
+
 def bash_blocks(section: str) -> list[str]:
     return re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+
+
+def python_blocks(section: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
 
 
 @pytest.fixture
@@ -71,11 +81,11 @@ def test_the_wheel_installs_as_the_readme_says_into_a_fresh_virtualenv(workdir):
         (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
         entry_points_text = archive.read(entry_points).decode()
     assert "airflow_provider_bankapi/hooks/bankapi.py" in names
-    assert "airflow_provider_bankapi/sandbox/pytest_plugin.py" in names
     assert not [name for name in names if not name.startswith("airflow_provider_bankapi")]  # no tests, DAGs
+    assert not [name for name in names if "sandbox" in name]  # the test bank is a distribution of its own
     assert not [name for name in names if name.endswith((".key", ".pem", ".crt", ".pfx", ".p12"))]
     assert "provider_info = airflow_provider_bankapi.get_provider_info:get_provider_info" in entry_points_text
-    assert "bankapi_sandbox = airflow_provider_bankapi.sandbox.pytest_plugin" in entry_points_text
+    assert "pytest11" not in entry_points_text
 
     shown = user_shell("airflow providers get airflow-provider-bankapi --output json", cwd=workdir,
                        venv=venv, home=home)
@@ -86,3 +96,14 @@ def test_the_wheel_installs_as_the_readme_says_into_a_fresh_virtualenv(workdir):
     user_shell(dags_block, cwd=clone, venv=venv, home=home)
     copied = sorted(path.name for path in (home / "dags").glob("*.py"))
     assert copied == sorted(path.name for path in (REPOSITORY / "dags_examples").glob("bankapi_*.py"))
+
+    # For the user's own tests: the sandbox distribution, its fixture in the README's test file, its CLI.
+    (sandbox_block,) = bash_blocks(sandbox_section())[:1]
+    user_shell(sandbox_block, cwd=clone, venv=venv, home=home)
+    user_tests = workdir / "user-tests"
+    user_tests.mkdir()
+    (user_tests / "test_with_the_sandbox.py").write_text(python_blocks(sandbox_section())[0])
+    ran = user_shell("python -m pytest -q -p no:cacheprovider", cwd=user_tests, venv=venv, home=home)
+    assert "2 passed" in ran.stdout
+    user_shell("python -m bankapi_sandbox init bank", cwd=workdir, venv=venv, home=home)
+    assert json.loads((workdir / "bank" / "connection.json").read_text())["conn_type"] == "bankapi"

@@ -1,6 +1,6 @@
 """Connection -> ClientSettings, no network: every field lands where it should, or is refused by name.
 
-All PKI is made at test time (airflow_provider_bankapi.sandbox.pki); nothing private is committed.
+All PKI is made at test time (bankapi_sandbox.pki); nothing private is committed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from airflow_provider_bankapi.client.transport.adapter import USER_AGENT
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
 from airflow_provider_bankapi.hooks.bankapi import connection_extras, settings_from_connection
-from airflow_provider_bankapi.sandbox import pki
+from bankapi_sandbox import pki
 
 HOST = "https://bank.example/public/gw_banking/v1"
 LOGIN = "client-id-42"
@@ -148,6 +148,7 @@ ROUTES = {
     "refresh_margin": (42, lambda s: s.refresh_margin),
     "timeout": (7, lambda s: s.transport.read_timeout),
     "max_retries": (0, lambda s: s.transport.max_retries),
+    "max_response_bytes": (64 * 1024 * 1024, lambda s: s.transport.max_response_bytes),
     "proxy": ("http://user:pw-1234@proxy.internal:3128", lambda s: s.transport.proxy),
     "interaction_id_header": ("x-request-id", lambda s: s.transport.interaction_id_header),
 }

@@ -50,6 +50,7 @@ def _valid(files) -> dict:
         "refresh_margin": "120",
         "timeout": 5,
         "max_retries": 2,
+        "max_response_bytes": "65536",
         "proxy": f"http://user:{PROXY_PASSWORD}@proxy.internal:3128",
         "interaction_id_header": "x-fapi-interaction-id",
     }

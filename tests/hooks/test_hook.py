@@ -10,13 +10,14 @@ import secrets
 
 import pytest
 from airflow.sdk.log import redact
+from bank_day import BankDay
 
 from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore, default_cache_dir
 from airflow_provider_bankapi.client.tokens.values import AccessToken
 from airflow_provider_bankapi.errors import ApiError, ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook, settings_from_connection
-from airflow_provider_bankapi.sandbox import data, pki
+from bankapi_sandbox import data, pki
 
 CONN_ID = "bankapi_hook_test"
 
@@ -109,14 +110,14 @@ def test_records_of_every_page_in_each_style(bankapi_sandbox, connect, endpoint,
     size = 10
     params = {"limit": size} if pagination == "cursor" else {"page-size": size}
     hook.get_token()
-    bankapi_sandbox.take_requests()
+    BankDay(bankapi_sandbox).take_requests()
 
     records = list(hook.records(endpoint, params=params, pagination=pagination, records_path=records_path))
 
     total = data.transaction_count("42")
     ids = [r.get("transactionId") or r.get("transaction_id") for r in records]
     assert ids == [f"42-{i:05d}" for i in range(total)]
-    assert len(bankapi_sandbox.take_requests()) == math.ceil(total / size)  # one request per page
+    assert len(BankDay(bankapi_sandbox).take_requests()) == math.ceil(total / size)  # one request per page
 
 
 def test_max_pages_stops_a_walk_with_an_error(connect):

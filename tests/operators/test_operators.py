@@ -12,15 +12,16 @@ from pathlib import Path
 
 import pytest
 from airflow_harness import run_dag
+from bank_day import BankDay
 from test_outputs import wait_for
 from written import jsonl_records
 
 from airflow_provider_bankapi.client.api import next_cursor_params
-from airflow_provider_bankapi.errors import ConfigurationError
+from airflow_provider_bankapi.errors import ConfigurationError, ResponseTooLargeError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.bankapi import BankingApiBalanceOperator, BankingApiOperator
 from airflow_provider_bankapi.operators.http_options import checked_headers
-from airflow_provider_bankapi.sandbox import data
+from bankapi_sandbox import data
 
 pytestmark = pytest.mark.airflow
 
@@ -217,6 +218,43 @@ def test_rendered_headers_are_checked_before_the_call_without_echoing_values(hea
 
 
 @pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("Authorization\x00", id="authorization-nul"),
+        pytest.param("Host\x00", id="host-nul"),
+        pytest.param("\x00Cookie", id="nul-first"),
+        pytest.param("X-Trace\r\nAuthorization", id="crlf"),
+        pytest.param("X-W\u00e4hrung", id="non-ascii"),
+        pytest.param("X\u200bAuthorization", id="zero-width-space"),
+        pytest.param("X Trace", id="inner-space"),
+        pytest.param("(X-Trace)", id="separator"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_a_header_name_that_is_not_an_rfc9110_token_is_refused_naming_it(name):
+    for check in (
+        lambda: BankingApiOperator(
+            task_id="o", endpoint="/accounts", headers={name: "Bearer not-a-real-token"}
+        ),
+        lambda: checked_headers({name: "Bearer not-a-real-token"}),
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            check()
+
+        assert caught.value.field == "headers"
+        assert repr(name) in caught.value.message
+        assert "RFC 9110" in caught.value.message
+        assert "not-a-real-token" not in f"{caught.value} {caught.value!r}"
+
+
+def test_a_header_value_with_a_nul_is_refused():
+    with pytest.raises(ConfigurationError, match="'X-Trace'.*no CR, LF or NUL") as caught:
+        checked_headers({"X-Trace": "one\x00two"})
+
+    assert caught.value.field == "headers"
+
+
+@pytest.mark.parametrize(
     ("kwargs", "field"),
     [
         pytest.param({"response_type": "xml"}, "response_type", id="unknown-type"),
@@ -409,6 +447,40 @@ def test_operators_touch_no_connection_until_they_run(monkeypatch):
     )
 
 
+@pytest.mark.parametrize(
+    "value",
+    [pytest.param(10**10, id="past-1-GiB"), pytest.param(0, id="zero"), pytest.param("16 MiB", id="text")],
+)
+def test_max_response_bytes_is_checked_when_the_dag_is_parsed(value):
+    with pytest.raises(ConfigurationError) as caught:
+        BankingApiOperator(task_id="o", endpoint="/accounts", max_response_bytes=value)
+
+    assert caught.value.field == "max_response_bytes"
+    assert "a whole number from 1024 to 1073741824" in caught.value.message
+
+
+def test_an_operators_max_response_bytes_replaces_the_connections(
+    bankapi_sandbox, airflow_connection, tmp_path
+):
+    from loopback_https import TOKEN, Answer, LoopbackHttps
+
+    statement = {"items": ["x" * 100] * 30_000}  # about 3 MiB of JSON: a long statement
+    answers = {"POST": TOKEN, "GET": Answer(body=statement)}
+    with LoopbackHttps(bankapi_sandbox, tmp_path, lambda seen: answers[seen.method]) as server:
+        connection = {**bankapi_sandbox.connection, "host": server.base_url}
+        connection.pop("port", None)
+        connection["extra"] = {**connection["extra"], "cache_scope": "off", "max_response_bytes": 1024 * 1024}
+        airflow_connection("bankapi_default", connection)
+        larger = BankingApiOperator(task_id="o", endpoint="/statements", max_response_bytes=4 * 1024 * 1024)
+        as_connection = BankingApiOperator(task_id="p", endpoint="/statements")
+
+        assert larger.hook.get_json("/statements") == statement
+        with pytest.raises(ResponseTooLargeError) as refused:
+            as_connection.hook.get_json("/statements")
+
+    assert refused.value.limit == 1024 * 1024
+
+
 # -- a bank shaped like Open Finance Brasil: pagination styles, records, exact money, audit fields ---------
 
 
@@ -421,7 +493,7 @@ def test_links_link_header_and_page_walks_write_every_record_once_with_one_reque
     account, page_size = "123", 10
     total = data.transaction_count(account)
     pages = math.ceil(total / page_size)
-    bank.take_requests()
+    BankDay(bank).take_requests()
 
     result = run_dag(
         DAG_FILE,
@@ -430,7 +502,7 @@ def test_links_link_header_and_page_walks_write_every_record_once_with_one_reque
     )
 
     assert result.state == "success", result.task_states
-    log = [r for r in bank.take_requests() if not r["path"].endswith("/auth/token-v2")]
+    log = [r for r in BankDay(bank).take_requests() if not r["path"].endswith("/auth/token-v2")]
     per_path = {path: sum(r["path"] == path for r in log) for path in {r["path"] for r in log}}
     assert per_path == {
         f"/open-banking/accounts/{account}/transactions": 2 * pages,  # the links walk and the page walk
@@ -485,7 +557,7 @@ def test_a_next_link_to_another_host_fails_before_any_connection_to_it_and_write
     foreign.listen(8)  # the kernel completes any TCP handshake to it: each one would wait in the backlog
     foreign.setblocking(False)
     host, port = foreign.getsockname()
-    bank.take_requests()
+    BankDay(bank).take_requests()
     try:
         result = run_dag(
             DAG_FILE,
@@ -501,7 +573,7 @@ def test_a_next_link_to_another_host_fails_before_any_connection_to_it_and_write
     assert list(tmp_path.iterdir()) == []  # no output, no temporary file left
     console = "".join(capfd.readouterr())
     assert f"A page's next link points to {host}:{port}, outside the connection's Base URL" in console
-    (page,) = [r for r in bank.take_requests() if r["path"].endswith("/transactions")]
+    (page,) = [r for r in BankDay(bank).take_requests() if r["path"].endswith("/transactions")]
     assert f"(interaction id {page['interaction_id']})" in console  # the id of the answer with the link
 
 

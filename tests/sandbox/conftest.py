@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_bankapi.sandbox import Sandbox, pki, running
+from bankapi_sandbox import Sandbox, pki, running
 
 TLS_VERSIONS = [pytest.param("1.3", id="tls1.3"), pytest.param("1.2", id="tls1.2")]
 

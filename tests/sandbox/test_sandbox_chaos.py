@@ -8,9 +8,10 @@ import time
 
 import pytest
 import requests
+from bank_day import BankDay
 
-from airflow_provider_bankapi.sandbox.chaos import EXTRA_FAULT_KINDS, FaultMix, RequestRecord
-from airflow_provider_bankapi.sandbox.control import ControlError
+from bankapi_sandbox.chaos import EXTRA_FAULT_KINDS, FaultMix, RequestRecord
+from bankapi_sandbox.control import ControlError
 
 BALANCE = "/accounts/123/balance"
 MIX_KINDS = ("429", "429-date", "502", "503", "504", "drop", "hang", "404", "not-json", "revoke")
@@ -40,7 +41,7 @@ def test_canned_error_answers_carry_the_phrase(client, sandbox, kind, status, ph
 
 def test_429_with_retry_after_as_an_http_date_in_the_banks_clock(client, sandbox):
     token = client.access_token()
-    sandbox.set_clock_offset(-300)  # the bank is five minutes behind: so are its dates
+    BankDay(sandbox).set_clock_offset(-300)  # the bank is five minutes behind: so are its dates
     sandbox.inject_fault(BALANCE, "429-date", retry_after=2)
     response = client.balance(token)
     assert response.status_code == 429
@@ -71,10 +72,10 @@ def test_revoke_revokes_the_token_before_serving_the_request(client, sandbox):
 def test_the_bank_clock_decides_token_expiry(client, sandbox):
     sandbox.set_token_lifetime(60)
     token = client.access_token()
-    sandbox.set_clock_offset(61)
+    BankDay(sandbox).set_clock_offset(61)
     response = client.balance(token)
     assert (response.status_code, response.json()["error_description"]) == (401, "the access token expired")
-    sandbox.set_clock_offset(0)
+    BankDay(sandbox).set_clock_offset(0)
     assert client.balance(token).status_code == 200
 
 
@@ -106,30 +107,30 @@ def test_a_bad_mix_is_refused(bad):
 
 
 def test_the_mix_faults_only_its_paths_and_the_log_shows_each_request(client, sandbox):
-    sandbox.set_fault_mix(seed=3, rate=1.0, kinds=["502"], paths="/accounts/*/balance")
+    BankDay(sandbox).set_fault_mix(seed=3, rate=1.0, kinds=["502"], paths="/accounts/*/balance")
     token = client.access_token()  # the token path is outside the mix
     assert client.balance(token, "9").status_code == 502
     assert client.get("/accounts", token).status_code == 200
-    sandbox.clear_fault_mix()
+    BankDay(sandbox).clear_fault_mix()
     assert client.balance(token, "9").status_code == 200
-    log = [RequestRecord(**entry) for entry in sandbox.take_requests()]
+    log = [RequestRecord(**entry) for entry in BankDay(sandbox).take_requests()]
     assert log == [
         RequestRecord("POST", "/auth/token-v2", None, 200, None),
         RequestRecord("GET", "/accounts/9/balance", "9", 502, "502"),
         RequestRecord("GET", "/accounts", None, 200, None),
         RequestRecord("GET", "/accounts/9/balance", "9", 200, None),
     ]
-    assert sandbox.take_requests() == []  # taken: the log starts again
+    assert BankDay(sandbox).take_requests() == []  # taken: the log starts again
     assert sandbox.counters()["faults_served"] == {"502": 1}
 
 
 def test_a_dropped_request_is_logged_without_a_status(client, sandbox):
     token = client.access_token()
-    sandbox.take_requests()
+    BankDay(sandbox).take_requests()
     sandbox.inject_fault(BALANCE, "drop")
     with pytest.raises(Exception):  # noqa: B017, PT011 - requests' ConnectionError, whatever its subclass
         client.balance(token)
-    assert sandbox.take_requests() == [
+    assert BankDay(sandbox).take_requests() == [
         {
             "method": "GET",
             "path": BALANCE,
@@ -143,9 +144,9 @@ def test_a_dropped_request_is_logged_without_a_status(client, sandbox):
 
 def test_the_mix_through_the_control_endpoint_refuses_unknown_kinds(sandbox):
     with pytest.raises(ControlError, match="fault kind must be one of"):
-        sandbox.set_fault_mix(seed=1, rate=0.1, kinds=["418"])
+        BankDay(sandbox).set_fault_mix(seed=1, rate=0.1, kinds=["418"])
     with pytest.raises(ControlError, match="rate must be"):
-        sandbox.set_fault_mix(seed=1, rate=2, kinds=["502"])
+        BankDay(sandbox).set_fault_mix(seed=1, rate=2, kinds=["502"])
 
 
 def test_every_extra_kind_can_be_injected(sandbox):
@@ -155,8 +156,8 @@ def test_every_extra_kind_can_be_injected(sandbox):
 
 
 def test_reset_stops_the_mix_and_the_clock_offset(client, sandbox):
-    sandbox.set_fault_mix(seed=1, rate=1.0, kinds=["404"])
-    sandbox.set_clock_offset(600)
+    BankDay(sandbox).set_fault_mix(seed=1, rate=1.0, kinds=["404"])
+    BankDay(sandbox).set_clock_offset(600)
     sandbox.reset()
     token = client.access_token()
     assert client.balance(token).status_code == 200
@@ -166,13 +167,13 @@ def test_reset_stops_the_mix_and_the_clock_offset(client, sandbox):
 
 def test_a_hanging_request_is_in_the_log_while_it_hangs(client, sandbox):
     token = client.access_token()
-    sandbox.take_requests()
+    BankDay(sandbox).take_requests()
     sandbox.inject_fault(BALANCE, "hang")
     with pytest.raises(requests.exceptions.ReadTimeout):
         client.session.get(
             f"{sandbox.base_url}{BALANCE}", headers={"Authorization": f"Bearer {token}"}, timeout=0.5
         )
-    assert sandbox.take_requests() == [
+    assert BankDay(sandbox).take_requests() == [
         {
             "method": "GET",
             "path": BALANCE,

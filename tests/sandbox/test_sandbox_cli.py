@@ -12,11 +12,11 @@ import threading
 import pytest
 import requests
 
-from airflow_provider_bankapi.sandbox import Sandbox
+from bankapi_sandbox import Sandbox
 
 pytestmark = pytest.mark.slow  # the CLI in subprocesses
 
-CLI = [sys.executable, "-m", "airflow_provider_bankapi.sandbox"]
+CLI = [sys.executable, "-m", "bankapi_sandbox"]
 
 
 def cli(*arguments: str) -> subprocess.CompletedProcess[str]:

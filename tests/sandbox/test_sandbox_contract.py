@@ -12,7 +12,7 @@ import ssl
 import pytest
 import requests
 
-from airflow_provider_bankapi.sandbox.core import CoreError
+from bankapi_sandbox.core import CoreError
 
 
 def _now() -> datetime.datetime:

@@ -10,8 +10,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from airflow_provider_bankapi.sandbox import pki, provision
-from airflow_provider_bankapi.sandbox.core import CoreError, CredentialStore, fingerprint_of
+from bankapi_sandbox import pki, provision
+from bankapi_sandbox.core import CoreError, CredentialStore, fingerprint_of
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ def test_expired_or_revoked_token(curl, sandbox, action):
 
 
 def test_rotation_both_certificates_work_and_a_third_is_refused(curl, sandbox):
-    from airflow_provider_bankapi.sandbox.core import CoreError
+    from bankapi_sandbox.core import CoreError
 
     sandbox.issue_client_certificate("client2", bind=True)
     for cert, key in (("client.crt", "client.key"), ("client2.crt", "client2.key")):

@@ -12,7 +12,9 @@ import urllib.request
 import pytest
 import requests
 
-from airflow_provider_bankapi.sandbox.control import ControlError
+from bankapi_sandbox import FaultKind
+from bankapi_sandbox.control import ControlError
+from bankapi_sandbox.state import ALL_FAULT_KINDS
 
 BALANCE = "/accounts/123/balance"
 
@@ -35,6 +37,18 @@ def test_429_with_retry_after_for_the_next_n_requests(client, sandbox, retry_aft
         assert "Too Many Requests" in response.text
     assert client.balance(token).status_code == 200
     assert sandbox.counters()["faults_served"] == {"429": 2}
+
+
+def test_every_fault_kind_the_bank_serves_has_a_member():
+    assert sorted(kind.value for kind in FaultKind) == sorted(ALL_FAULT_KINDS)
+
+
+def test_a_fault_kind_member_injects_its_fault(client, sandbox):
+    token = client.access_token()
+    sandbox.inject_fault(BALANCE, FaultKind.SERVICE_UNAVAILABLE)
+    assert sandbox.pending_faults()["/accounts/123/balance"]["kind"] == "503"
+    assert client.balance(token).status_code == 503
+    assert sandbox.counters()["faults_served"] == {"503": 1}
 
 
 @pytest.mark.parametrize(

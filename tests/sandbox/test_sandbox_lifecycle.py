@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 
-from airflow_provider_bankapi.sandbox import running
+from bankapi_sandbox import running
 
 pytestmark = pytest.mark.slow  # sandbox banks started and stopped
 
@@ -81,7 +81,7 @@ def test_fixture_yields_the_handle(bankapi_sandbox):
 
 
 def test_pytest_loads_the_plugin_once(pytestconfig):
-    from airflow_provider_bankapi.sandbox import pytest_plugin
+    from bankapi_sandbox import pytest_plugin
 
     registered = [p for p in pytestconfig.pluginmanager.get_plugins() if p is pytest_plugin]
     assert len(registered) == 1

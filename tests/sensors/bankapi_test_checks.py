@@ -24,7 +24,7 @@ def true_on_third_look(response) -> bool:
 
 def deactivate_credential_on_first_look(response) -> bool:
     """The bank deactivates the credential while the sensor waits (its first look finds no funds)."""
-    from airflow_provider_bankapi.sandbox import Sandbox
+    from bankapi_sandbox import Sandbox
 
     if _look() == 1:
         sandbox = Sandbox.attach(os.environ["BANKAPI_TEST_SANDBOX_DIR"])

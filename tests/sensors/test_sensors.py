@@ -18,8 +18,8 @@ from airflow_provider_bankapi.errors import (
     InvalidCredentialsError,
 )
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
-from airflow_provider_bankapi.sandbox import data
 from airflow_provider_bankapi.sensors.bankapi import BankingApiBalanceSensor, BankingApiSensor
+from bankapi_sandbox import data
 
 DAG_FILE = Path(__file__).parent / "dags" / "bankapi_sensors.py"
 TRIGGER = "airflow_provider_bankapi.triggers.bankapi.BankingApiTrigger"
@@ -79,6 +79,18 @@ def test_a_templated_threshold_is_checked_when_it_is_rendered():
 
     with pytest.raises(ConfigurationError, match="threshold"):
         sensor._condition()
+
+
+@pytest.mark.parametrize(
+    "account_id", [pytest.param("123/../456", id="dot-dot"), pytest.param("1\n2", id="newline")]
+)
+def test_a_rendered_account_id_that_is_not_one_path_segment_is_refused_before_any_poll(account_id):
+    sensor = BankingApiBalanceSensor(task_id="s", account_id="{{ params.account }}", threshold=1)
+    sensor.account_id = account_id  # as rendered from a trigger form
+
+    with pytest.raises(ConfigurationError, match="The account id") as refused:
+        sensor._endpoint()
+    assert refused.value.field == "account_id"
 
 
 @pytest.mark.parametrize(

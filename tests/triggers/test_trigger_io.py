@@ -19,8 +19,9 @@ import airflow_harness
 import pytest
 
 from airflow_provider_bankapi.client.limits import limit_of
+from airflow_provider_bankapi.errors import ResponseTooLargeError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
-from airflow_provider_bankapi.triggers.bankapi import BankingApiTrigger
+from airflow_provider_bankapi.triggers.bankapi import BankingApiTrigger, error_from_payload
 
 # asyncio may run a timer up to the clock's resolution early; 1 ms is far above it on Linux.
 CLOCK_SLACK = 0.001
@@ -129,7 +130,7 @@ def test_the_serialized_trigger_holds_the_connection_id_and_plain_values_only(ba
 
 
 def test_a_met_condition_ends_at_the_first_poll_with_the_observed_value(bankapi_sandbox, connection):
-    from airflow_provider_bankapi.sandbox import data
+    from bankapi_sandbox import data
 
     event = first_event(trigger_for(condition=RICH))
 
@@ -383,3 +384,89 @@ def test_the_trigger_in_another_process_uses_the_token_the_worker_cached_on_the_
     counters = bankapi_sandbox.counters()
     assert counters["tokens_issued"] == 1  # the triggerer process fetched none of its own
     assert counters["api_requests"] == 1
+
+
+def test_a_gzip_bomb_on_a_poll_ends_the_wait_with_the_providers_error(bankapi_sandbox, connection):
+    # About 1 MB of gzip that inflates to 1 GiB: refused at the connection's max_response_bytes while
+    # it is read, in the triggerer that hosts every deferred task.
+    bankapi_sandbox.inject_fault("/accounts/123/balance", "gzip-bomb")
+
+    event = first_event(trigger_for()).payload
+
+    assert event["status"] == "error"
+    assert (event["error_type"], event["status_code"]) == ("ResponseTooLargeError", 200)
+    assert "max_response_bytes" in event["hint"]
+    assert isinstance(error_from_payload(event), ResponseTooLargeError)
+
+
+# -- a hostile bank on loopback: echoes of the secret, bodies nested deep, endless Retry-After --------------
+
+
+def loopback_bank(bankapi_sandbox, tmp_path, monkeypatch, connection, answer):
+    """A bank on loopback whose ``answer(path under the Base URL, request body)`` decides, as the
+    connection's Base URL (the same client certificate and CA as the sandbox's)."""
+    from loopback_https import BASE_PATH, LoopbackHttps
+
+    server = LoopbackHttps(
+        bankapi_sandbox, tmp_path, lambda seen: answer(seen.path[len(BASE_PATH) :], seen.body)
+    )
+    use_connection(monkeypatch, {**connection, "host": server.base_url, "port": server.port})
+    return server
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(lambda secret: f"error: invalid_request\nclient_secret: {secret}\n", id="yaml"),
+        pytest.param(lambda secret: f"<error><secret>{secret}</secret></error>", id="xml"),
+        pytest.param(
+            lambda secret: json.dumps({"detail": json.dumps({"client_secret": secret})}), id="json-string"
+        ),
+        pytest.param(lambda secret: f"[{{'field': 'client_secret', 'value': '{secret}'}}]", id="repr-list"),
+    ],
+)
+def test_a_token_endpoint_echoing_the_secret_ends_the_wait_with_an_event_that_does_not_hold_it(
+    bankapi_sandbox, connection, tmp_path, monkeypatch, echo
+):
+    from loopback_https import Answer
+
+    def answer(path, body):
+        return Answer(400, body=echo(json.loads(body)["client_secret"]).encode())
+
+    with loopback_bank(bankapi_sandbox, tmp_path, monkeypatch, connection, answer) as server:
+        event = first_event(trigger_for())
+
+    assert server.seen  # the secret went to the token endpoint, and came back
+    assert event.payload["status"] == "error"
+    assert event.payload["status_code"] == 400
+    assert connection["password"] not in json.dumps(event.payload)
+    assert "***" in event.payload["message"]
+
+
+NESTED_500 = json.loads("[" * 500 + '"Invalid Credentials"' + "]" * 500)
+
+
+@pytest.mark.parametrize(
+    "unavailable",
+    [
+        pytest.param({"body": NESTED_500}, id="body-nested-500-deep"),
+        pytest.param({"headers": {"Retry-After": "9" * 5000}}, id="retry-after-5000-digits"),
+    ],
+)
+def test_a_transient_503_keeps_the_trigger_waiting_whatever_its_body_or_retry_after(
+    bankapi_sandbox, connection, tmp_path, monkeypatch, unavailable
+):
+    from loopback_https import TOKEN, Answer
+
+    balances = []
+
+    def answer(path, body):
+        if path == "/auth/token-v2":
+            return TOKEN
+        balances.append(path)
+        return Answer(503, **unavailable) if len(balances) <= 2 else Answer(200, body={"available": "5.00"})
+
+    with loopback_bank(bankapi_sandbox, tmp_path, monkeypatch, connection, answer):
+        event = first_event(trigger_for(poke_interval=0.1, deadline=time.time() + 60))
+
+    assert event.payload == {"status": "success", "value": {"available": "5.00"}, "polls": 3}

@@ -9,6 +9,7 @@ DER header first tells "not a PKCS#12 at all" apart from those.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.utils import CryptographyDeprecationWarning
 
 from ...errors import ClientIdentityError
 from .material import FieldContent, MaterialValue, PemBlock, decode_base64, pem_blocks, read_field
@@ -114,8 +116,12 @@ def _is_private_key(der: bytes) -> bool:
 
 def _certificate(content: FieldContent, der: bytes) -> x509.Certificate:
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+        with warnings.catch_warnings():
+            # cryptography only warns (and will refuse in a later release) on a certificate RFC 5280
+            # forbids, such as one whose serial number is not positive: refused here already.
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            return x509.load_der_x509_certificate(der)
+    except (ValueError, CryptographyDeprecationWarning) as exc:
         raise _error(
             f"Malformed certificate in {content.where}: a CERTIFICATE block holds no valid X.509 "
             "certificate.",

@@ -20,15 +20,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from airflow_provider_bankapi.client.settings import DEFAULT_REFRESH_MARGIN, TOKEN_PATH
+from airflow_provider_bankapi.client.settings import DEFAULT_REFRESH_MARGIN, TOKEN_ANSWER_LIMIT, TOKEN_PATH
 from airflow_provider_bankapi.errors import TokenResponseError
 
 #: A stated lifetime above a year is a unit error or a broken server, not generosity.
 MAX_LIFETIME = 366 * 24 * 3600
 #: A token goes into an ``Authorization`` header as is; real tokens (JWTs included) stay far below this.
 MAX_TOKEN_LENGTH = 16 * 1024
-#: A token answer is a few hundred bytes; a megabyte is a wrong endpoint, not a token.
-MAX_BODY_BYTES = 1024 * 1024
+#: The transport already stops reading a token answer at this size; parsing checks it again.
+MAX_BODY_BYTES = TOKEN_ANSWER_LIMIT
 #: Version of the record the stores write, so that a future layout never misreads an old one.
 RECORD_FORMAT = "bankapi-token/1"
 

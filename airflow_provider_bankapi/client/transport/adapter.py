@@ -32,10 +32,16 @@ explicit ``timeout=None`` (or a ``None`` part) also gets them, so a call to the 
 forever. The read timeout bounds the whole answer (status, headers and body), not each read: a
 server trickling its answer cannot stretch it (transport/deadline.py), and one attempt lasts at most
 ``connect_timeout + read_timeout``.
+
+Every answer is read under a byte budget, on the wire and once inflated (transport/budget.py): the
+token endpoint's answers under the fixed limit of token answers, all others under the settings'
+``max_response_bytes``. The adapter reads the body itself unless the caller streams it, so a
+refusal is raised by ``send`` for every caller, raw Sessions included.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
@@ -45,7 +51,8 @@ from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
 from urllib3 import PoolManager, proxy_from_url
 
 from airflow_provider_bankapi import __version__
-from airflow_provider_bankapi.client.settings import TransportSettings
+from airflow_provider_bankapi.client.settings import TOKEN_ANSWER_LIMIT, TransportSettings
+from airflow_provider_bankapi.client.transport.budget import BudgetedBody, declared_length, too_large
 from airflow_provider_bankapi.client.transport.deadline import use_answer_deadline
 from airflow_provider_bankapi.client.transport.failures import HINT_BAD_URL
 from airflow_provider_bankapi.client.transport.retry import BankRetry
@@ -77,7 +84,8 @@ class BankingApiAdapter(HTTPAdapter):
         # Set before super().__init__(), which builds the pool manager through init_poolmanager().
         self.ssl_context = ssl_context
         self.settings = settings
-        retry = BankRetry.from_settings(settings, token_path=urlsplit(token_url).path if token_url else None)
+        self.token_path = urlsplit(token_url).path if token_url else None
+        retry = BankRetry.from_settings(settings, token_path=self.token_path)
         super().__init__(pool_maxsize=settings.pool_maxsize, max_retries=retry)
 
     def __getstate__(self) -> NoReturn:
@@ -142,7 +150,7 @@ class BankingApiAdapter(HTTPAdapter):
             request.headers[name] = str(uuid.uuid4())
         response = super().send(
             request,
-            stream=stream,
+            stream=True,  # the body is read below, under its budget
             timeout=self._timeouts(timeout),
             verify=True,
             cert=None,
@@ -155,7 +163,27 @@ class BankingApiAdapter(HTTPAdapter):
             error = redirect_refused(response)
             error.interaction_id = interaction_id_of(response)
             raise error
+        self._budget(request, response)
+        if not stream:
+            response.content  # noqa: B018 - read now, under the budget, as requests would have done
         return response
+
+    def _budget(self, request: PreparedRequest, response: requests.Response) -> None:
+        """Put the answer's body behind its byte budget; refuse at once one that says it is larger."""
+        method = (request.method or "").upper()
+        path = urlsplit(request.url or "").path
+        if method == "POST" and path == self.token_path:
+            limit, setting = min(TOKEN_ANSWER_LIMIT, self.settings.max_response_bytes), None
+        else:
+            limit, setting = self.settings.max_response_bytes, "max_response_bytes"
+        refuse = functools.partial(
+            too_large, method=method, path=path, status=response.status_code, limit=limit, setting=setting
+        )
+        length = declared_length(response.raw)
+        body = BudgetedBody(response.raw, limit, refuse)
+        response.raw = body
+        if method != "HEAD" and response.status_code not in (204, 304) and (length or 0) > limit:
+            body.refuse()
 
     def _timeouts(self, timeout: Any) -> Any:
         """The request's (connect, read) timeouts, the settings' standing in for any that is None."""

@@ -4,7 +4,12 @@ The bank does not document the JSON shape of its error bodies (docs/bank-contrac
 depends on one: the bank's phrase ("Invalid Credentials", "Invalid Client Certificate",
 "Forbidden") is looked for, case-insensitively, in every string of a JSON body however nested, or
 in the raw text of any other body; the status code decides when no phrase is found. Every error
-keeps a short excerpt of the body, scrubbed of anything that looks like a token or a secret.
+keeps a short excerpt of the body, scrubbed of anything that looks like a token or a secret and of the
+actual secret values the caller knows (a :class:`~airflow_provider_bankapi.client.redaction.Redactor`),
+with control characters escaped so that a body cannot forge or rewrite lines of a log.
+
+A hostile body cannot escape the error tree: JSON is walked iteratively and only :data:`MAX_DEPTH`
+levels deep, however deep it nests.
 
 Decisions worth knowing:
 
@@ -44,10 +49,11 @@ from airflow_provider_bankapi.errors import (
     InvalidCredentialsError,
     RateLimitedError,
     ServerError,
+    printable,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     import requests
 
@@ -75,6 +81,9 @@ HINT_NOT_JSON = "Check the endpoint path: it should name a JSON resource under t
 
 EXCERPT_LIMIT = 300  # characters kept of a body on an error
 SCAN_LIMIT = 64 * 1024  # bytes of a body read to look for a phrase (a gateway page can be large)
+# Levels of a JSON body walked for phrases and secrets; deeper members are left out of the excerpt,
+# which shows a few hundred characters anyway.
+MAX_DEPTH = 64
 
 _PHRASE_PATTERNS = tuple((phrase, re.compile(rf"\b{re.escape(phrase.lower())}\b")) for phrase in BANK_PHRASES)
 _SEPARATORS = re.compile(r"[\s_\-]+")
@@ -134,15 +143,21 @@ def decode_body(content: bytes) -> str:
     return content[:SCAN_LIMIT].decode("utf-8", errors="replace")
 
 
+def _children(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return list(value.values())
+    return value if isinstance(value, list) else []
+
+
 def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+    # Iterative, so that a body nested hundreds deep cannot exhaust the stack.
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif depth < MAX_DEPTH:
+            stack.extend((child, depth + 1) for child in reversed(_children(item)))
 
 
 def _parse_json(text: str) -> tuple[bool, Any]:
@@ -191,11 +206,28 @@ def gateway_certificate_refusal(status: int, text: str) -> tuple[str, str] | Non
 
 
 def _mask(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: "***" if _SECRET_KEY.search(str(key)) else _mask(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_mask(item) for item in value]
-    return value
+    """A copy of a JSON value with the members named like secrets masked, cut at :data:`MAX_DEPTH`."""
+    if not isinstance(value, (dict, list)):
+        return value
+    root: dict[Any, Any] | list[Any] = {} if isinstance(value, dict) else []
+    stack: list[tuple[dict[Any, Any] | list[Any], dict[Any, Any] | list[Any], int]] = [(value, root, 1)]
+    while stack:
+        source, target, depth = stack.pop()
+        members = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, item in members:
+            copied: Any = item
+            if isinstance(source, dict) and _SECRET_KEY.search(str(key)):
+                copied = "***"
+            elif isinstance(item, (dict, list)) and depth >= MAX_DEPTH:
+                copied = "…"
+            elif isinstance(item, (dict, list)):
+                copied = {} if isinstance(item, dict) else []
+                stack.append((item, copied, depth + 1))
+            if isinstance(target, dict):
+                target[key] = copied
+            else:
+                target.append(copied)
+    return root
 
 
 def scrub(text: str) -> str:
@@ -208,14 +240,26 @@ def scrub(text: str) -> str:
     return text
 
 
-def body_excerpt(text: str, *, limit: int = EXCERPT_LIMIT) -> str:
-    """A short, single-line, scrubbed excerpt of a body, for an error (HTML tags dropped)."""
-    text = scrub(text)
+def body_excerpt(
+    text: str, *, limit: int = EXCERPT_LIMIT, redact: Callable[[str], str] | None = None
+) -> str:
+    """A short, single-line, scrubbed excerpt of a body, for an error (HTML tags dropped, control
+    characters escaped).
+
+    :param redact: removes the caller's known secret values; applied before the shape rules (which may
+        re-encode the body), after them, and on the final line, always before the cut.
+    """
+    known = redact or _as_is
+    text = scrub(known(text))
     if text.lstrip().startswith("<"):
         text = _TAG.sub(" ", text)
-    text = _SPACE.sub(" ", text).strip()
+    text = known(printable(_SPACE.sub(" ", known(text)).strip()))
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def _as_is(text: str) -> str:
     return text
 
 
@@ -247,6 +291,7 @@ def error_for_status(
     bearer_sent: bool = False,
     retries: int = 0,
     token_renewed: bool = False,
+    redact: Callable[[str], str] | None = None,
 ) -> ApiError | None:
     """The error for an answer of the bank, or None for a 2xx.
 
@@ -259,13 +304,14 @@ def error_for_status(
     :param retries: how many times the call was retried before this answer (the message says how many
         attempts were made, or that a 429/5xx was not retried).
     :param token_renewed: whether the Bearer token was a fresh one fetched after a first 401.
+    :param redact: removes the caller's known secret values from the excerpt (see :func:`body_excerpt`).
     """
     if 200 <= status < 300:
         return None
     method = method.upper()
     path = path.split("?", 1)[0]
     phrase = find_bank_phrase(text)
-    excerpt = body_excerpt(text)
+    excerpt = body_excerpt(text, redact=redact)
     after = _attempts(status, retries)
     fields: dict[str, Any] = {
         "status_code": status,
@@ -326,7 +372,12 @@ def _retries_of(response: requests.Response) -> int:
 
 
 def raise_for_bank_status(
-    response: requests.Response, *, method: str, path: str, token_renewed: bool = False
+    response: requests.Response,
+    *,
+    method: str,
+    path: str,
+    token_renewed: bool = False,
+    redact: Callable[[str], str] | None = None,
 ) -> None:
     """Raise the error-tree error for a non-2xx answer; return quietly for a 2xx.
 
@@ -334,6 +385,7 @@ def raise_for_bank_status(
     :param method: the HTTP method (for the message).
     :param path: the path called, relative to the Base URL (for the message).
     :param token_renewed: whether the call carried a fresh token fetched after a first 401.
+    :param redact: removes the caller's known secret values from the excerpt.
     :raises ApiError: one of its subclasses where the bank's phrase or the status says which.
     """
     if 200 <= response.status_code < 300:
@@ -350,30 +402,35 @@ def raise_for_bank_status(
         bearer_sent=str(authorization).lower().startswith("bearer "),
         retries=_retries_of(response),
         token_renewed=token_renewed,
+        redact=redact,
     )
     if error is not None:
         raise error
 
 
-def json_body(response: requests.Response, *, method: str, path: str) -> Any:
+def json_body(
+    response: requests.Response, *, method: str, path: str, redact: Callable[[str], str] | None = None
+) -> Any:
     """The JSON body of a 2xx answer, its numbers exact (``documents.loads``); a body that is not JSON is an
     :class:`ApiError`, not a JSONDecodeError.
 
     :param response: a 2xx answer (call :func:`raise_for_bank_status` first).
     :param method: the HTTP method (for the message).
     :param path: the path called (for the message).
+    :param redact: removes the caller's known secret values from the excerpt.
     """
     try:
         return loads(response.content)
     except (ValueError, RecursionError) as exc:
         path = path.split("?", 1)[0]
-        content_type = response.headers.get("Content-Type") or "none"
+        content_type = printable(response.headers.get("Content-Type") or "none")
+        excerpt = body_excerpt(decode_body(response.content), redact=redact)
         raise ApiError(
             f"{method.upper()} {path} answered {response.status_code} with a body that is not JSON "
-            f"(Content-Type {content_type}): {body_excerpt(decode_body(response.content)) or 'empty body'}",
+            f"(Content-Type {content_type}): {excerpt or 'empty body'}",
             status_code=response.status_code,
             method=method.upper(),
             path=path,
-            body_excerpt=body_excerpt(decode_body(response.content)),
+            body_excerpt=excerpt,
             hint=HINT_NOT_JSON,
         ) from exc

@@ -38,6 +38,7 @@ from airflow_provider_bankapi.errors import (
     BankingApiError,
     ConfigurationError,
     ConnectionFailedError,
+    ResponseTooLargeError,
     TlsHandshakeError,
 )
 
@@ -105,6 +106,17 @@ HINT_PROXY = (
     "Check the egress proxy setting (URL, port, credentials) and that the proxy allows CONNECT to the bank."
 )
 HINT_BAD_URL = "Set the connection's Base URL to https://HOST[:PORT]/public/gw_banking/v1."
+HINT_HEADERS_TOO_LARGE = (
+    "No Banking API answer has headers that large: check the Base URL, and the egress proxy or gateway "
+    "on the way, which may answer in the bank's place."
+)
+
+
+def _headers_too_large(error: BaseException) -> bool:
+    # http.client's refusals while reading an answer's head: LineTooLong for a status or header line
+    # past its limit, and a plain HTTPException (the class itself, raised for nothing else) for too
+    # many header lines.
+    return isinstance(error, http.client.LineTooLong) or type(error) is http.client.HTTPException
 
 
 def iter_causes(exc: BaseException, *, limit: int = 32) -> Iterator[BaseException]:
@@ -262,6 +274,14 @@ def map_transport_error(exc: BaseException, *, method: str, path: str) -> Bankin
         for error in causes
     ):
         return failed(f"{where} did not answer in time (read timeout)", timed_out=True, request_sent=True)
+    if any(_headers_too_large(error) for error in causes):
+        return ResponseTooLargeError(
+            f"{during} failed: {where} answered with headers past http.client's limits (more than 100 "
+            "header lines, or a line longer than 64 KiB): refused.",
+            method=method,
+            path=path,
+            hint=HINT_HEADERS_TOO_LARGE,
+        )
     if any(
         isinstance(error, (urllib3_errors.ProtocolError, http.client.HTTPException, ConnectionError))
         for error in causes

@@ -125,7 +125,11 @@ def parse_retry_after(value: str | None, *, now: float, date: str | None = None)
         return None
     match = _DIGITS.fullmatch(value)
     if match:
-        seconds = float(min(int(match.group(1)), int(RETRY_AFTER_CEILING)))
+        # Counted before converting: Python refuses to read an int of more than 4,300 digits, and any
+        # number longer than the ceiling's is above it.
+        digits = match.group(1).lstrip("0") or "0"
+        ceiling = int(RETRY_AFTER_CEILING)
+        seconds = float(ceiling if len(digits) > len(str(ceiling)) else min(int(digits), ceiling))
     else:
         moment = http_date(value)
         if moment is None:

@@ -1,4 +1,4 @@
-"""``python -m airflow_provider_bankapi.sandbox``: provision, serve, manage credentials.
+"""``python -m bankapi_sandbox``: provision, serve, manage credentials.
 
 ::
 
@@ -25,13 +25,13 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.sandbox import provision
-from airflow_provider_bankapi.sandbox.core import CoreError
+from bankapi_sandbox import provision
+from bankapi_sandbox.core import CoreError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow_provider_bankapi.sandbox.core import Credential
+    from bankapi_sandbox.core import Credential
 
 
 def _layout(directory: str) -> provision.Layout:
@@ -68,12 +68,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"Provisioned a sandbox bank in {layout.directory}")
     print(f"client_id: {layout.read_connection()['login']} (client_secret in {layout.connection.name}, 0600)")
     print(f"Airflow connection: {layout.connection} and {layout.connection_pfx}")
-    print(f"Next: python -m airflow_provider_bankapi.sandbox serve {args.dir}")
+    print(f"Next: python -m bankapi_sandbox serve {args.dir}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from airflow_provider_bankapi.sandbox.runner import SandboxServers
+    from bankapi_sandbox.runner import SandboxServers
 
     layout = _layout(args.dir)
     server = SandboxServers(
@@ -152,7 +152,7 @@ def cmd_change(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
-        prog="python -m airflow_provider_bankapi.sandbox",
+        prog="python -m bankapi_sandbox",
         description="A local Banking API with real mutual TLS.",
     )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")

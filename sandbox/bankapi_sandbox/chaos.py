@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import email.utils
 import fnmatch
+import functools
 import random
 import re
+import struct
+import zlib
 from dataclasses import dataclass
 
 #: How each canned kind answers: (status, OAuth-style code, the phrase the bank would use).
@@ -24,11 +27,16 @@ CANNED: dict[str, tuple[int, str, str]] = {
     "504": (504, "gateway_timeout", "Gateway Timeout"),
     "404": (404, "not_found", "Not Found"),
     "not-json": (200, "", ""),  # a 200 whose body is an HTML page, as a misrouted proxy sends
+    # About 1 MB of gzip that inflates to 1 GiB, as a 200 and as an error body.
+    "gzip-bomb": (200, "", ""),
+    "gzip-bomb-500": (500, "", ""),
 }
 #: The token is revoked just before this request is served as usual: it gets ``401 invalid_token``.
 REVOKE = "revoke"
 EXTRA_FAULT_KINDS = (*CANNED, REVOKE)
 NOT_JSON_BODY = b"<html><body><h1>Service temporarily moved</h1></body></html>"
+#: What the gzip-bomb kinds inflate to, in bytes.
+GZIP_BOMB_INFLATED = 1024**3
 #: The most requests the log keeps (the oldest go first): a benchmark's millions must not pile up.
 REQUEST_LOG_LIMIT = 200_000
 _ACCOUNT = re.compile(r"/accounts/([^/?]+)")
@@ -56,6 +64,9 @@ def canned_answer(kind: str, retry_after: int | None, now: float) -> CannedAnswe
     status, code, phrase = CANNED[kind]
     if kind == "not-json":
         return CannedAnswer(status, NOT_JSON_BODY, "text/html")
+    if kind.startswith("gzip-bomb"):
+        bomb = gzip_bomb(GZIP_BOMB_INFLATED)
+        return CannedAnswer(status, bomb, "application/json", (("Content-Encoding", "gzip"),))
     headers: tuple[tuple[str, str], ...] = ()
     if kind == "429-date":
         # RFC 9110 section 10.2.3: an IMF-fixdate, in the bank's own clock.
@@ -64,6 +75,24 @@ def canned_answer(kind: str, retry_after: int | None, now: float) -> CannedAnswe
     body = f'{{"error": "{code}", "message": "{phrase}", "status": {status}, "error_description": '
     body += '"injected fault"}'
     return CannedAnswer(status, body.encode(), "application/json", headers)
+
+
+@functools.cache
+def gzip_bomb(inflated: int) -> bytes:
+    """One gzip member (RFC 1952) about a thousandth of ``inflated`` long that inflates to ``inflated`` zero
+    bytes (a whole number of MiB). Built from one compressed MiB repeated: after a full flush, deflate
+    forgets its history, so the same input gives the same bytes (a fraction of a second, not the ten
+    seconds of compressing the gigabyte).
+    """
+    piece = bytes(1024 * 1024)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = deflate.compress(piece) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(inflated // len(piece)):
+        crc = zlib.crc32(piece, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # gzip, deflate, no name, no time, Unix
+    trailer = struct.pack("<II", crc, inflated & 0xFFFFFFFF)
+    return header + block * (inflated // len(piece)) + deflate.flush(zlib.Z_FINISH) + trailer
 
 
 @dataclass(frozen=True)

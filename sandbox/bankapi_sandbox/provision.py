@@ -32,8 +32,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from airflow_provider_bankapi.sandbox import pki
-from airflow_provider_bankapi.sandbox.core import CredentialStore, fingerprint_of
+from bankapi_sandbox import pki
+from bankapi_sandbox.core import CredentialStore, fingerprint_of
 
 BASE_PATH = "/public/gw_banking/v1"
 DEFAULT_PORT = 8443

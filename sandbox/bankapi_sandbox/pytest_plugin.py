@@ -8,7 +8,7 @@ Installed with the provider (entry point ``pytest11``), so a user's own test sui
         assert bankapi_sandbox.counters()["tokens_issued"] == 1
 
 Options for one test go on a marker: ``@pytest.mark.bankapi_sandbox(expires_in=5, latency=0.1)``
-(the keyword arguments of :func:`airflow_provider_bankapi.sandbox.running`).
+(the keyword arguments of :func:`bankapi_sandbox.running`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from airflow_provider_bankapi.sandbox.runner import Sandbox
+    from bankapi_sandbox.runner import Sandbox
 
 MARKER = "bankapi_sandbox"
 
@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**options): options for the bankapi_sandbox fixture "
-        "(expires_in, latency, tls_max_version; see airflow_provider_bankapi.sandbox.running)",
+        "(expires_in, latency, tls_max_version; see bankapi_sandbox.running)",
     )
 
 
@@ -38,7 +38,7 @@ def bankapi_sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """A freshly provisioned sandbox bank, running for this test only, removed afterwards."""
     # Imported here, not at module level: pytest loads this plugin in every session of every
     # project that installs the provider, and most of them never ask for the fixture.
-    from airflow_provider_bankapi.sandbox.runner import running
+    from bankapi_sandbox.runner import running
 
     marker = request.node.get_closest_marker(MARKER)
     options = dict(marker.kwargs) if marker else {}

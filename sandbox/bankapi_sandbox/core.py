@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from airflow_provider_bankapi.sandbox.pki import write_private
+from bankapi_sandbox.pki import write_private
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

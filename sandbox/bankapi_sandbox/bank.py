@@ -20,17 +20,18 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_provider_bankapi.sandbox import data
-from airflow_provider_bankapi.sandbox.provision import BASE_PATH
+from bankapi_sandbox import data
+from bankapi_sandbox.provision import BASE_PATH
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from airflow_provider_bankapi.sandbox.core import Credential, CredentialStore
-    from airflow_provider_bankapi.sandbox.state import SandboxState
+    from bankapi_sandbox.core import Credential, CredentialStore
+    from bankapi_sandbox.state import SandboxState
 
 # The phrases of the bank's documented failures (docs/bank-contract.md): clients look for them in the body.
 INVALID_CREDENTIALS = "Invalid Credentials"
@@ -71,6 +72,22 @@ class Response:
     body: dict[str, Any] | list[Any] | bytes
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str = "application/json"
+
+
+_DECIMAL = re.compile(r'"\\u0000decimal:(-?[0-9.E+-]+)"')
+
+
+def json_text(body: Any) -> str:
+    """A JSON body as text, its ``Decimal`` numbers written with their own digits (``1000.0400``, never the
+    float ``1000.04``): marked as text by ``json``, then unquoted.
+    """
+
+    def mark(value: object) -> str:
+        if isinstance(value, Decimal) and value.is_finite():
+            return f"\u0000decimal:{value}"
+        raise TypeError(f"{type(value).__name__} is not JSON")
+
+    return _DECIMAL.sub(r"\1", json.dumps(body, default=mark))
 
 
 def error(

@@ -13,13 +13,13 @@ from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.sandbox.chaos import (
+from bankapi_sandbox.chaos import (
     EXTRA_FAULT_KINDS,
     REQUEST_LOG_LIMIT,
     FaultMix,
     RequestRecord,
 )
-from airflow_provider_bankapi.sandbox.provision import BASE_PATH
+from bankapi_sandbox.provision import BASE_PATH
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -2,7 +2,7 @@
 
 ::
 
-    from airflow_provider_bankapi.sandbox import running
+    from bankapi_sandbox import running
 
     with running(expires_in=60) as sandbox:
         os.environ["AIRFLOW_CONN_BANKAPI_DEFAULT"] = sandbox.connection_json
@@ -11,13 +11,14 @@
         assert sandbox.counters()["tokens_issued"] == 1
 
 The handle drives the server through its control endpoint, so :meth:`Sandbox.attach` gives the
-same handle on a sandbox that ``python -m airflow_provider_bankapi.sandbox serve DIR`` runs in
+same handle on a sandbox that ``python -m bankapi_sandbox serve DIR`` runs in
 another process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import tempfile
@@ -25,18 +26,18 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.sandbox.bank import BankApi
-from airflow_provider_bankapi.sandbox.control import ControlClient, ControlServer
-from airflow_provider_bankapi.sandbox.provision import Layout, base_url, init, issue_client, set_base_url
-from airflow_provider_bankapi.sandbox.server import BankServer, server_context
-from airflow_provider_bankapi.sandbox.state import SandboxState
+from bankapi_sandbox.bank import BankApi
+from bankapi_sandbox.control import ControlClient, ControlServer
+from bankapi_sandbox.provision import Layout, base_url, init, issue_client, set_base_url
+from bankapi_sandbox.server import BankServer, server_context
+from bankapi_sandbox.state import SandboxState
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator
 
-    from airflow_provider_bankapi.sandbox.core import CredentialStore
-    from airflow_provider_bankapi.sandbox.provision import ClientFiles
+    from bankapi_sandbox.core import CredentialStore
+    from bankapi_sandbox.provision import ClientFiles
 
 # How often the accept loops look for a stop request: the most a stop waits for them.
 POLL_SECONDS = 0.05
@@ -111,6 +112,32 @@ class SandboxServers:
         self.https.server_close()  # joins the connection threads
         control.join()
         self.layout.runtime.unlink(missing_ok=True)
+
+
+class FaultKind(str, enum.Enum):
+    """What :meth:`Sandbox.inject_fault` does to a request (its value, a plain string, works as well)."""
+
+    #: 429 with ``Retry-After`` in seconds (1 s unless ``retry_after`` says otherwise).
+    TOO_MANY_REQUESTS = "429"
+    #: 429 with ``Retry-After`` as an HTTP date, in the bank's clock.
+    TOO_MANY_REQUESTS_DATE = "429-date"
+    BAD_GATEWAY = "502"
+    SERVICE_UNAVAILABLE = "503"
+    GATEWAY_TIMEOUT = "504"
+    NOT_FOUND = "404"
+    #: A 200 whose body is an HTML page, as a misrouted proxy sends.
+    NOT_JSON = "not-json"
+    #: The connection closes without a response.
+    DROP = "drop"
+    #: No response until the client gives up.
+    HANG = "hang"
+    #: A 200 whose body comes one byte every half second.
+    TRICKLE = "trickle"
+    #: Every token is revoked just before the request is served: it gets ``401 invalid_token``.
+    REVOKE = "revoke"
+    #: About 1 MB of gzip that inflates to 1 GiB, as a 200 and as the body of a 500.
+    GZIP_BOMB = "gzip-bomb"
+    GZIP_BOMB_ERROR = "gzip-bomb-500"
 
 
 class Sandbox:
@@ -220,16 +247,13 @@ class Sandbox:
         self._control.call("POST", "/settings", {"token_lifetime": seconds})
 
     def inject_fault(
-        self, path: str, kind: str, count: int = 1, retry_after: int | None = None, after: int = 0
+        self, path: str, kind: FaultKind | str, count: int = 1, retry_after: int | None = None, after: int = 0
     ) -> None:
         """The next ``count`` requests to ``path`` fail as ``kind`` (once ``after`` requests went through).
 
         :param path: relative to the base URL (``"/accounts/123/balance"``, ``"/auth/token-v2"``),
             the full path, or ``"*"`` for any path.
-        :param kind: ``"429"`` (with Retry-After, 1 s by default), ``"503"``, ``"drop"`` (the
-            connection closes without a response), ``"hang"`` (no response until the client gives up),
-            ``"trickle"`` (a 200 whose body comes one byte every half second), or a kind of
-            :meth:`set_fault_mix` (``"502"``, ``"504"``, ``"404"``, ...).
+        :param kind: a :class:`FaultKind` or its value (``"429"``, ``"503"``, ``"drop"``...).
         :param count: how many requests in a row.
         :param retry_after: the Retry-After header in seconds (429, 502, 503, 504).
         :param after: requests to ``path`` let through first (``after=1``: page 2 of a paginated read fails).
@@ -237,7 +261,14 @@ class Sandbox:
         self._control.call(
             "POST",
             "/faults",
-            {"path": path, "kind": kind, "count": count, "retry_after": retry_after, "after": after},
+            {
+                "path": path,
+                # A kind the server does not know is its to refuse: the refusal lists the kinds.
+                "kind": kind.value if isinstance(kind, FaultKind) else kind,
+                "count": count,
+                "retry_after": retry_after,
+                "after": after,
+            },
         )
 
     def pending_faults(self) -> dict[str, Any]:
@@ -259,33 +290,6 @@ class Sandbox:
     def reset(self) -> None:
         """Counters, faults and knobs back to their start values; every token revoked."""
         self._control.call("POST", "/reset")
-
-    # -- a faulty day: the seeded mix, the request log, the bank's clock ----------------------
-
-    def set_fault_mix(
-        self, *, seed: int, rate: float, kinds: Sequence[str], paths: str = "*", retry_after: int = 1
-    ) -> None:
-        """Fault a share ``rate`` of the requests whose path matches ``paths`` (``fnmatch``, relative to
-        the base URL), each with a kind drawn from ``kinds``; the same seed faults the same requests.
-
-        Kinds beyond :meth:`inject_fault`'s: ``"429-date"`` (Retry-After as an HTTP date), ``"502"``,
-        ``"504"``, ``"404"``, ``"not-json"`` (a 200 HTML page) and ``"revoke"`` (every token revoked
-        just before the request is served).
-        """
-        body = {"seed": seed, "rate": rate, "kinds": list(kinds), "paths": paths, "retry_after": retry_after}
-        self._control.call("POST", "/faults/mix", body)
-
-    def clear_fault_mix(self) -> None:
-        self._control.call("DELETE", "/faults/mix")
-
-    def take_requests(self) -> list[dict[str, Any]]:
-        """The requests since the last take: ``method``, ``path``, ``account``, ``status``, ``fault``."""
-        result: list[dict[str, Any]] = self._control.call("POST", "/requests/take")
-        return result
-
-    def set_clock_offset(self, seconds: float) -> None:
-        """Run the bank's clock ``seconds`` off the real one (token expiry, Date, Retry-After dates)."""
-        self._control.call("POST", "/clock", {"offset": seconds})
 
 
 @contextlib.contextmanager

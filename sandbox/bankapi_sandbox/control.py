@@ -33,10 +33,10 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.sandbox.chaos import FaultMix
+from bankapi_sandbox.chaos import FaultMix
 
 if TYPE_CHECKING:
-    from airflow_provider_bankapi.sandbox.state import SandboxState
+    from bankapi_sandbox.state import SandboxState
 
 
 class ControlError(RuntimeError):

@@ -19,14 +19,13 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.documents import dumps
-from airflow_provider_bankapi.sandbox.bank import INTERACTION_ID, BankApi, Request, Response, error
-from airflow_provider_bankapi.sandbox.chaos import CANNED, REVOKE, CannedAnswer, canned_answer, fault_status
-from airflow_provider_bankapi.sandbox.state import HANG_LIMIT_SECONDS, TRICKLE_INTERVAL_SECONDS
+from bankapi_sandbox.bank import INTERACTION_ID, BankApi, Request, Response, error, json_text
+from bankapi_sandbox.chaos import CANNED, REVOKE, CannedAnswer, canned_answer, fault_status
+from bankapi_sandbox.state import HANG_LIMIT_SECONDS, TRICKLE_INTERVAL_SECONDS
 
 if TYPE_CHECKING:
-    from airflow_provider_bankapi.sandbox.provision import Layout
-    from airflow_provider_bankapi.sandbox.state import Fault, SandboxState
+    from bankapi_sandbox.provision import Layout
+    from bankapi_sandbox.state import Fault, SandboxState
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +257,7 @@ class BankRequestHandler(BaseHTTPRequestHandler):
 
     def _send(self, response: Response, *, close: bool = False) -> None:
         body = response.body
-        payload = body if isinstance(body, bytes) else dumps(body).encode()  # decimals with their digits
+        payload = body if isinstance(body, bytes) else json_text(body).encode()  # decimals with their digits
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(payload)))
