@@ -84,3 +84,14 @@ def test_test_button_shows_the_banks_reason_for_a_wrong_secret(airflow_api_serve
     assert HINT_INVALID_CREDENTIALS in result["message"]
     assert WRONG_SECRET not in result["message"]
     assert bankapi_sandbox.counters()["token_refused"]
+
+
+def test_test_button_names_this_connection_not_airflows_temporary_id(airflow_api_server, bankapi_sandbox):
+    # The Port says 443 while the Base URL names the sandbox's own port: a field error, before any request.
+    create_with_api(airflow_api_server, "bankapi_button_port", {**bankapi_sandbox.connection, "port": 443})
+
+    result = press_test_button(airflow_api_server, "bankapi_button_port")
+
+    assert result["status"] is False
+    assert result["message"].startswith("This connection: The Port (443) differs"), result["message"]
+    assert bankapi_sandbox.counters()["tls_connections"] == 0

@@ -15,6 +15,7 @@ from airflow_provider_bankapi.operators.outputs import (
     default_asset_alias,
     emit_asset_event,
 )
+from airflow_provider_bankapi.retry_policy import with_default_retry_policy
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -45,7 +46,7 @@ class BankingApiBaseOperator(BaseOperator):
         max_response_bytes: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**with_default_retry_policy(kwargs))
         if max_response_bytes is not None:
             check_range("max_response_bytes", max_response_bytes)  # refused when the DAG is parsed
         self.bankapi_conn_id = bankapi_conn_id

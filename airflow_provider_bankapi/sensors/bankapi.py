@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
+from airflow_provider_bankapi.retry_policy import with_default_retry_policy
 from airflow_provider_bankapi.triggers.bankapi import (
     DEFAULT_BACKOFF_MAX,
     BankingApiTrigger,
@@ -71,7 +72,7 @@ class BankingApiSensor(BaseSensorOperator):
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**with_default_retry_policy(kwargs))
         self.endpoint = endpoint
         self.query_params = query_params
         self.field = field

@@ -15,8 +15,8 @@ Events (``TriggerEvent.payload``):
 
 - ``{"status": "success", "value": <observed>, "polls": n}``
 - ``{"status": "error", "error_type": "InvalidCredentialsError", "message", "hint", "status_code",
-  "bank_reason", "polls"}``: an error that waiting cannot fix (credentials, certificate, allowlist,
-  configuration, a 4xx). Never retried here: no hot loop on a 401.
+  "bank_reason", "transient", "polls"}``: an error that waiting cannot fix (credentials, certificate,
+  allowlist, configuration, a 4xx). Never retried here: no hot loop on a 401.
 - ``{"status": "timeout", "message", "polls", "last_error"}``: the deadline passed.
 """
 
@@ -255,6 +255,7 @@ def error_payload(
         "hint": known(printable(hint)),
         "status_code": getattr(error, "status_code", None),
         "bank_reason": getattr(error, "bank_reason", None),
+        "transient": bool(getattr(error, "transient", False)),
         "polls": polls,
     }
 
@@ -272,6 +273,12 @@ def error_from_payload(payload: Mapping[str, Any]) -> BankingApiError:
     hint = str(payload.get("hint") or "")
     if not (isinstance(cls, type) and issubclass(cls, BankingApiError)):
         return BankingApiError(f"{name}: {message}", hint=hint)
+    error: BankingApiError
     if issubclass(cls, errors.ApiError):
-        return cls(message, hint=hint, status_code=payload.get("status_code"), bank_reason=reason)
-    return cls(message, hint=hint)
+        error = cls(message, hint=hint, status_code=payload.get("status_code"), bank_reason=reason)
+    else:
+        error = cls(message, hint=hint)
+    # What decided it there decides it here (a task's retry policy): a TLS refusal of the certificate
+    # is not transient, though its class rebuilt from a message alone would say it is.
+    error.transient = bool(payload.get("transient", error.transient))
+    return error

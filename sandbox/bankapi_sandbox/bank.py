@@ -250,7 +250,9 @@ class BankApi:
             return credential
         kind, account_id = route
         if kind == "balance":
-            return Response(200, data.balance(account_id))
+            body = data.balance(account_id)
+            body["available"] = self.state.available(account_id) or body["available"]
+            return Response(200, body)
         if kind == "accounts":
             return Response(200, data.accounts(credential.client_id), _ILLUSTRATION)
         if kind == "statement":

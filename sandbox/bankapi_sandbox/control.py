@@ -154,6 +154,9 @@ class _ControlHandler(BaseHTTPRequestHandler):
             ("GET", "/faults/mix"): mix,
             ("POST", "/requests/take"): lambda: [dataclasses.asdict(r) for r in state.take_requests()],
             ("POST", "/clock"): lambda: state.set_clock_offset(body["offset"]),
+            ("POST", "/balances"): lambda: state.set_available(
+                str(body["account_id"]), body.get("available")
+            ),
         }
 
     def _settings(self, body: dict[str, Any]) -> dict[str, Any]:

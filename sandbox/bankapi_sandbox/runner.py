@@ -291,6 +291,10 @@ class Sandbox:
         """Counters, faults and knobs back to their start values; every token revoked."""
         self._control.call("POST", "/reset")
 
+    def set_available_balance(self, account_id: str, amount: str | None) -> None:
+        """Make the account's ``available`` balance ``amount`` (``"1500.00"``; None: the generated one)."""
+        self._control.call("POST", "/balances", {"account_id": account_id, "available": amount})
+
 
 @contextlib.contextmanager
 def running(

@@ -6,6 +6,7 @@ every method takes the lock; nothing here does I/O.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -117,6 +118,9 @@ class TokenRegistry:
         return changed
 
 
+_MONEY = re.compile(r"-?\d{1,12}\.\d{2}")
+
+
 class SandboxState:
     """Knobs, faults, counters and tokens of one running sandbox.
 
@@ -143,6 +147,7 @@ class SandboxState:
         self._mix: FaultMix | None = None
         self._asked: Counter[str] = Counter()  # requests per path since the mix was set
         self._requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_LIMIT)
+        self._available: dict[str, str] = {}  # account id -> an available balance set by a test
         # Set when the server stops: wakes every sleeping latency and hanging request at once.
         self.stopping = threading.Event()
 
@@ -171,6 +176,25 @@ class SandboxState:
         if not -86_400 <= seconds <= 86_400:
             raise ValueError(f"clock offset must be within a day, not {seconds}")
         self.clock_offset = seconds
+
+    # -- balances -----------------------------------------------------------------------------
+
+    def set_available(self, account_id: str, amount: str | None) -> None:
+        """Make the account's ``available`` balance ``amount`` (None: back to the generated one), so that
+        a test can watch a balance cross a threshold.
+        """
+        if amount is not None and not _MONEY.fullmatch(str(amount)):
+            raise ValueError(f"amount must be money such as '1500.00', not {amount!r}")
+        with self._lock:
+            if amount is None:
+                self._available.pop(str(account_id), None)
+            else:
+                self._available[str(account_id)] = str(amount)
+
+    def available(self, account_id: str) -> str | None:
+        """The available balance a test set for the account, if any."""
+        with self._lock:
+            return self._available.get(account_id)
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -292,11 +316,13 @@ class SandboxState:
             self._faults_served.clear()
 
     def reset(self) -> None:
-        """Back to the start: counters zero, no faults, start-time knobs, every token revoked."""
+        """Back to the start: counters zero, no faults, start-time knobs and balances, every token revoked."""
         self.reset_counters()
         self.clear_faults()
         self.latency, self.token_lifetime = self._initial
         self.clock_offset = 0.0
         self.set_fault_mix(None)
         self.take_requests()
+        with self._lock:
+            self._available.clear()
         self.tokens.revoke()

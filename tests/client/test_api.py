@@ -585,3 +585,20 @@ def test_a_token_request_failing_every_time_says_how_many_attempts(bankapi_sandb
     assert bankapi_sandbox.counters()["faults_served"] == {"504": attempts}
     assert f"answered 504 Gateway Timeout after {attempts} attempts" in caught.value.message
     assert "retried with backoff" not in str(caught.value)
+
+
+@pytest.mark.bankapi_sandbox(latency=0.2)  # sixteen calls in flight when the credential is revoked
+def test_a_credential_revoked_mid_batch_costs_one_refused_token_request_whatever_max_workers(
+    bankapi_sandbox, client
+):
+    ids = [str(number) for number in range(64)]
+    stream = client.iter_balances(ids, max_workers=16)
+    first = next(stream)
+    bankapi_sandbox.core.deactivate(bankapi_sandbox.client_id)
+    bankapi_sandbox.revoke_tokens()
+
+    outcomes = [first, *stream]
+
+    assert any(isinstance(outcome, InvalidCredentialsError) for _, outcome in outcomes)
+    # Every worker thread got its 401 and asked for a renewal: they shared the one refused answer.
+    assert sum(bankapi_sandbox.counters()["token_refused"].values()) == 1

@@ -11,13 +11,13 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
-from airflow_provider_bankapi.sandbox import running
 from loopback_https import BASE_PATH, TOKEN, Answer, LoopbackHttps
 
 from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
 from airflow_provider_bankapi.errors import ApiError, BankingApiError, ServerError
+from bankapi_sandbox import running
 
 # Characters that every encoding of an echo writes differently: a slash, a plus, a space, a quote, an
 # ampersand, angle brackets and a non-ASCII letter; and two runs that any spelling keeps as they are.

@@ -21,7 +21,12 @@ from airflow_provider_bankapi.client.tokens.values import (
     token_from_record,
     token_record,
 )
-from airflow_provider_bankapi.errors import ConfigurationError, TokenResponseError
+from airflow_provider_bankapi.errors import (
+    ConfigurationError,
+    InvalidCredentialsError,
+    ServerError,
+    TokenResponseError,
+)
 
 NOW = 1_800_000_000.0
 SECRET = "eyJTOKEN.SECRET-VALUE_0123456789"
@@ -689,3 +694,74 @@ def test_the_cache_logs_no_token(caplog):
     cache.get(KEY, lambda: token(SECRET + "2"), refused=first)
     assert caplog.records
     assert SECRET not in caplog.text
+
+
+class RefusingFetch:
+    """A token request the bank refuses, counted; ``error`` decides how."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error, self.calls = error, 0
+
+    def __call__(self) -> AccessToken:
+        self.calls += 1
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "asked"),
+    [
+        pytest.param(InvalidCredentialsError("401 Invalid Credentials", status_code=401), 1, id="refused"),
+        pytest.param(ServerError("503", status_code=503), 3, id="transient-asks-again"),
+    ],
+)
+def test_a_refused_token_request_is_the_answer_for_a_while_and_a_transient_failure_is_not(error, asked):
+    clock = Clock()
+    cache = TokenCache([MemoryTokenStore()], clock=clock, refusal_memory=30)
+    fetch = RefusingFetch(error)
+
+    raised = []
+    for _ in range(3):
+        with pytest.raises(type(error)) as caught:
+            cache.get(KEY, fetch)
+        raised.append(caught.value)
+
+    assert fetch.calls == asked
+    assert all(str(each) == str(error) for each in raised)
+    clock.now += 30  # the memory has passed: the bank is asked again (the credential may be active again)
+    with pytest.raises(type(error)):
+        cache.get(KEY, fetch)
+    assert fetch.calls == asked + 1
+
+
+def test_a_refusal_remembered_does_not_hide_a_token_another_sharer_fetched():
+    clock = Clock()
+    store = MemoryTokenStore()
+    refused = TokenCache([store], clock=clock)
+    with pytest.raises(InvalidCredentialsError):
+        refused.get(KEY, RefusingFetch(InvalidCredentialsError("401", status_code=401)))
+    store.save(KEY, token("fixed", issued=clock()))  # another process's client, with the right secret
+
+    assert refused.get(KEY, Fetcher(clock)).access_token == "fixed"
+
+
+def test_threads_renewing_at_once_after_a_refusal_share_one_refused_answer():
+    cache = TokenCache([MemoryTokenStore()], clock=Clock())
+    fetch = RefusingFetch(InvalidCredentialsError("401 Invalid Credentials", status_code=401))
+    start = threading.Barrier(16)
+    outcomes: list[BaseException] = []
+
+    def renew():
+        start.wait()
+        try:
+            cache.get(KEY, fetch)
+        except InvalidCredentialsError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=renew) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert (fetch.calls, len(outcomes)) == (1, 16)
+    assert len({id(exc) for exc in outcomes}) == 16  # each thread its own copy: tracebacks do not mix

@@ -402,3 +402,16 @@ def test_transactions_paginated_streams_every_page_to_json_lines(bank, output, c
     assert all(amount.search(line) for line in path.read_text().splitlines())  # the bank's 4 decimals
     counters = bank.counters()
     assert (counters["tokens_issued"], counters["api_requests"]) == (1, pages)  # one request per page
+
+
+def test_payout_on_funds_parses_its_watcher_and_a_manual_run_pays_nothing_seen(bank):
+    # The watcher itself runs in a triggerer: tests/e2e/test_retries_and_events.py starts the DAG with it.
+    import runpy
+
+    (watcher,) = runpy.run_path(str(EXAMPLES / "bankapi_payout_on_funds.py"))["funds"].watchers
+    assert watcher.trigger.serialize()[1]["endpoint"] == "/accounts/123/balance"
+
+    result = run_dag(EXAMPLES / "bankapi_payout_on_funds.py")
+
+    assert result.state == "success"
+    assert result.xcom("payout") == {"from_account": "123", "amount": "1500.00", "available_when_seen": None}

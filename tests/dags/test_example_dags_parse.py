@@ -18,6 +18,7 @@ EXPECTED = {
     "bankapi_wait_for_funds",
     "bankapi_certificate_check",
     "bankapi_transactions_paginated",
+    "bankapi_payout_on_funds",
 }
 # What a DAG file must not pull in at parse time: the HTTP stack and the provider's client layer are
 # for the task that runs, not for the DAG processor that parses every file every 30 seconds.

@@ -416,3 +416,37 @@ def test_two_hooks_of_one_process_share_a_token_unless_the_scope_is_off(
 
     assert bankapi_sandbox.counters()["tokens_issued"] == tokens
     assert bool(list(cache_home.rglob("*.json"))) is host_file
+
+
+@pytest.mark.parametrize(
+    ("conn_id", "named"),
+    [
+        pytest.param("bankapi_prod", "Connection 'bankapi_prod'", id="saved-connection"),
+        pytest.param("sjAsXtwD", "This connection", id="test-buttons-temporary-copy"),
+    ],
+)
+def test_a_bad_field_is_reported_under_the_name_the_user_knows(bankapi_sandbox, monkeypatch, conn_id, named):
+    conn = bankapi_sandbox.connection
+    conn["port"] = 443 if conn["port"] != 443 else 8443
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+    ok, message = BankingApiHook(bankapi_conn_id=conn_id).test_connection()
+
+    assert not ok
+    assert message.startswith(f"{named}: The Port (")
+
+
+def test_no_short_value_reaches_airflows_masker_so_no_task_log_says_it_skipped_one(
+    bankapi_sandbox, monkeypatch, caplog
+):
+    from airflow.sdk._shared.secrets_masker.secrets_masker import SecretsMasker
+
+    conn = bankapi_sandbox.connection
+    conn["extra"]["proxy"] = "http://egress:pw12@127.0.0.1:3128"  # a password shorter than Airflow masks
+    monkeypatch.setenv("AIRFLOW_CONN_BANKAPI_SHORT", json.dumps(conn))
+    monkeypatch.setattr(SecretsMasker, "_has_warned_short_secret", False)  # once per process, as in a task
+
+    with caplog.at_level(logging.WARNING):
+        assert BankingApiHook(bankapi_conn_id="bankapi_short").client.settings.transport.proxy
+
+    assert "too short" not in caplog.text

@@ -164,6 +164,7 @@ def test_marker_passes_options_to_the_fixture(client, sandbox):
         pytest.param(lambda s: s.inject_fault(BALANCE, "503", after=-1), "after", id="negative-after"),
         pytest.param(lambda s: s.set_token_lifetime(0), "token lifetime", id="zero-lifetime"),
         pytest.param(lambda s: s.set_latency(-1), "latency", id="negative-latency"),
+        pytest.param(lambda s: s.set_available_balance("123", "lots"), "amount", id="balance-not-money"),
     ],
 )
 def test_knobs_refuse_bad_values(sandbox, call, message):
@@ -192,6 +193,15 @@ def test_counters_count_by_kind_and_reason(client_factory, sandbox, foreign_iden
     sandbox.reset_counters()
     assert sandbox.counters()["tokens_issued"] == 0
     assert client.balance(token).status_code == 200  # resetting counters keeps tokens
+
+
+def test_an_available_balance_set_is_served_until_reset(client, sandbox):
+    token = client.access_token()
+    sandbox.set_available_balance("123", "2000.00")
+    assert client.balance(token).json()["available"] == "2000.00"
+    assert client.get("/accounts/456/balance", token).json()["available"] != "2000.00"  # that account only
+    sandbox.reset()
+    assert client.balance(client.access_token()).json()["available"] != "2000.00"
 
 
 def test_reset_restores_the_start(client, sandbox):

@@ -4,6 +4,9 @@
 later an Airflow ``cluster`` store), copies a fresh hit back into the faster stores, and on a miss takes
 every store's lock in order, looks again inside (another sharer may just have fetched), and only then
 fetches, once, saving the token to every store (single flight, as authlib refreshes under a lock).
+A refusal is shared the same way: when the bank refuses the token request (credentials, certificate,
+source IP), that answer is this cache's for the credential for ``refusal_memory`` seconds, so the
+calls in flight (one per worker thread) fail with it instead of each asking the bank again.
 
 A store is an optimisation, never a point of failure: whatever a store raises is logged (without
 secrets) and the call goes on without that store; the worst case is one more token fetch.
@@ -14,6 +17,7 @@ The values (:class:`AccessToken`, :func:`parse_token_response`, :func:`cache_key
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -27,12 +31,15 @@ from typing import TYPE_CHECKING, Protocol
 from airflow_provider_bankapi.client.settings import DEFAULT_REFRESH_MARGIN, cache_scope
 from airflow_provider_bankapi.client.tokens.host import DEFAULT_LOCK_TIMEOUT, HostTokenStore
 from airflow_provider_bankapi.client.tokens.values import AccessToken
-from airflow_provider_bankapi.errors import TokenResponseError
+from airflow_provider_bankapi.errors import BankingApiError, TokenResponseError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
 log = logging.getLogger(__name__)
+
+#: Seconds a refused token request stays this cache's answer for its credential (see the module's docstring).
+DEFAULT_REFUSAL_MEMORY = 30.0
 
 
 class TokenStore(Protocol):
@@ -166,6 +173,9 @@ class TokenCache:
     :param on_secret: called once with each token this cache hands out, fetched or loaded from a store
         (another process may have written it), so that a host (Airflow's secret masker) hides it from
         logs before anyone can log it.
+    :param refusal_memory: seconds during which a refused token request is the answer to every miss of
+        its key, without asking the bank again. A refusal comes back the same until something changes
+        at the bank (the credential reactivated, the IP allowed), which takes longer than a batch of calls.
     """
 
     def __init__(
@@ -175,6 +185,7 @@ class TokenCache:
         margin: float = DEFAULT_REFRESH_MARGIN,
         clock: Callable[[], float] = time.time,
         on_secret: Callable[[str], None] | None = None,
+        refusal_memory: float = DEFAULT_REFUSAL_MEMORY,
     ) -> None:
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin):
             raise ValueError("margin must be a finite number of seconds.")
@@ -185,6 +196,10 @@ class TokenCache:
         self.clock = clock
         self._on_secret = on_secret
         self._revealed: dict[str, str] = {}  # per key, the token last handed to on_secret
+        if not isinstance(refusal_memory, (int, float)) or not 0 <= refusal_memory < math.inf:
+            raise ValueError("refusal_memory must be zero or more seconds.")
+        self.refusal_memory = float(refusal_memory)
+        self._refusals: dict[str, tuple[float, BankingApiError]] = {}  # per key: when, and the bank's refusal
 
     def get(
         self, key: str, fetch: Callable[[], AccessToken], *, refused: AccessToken | None = None
@@ -220,7 +235,14 @@ class TokenCache:
             token = self._lookup(key, failed, refused)  # another sharer may have fetched while we waited
             if token is not None:
                 return token
-            token = fetch()
+            self._raise_recent_refusal(key)  # another sharer may have been refused while we waited
+            try:
+                token = fetch()
+            except BankingApiError as exc:
+                if not exc.transient:
+                    self._refusals[key] = (self.clock(), exc)
+                raise
+            self._refusals.pop(key, None)
             now = self.clock()
             if now >= token.expires_at:
                 raise TokenResponseError(
@@ -233,6 +255,12 @@ class TokenCache:
                     if position not in failed:
                         self._safely(position, "save", failed, partial(store.save, key, token))
             return token
+
+    def _raise_recent_refusal(self, key: str) -> None:
+        refusal = self._refusals.get(key)
+        if refusal is not None and self.clock() - refusal[0] < self.refusal_memory:
+            # A copy per caller: one exception object raised in several threads would mix their tracebacks.
+            raise copy.copy(refusal[1]) from None
 
     def _lookup(self, key: str, failed: set[int], refused: AccessToken | None) -> AccessToken | None:
         for position, store in enumerate(self.stores):

@@ -1,0 +1,116 @@
+"""BankingApiEventTrigger against the sandbox bank: an event when a balance comes to cross a threshold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from airflow.sdk import Asset, AssetWatcher
+
+from airflow_provider_bankapi.triggers.events import BankingApiEventTrigger
+from airflow_provider_bankapi.triggers.polling import Condition
+
+ACCOUNT = "123"
+
+
+@pytest.fixture
+def bank(bankapi_sandbox, monkeypatch):
+    conn = bankapi_sandbox.connection
+    conn["extra"]["max_retries"] = 0
+    monkeypatch.setenv("AIRFLOW_CONN_BANKAPI_DEFAULT", json.dumps(conn))
+    bankapi_sandbox.set_available_balance(ACCOUNT, "100.00")
+    return bankapi_sandbox
+
+
+class AssetState:
+    """The asset state store's async accessors over a dict: what the triggerer injects for one asset."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+
+    async def aget(self, key, default=None):
+        return self.values.get(key, default)
+
+    async def aset(self, key, value):
+        self.values[key] = value
+
+
+async def _events_while(trigger, steps):
+    """Run the trigger while ``steps`` (callables, one per ``pause``) change the bank; its events."""
+    events = []
+
+    async def collect():
+        async for event in trigger.run():
+            events.append(event.payload)
+
+    task = asyncio.create_task(collect())
+    try:
+        for step, pause in steps:
+            await asyncio.to_thread(step)
+            await asyncio.sleep(pause)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    return events
+
+
+def test_one_event_each_time_the_balance_comes_to_cross_the_threshold(bank):
+    trigger = BankingApiEventTrigger.for_balance(ACCOUNT, "1500.00", poke_interval=0.1)
+    trigger.asset_state_store = AssetState()
+
+    def set_to(amount):
+        return lambda: bank.set_available_balance(ACCOUNT, amount)
+
+    events = asyncio.run(
+        _events_while(
+            trigger,
+            [
+                (set_to("100.00"), 1.0),  # below: polls, no event
+                (set_to("2000.00"), 1.0),  # crosses: one event, though every poll still sees it above
+                (set_to("1499.99"), 1.0),  # below again
+                (set_to("1500.00"), 1.0),  # crosses again (at least 1500.00): a second event
+            ],
+        )
+    )
+
+    assert [(event["status"], event["value"]) for event in events] == [("met", "2000.00"), ("met", "1500.00")]
+    assert all(event["endpoint"] == f"/accounts/{ACCOUNT}/balance" for event in events)
+
+
+def test_a_restarted_trigger_does_not_fire_again_for_a_balance_that_stayed_above(bank):
+    state = AssetState()
+    bank.set_available_balance(ACCOUNT, "2000.00")
+    first = BankingApiEventTrigger.for_balance(ACCOUNT, "1500.00", poke_interval=0.1)
+    first.asset_state_store = state
+    assert len(asyncio.run(_events_while(first, [(lambda: None, 0.5)]))) == 1
+
+    restarted = BankingApiEventTrigger(**first.serialize()[1])  # as the triggerer rebuilds it
+    restarted.asset_state_store = state
+    assert asyncio.run(_events_while(restarted, [(lambda: None, 0.5)])) == []
+
+
+def test_a_refused_credential_is_not_polled_at_the_interval(bank, monkeypatch):
+    conn = bank.connection
+    conn["password"] = "not-the-secret-0123456789"
+    monkeypatch.setenv("AIRFLOW_CONN_BANKAPI_DEFAULT", json.dumps(conn))
+    trigger = BankingApiEventTrigger.for_balance(ACCOUNT, "1.00", poke_interval=0.05, backoff_max=30)
+
+    assert asyncio.run(_events_while(trigger, [(lambda: None, 1.0)])) == []
+    assert sum(bank.counters()["token_refused"].values()) == 1
+
+
+def test_the_trigger_is_an_asset_watchers_and_its_kwargs_hold_no_secret(bank):
+    trigger = BankingApiEventTrigger.for_balance(ACCOUNT, 1500, poke_interval=60)
+    asset = Asset("bankapi_funds", watchers=[AssetWatcher(name="funds", trigger=trigger)])
+
+    classpath, kwargs = asset.watchers[0].trigger.serialize()
+    assert classpath == "airflow_provider_bankapi.triggers.events.BankingApiEventTrigger"
+    assert kwargs["condition"] == Condition(field="available", comparison=">=", value="1500").to_dict()
+    assert bank.connection["password"] not in json.dumps(kwargs)
+
+
+def test_a_threshold_that_is_no_number_is_refused_naming_it():
+    with pytest.raises(ValueError, match="threshold"):
+        BankingApiEventTrigger.for_balance(ACCOUNT, "lots")
