@@ -137,10 +137,11 @@ class FaultMix:
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One request as the bank saw it: no header, so never a token.
+    """One request as the bank saw it: no header but the interaction id, so never a token.
 
     :param status: the status answered, None when the connection was dropped or left hanging.
     :param fault: the fault kind served, None for a normal answer.
+    :param interaction_id: the ``x-fapi-interaction-id`` the client sent, None when it sent none.
     """
 
     method: str
@@ -148,8 +149,12 @@ class RequestRecord:
     account: str | None
     status: int | None
     fault: str | None
+    interaction_id: str | None = None
 
     @classmethod
-    def of(cls, method: str, path: str, status: int | None, fault: str | None) -> RequestRecord:
+    def of(
+        cls, method: str, path: str, status: int | None, fault: str | None, interaction_id: str | None = None
+    ) -> RequestRecord:
         match = _ACCOUNT.search(path)
-        return cls(method, path.split("?", 1)[0], match.group(1) if match else None, status, fault)
+        account = match.group(1) if match else None
+        return cls(method, path.split("?", 1)[0], account, status, fault, interaction_id)

@@ -201,6 +201,17 @@ def test_a_deferrable_sensor_defers_waits_in_the_trigger_and_resumes(bank, looks
 
 
 @pytest.mark.airflow
+def test_a_decimal_the_trigger_observed_comes_back_with_the_banks_digits(bank, looks):
+    result = run_dag(DAG_FILE, "bankapi_sensor_defers_on_exact_money")
+
+    assert result.state == "success", result.task_states
+    assert looks.read_text() == "3"  # it deferred: the value came through the trigger's event
+    seen = result.xcom("wait_seen")
+    assert seen["type"] == "BankDecimal"  # what the downstream task received
+    assert seen["value"]["__data__"] == "1000.0400"  # as stored: the digits, never a float
+
+
+@pytest.mark.airflow
 def test_a_deferred_wait_that_never_ends_times_out_or_skips_with_soft_fail(bank):
     result = run_dag(DAG_FILE, "bankapi_sensor_times_out")
 
