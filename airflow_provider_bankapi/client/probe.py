@@ -49,6 +49,7 @@ class ProbeReport:
         return f"{self.message} {self.hint}".strip()
 
 
+
 @dataclass(frozen=True)
 class TlsSessionInfo:
     """What the probe's handshake negotiated, for the connection test's message."""
