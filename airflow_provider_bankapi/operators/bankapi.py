@@ -206,6 +206,13 @@ class BankingApiOperator(BankingApiBaseOperator):
             with_headers=bool(self.headers),
             bytes_to_xcom=output_path is None and response_filter is None and self.do_xcom_push,
         )
+        if dedupe_key is not None and self.response_type != "json":
+            raise ConfigurationError(
+                f"dedupe_key reads the key of each JSON record; response_type {self.response_type!r} "
+                "writes the answer as it came.",
+                field="dedupe_key",
+            )
+        self._written_keys: WrittenKeys | None = None  # this run's, once its booking dates are known
 
     def _check_window(
         self, window: BookingWindow | None, dedupe_key: str | None, output_path: str | None
@@ -368,7 +375,7 @@ class BankingApiOperator(BankingApiBaseOperator):
                 ]
             else:
                 lines = counted_pages([result], [0], self.records_path)
-        written_keys: WrittenKeys | None = getattr(self, "_written_keys", None)
+        written_keys = self._written_keys
         if written_keys is not None:
             lines = written_keys.fresh(lines)
         mode = self.output_file_mode

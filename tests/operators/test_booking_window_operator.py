@@ -32,6 +32,11 @@ def operator(**arguments):
             id="blank-key",
         ),
         pytest.param({"window": {"from_param": "from"}}, "window", id="window-not-a-booking-window"),
+        pytest.param(
+            {"dedupe_key": "id", "window": BookingWindow(), "output_path": OUTPUT, "response_type": "text"},
+            "dedupe_key",
+            id="answer-not-json",
+        ),
     ],
 )
 def test_what_cannot_work_is_refused_while_the_dag_is_parsed(arguments, field):
