@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 #: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
 MAX_WORKERS = 16
+#: The resource the balance operator reads, as lineage names it: one dataset for every account.
+BALANCE_ENDPOINT = "/accounts/{account_id}/balance"
 _ACCOUNT_SEPARATORS = re.compile(r"[\s,;]+")
 
 
@@ -131,6 +133,7 @@ class BankingApiOperator(BankingApiBaseOperator):
             bankapi_conn_id=bankapi_conn_id, output_path=output_path, asset_alias=asset_alias, **kwargs
         )
         self.endpoint = endpoint
+        self.endpoint_template = endpoint  # as written: the resource lineage names (never rendered)
         self.method = method
         self.query_params = query_params
         self.json = json
@@ -148,6 +151,9 @@ class BankingApiOperator(BankingApiBaseOperator):
             with_headers=bool(self.headers),
             bytes_to_xcom=output_path is None and response_filter is None and self.do_xcom_push,
         )
+
+    def lineage_endpoint(self) -> str:
+        return str(self.endpoint_template)
 
     # -- calls --------------------------------------------------------------------------------------
 
@@ -324,6 +330,9 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
         self.account_id = account_id
         self.max_workers = max_workers
         self.output_format = output_format
+
+    def lineage_endpoint(self) -> str:
+        return BALANCE_ENDPOINT
 
     def accounts(self) -> list[str]:
         """The rendered account ids, in order, without duplicates."""
