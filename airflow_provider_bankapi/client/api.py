@@ -28,8 +28,10 @@ from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
 from airflow_provider_bankapi.client.redaction import Redactor
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
+from airflow_provider_bankapi.client.tokens.host import HostTokenStore
+from airflow_provider_bankapi.client.tokens.kept_key import kept_cache_key
 from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
-from airflow_provider_bankapi.client.transport.adapter import make_session
+from airflow_provider_bankapi.client.transport.adapter import interaction_id_of, make_session
 from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
 from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
@@ -42,6 +44,7 @@ from airflow_provider_bankapi.errors import (
     TlsHandshakeError,
     printable,
 )
+from airflow_provider_bankapi.pagination import NextRequest, pagination_style
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -87,6 +91,16 @@ def fails_every_account(error: BankingApiError) -> bool:
     )
     # Any other 401 on a protected call came after the one renewal of the token: it is refused too.
     return isinstance(error, credential) or (isinstance(error, ApiError) and error.status_code == 401)
+
+
+@contextmanager
+def answer_of(response: requests.Response) -> Iterator[None]:
+    """Errors raised about ``response`` carry the interaction id of its request."""
+    try:
+        yield
+    except BankingApiError as exc:
+        exc.interaction_id = exc.interaction_id or interaction_id_of(response)
+        raise
 
 
 def unexpected_failure(error: Exception, call: str, redact: Callable[[str], str]) -> BankingApiError:
@@ -180,12 +194,12 @@ class BankingApiClient:
 
     @cached_property
     def _token_key(self) -> str:
-        return cache_key(
-            self.token_url,
-            self.settings.client_id,
-            self.identity.fingerprint_sha256,
-            self.settings.client_secret,
-        )
+        parts = (self.token_url, self.settings.client_id, self.identity.fingerprint_sha256)
+        host = next((store for store in self._tokens.stores if isinstance(store, HostTokenStore)), None)
+        if host is None or not self.identity.private_key_digest:
+            return cache_key(*parts, self.settings.client_secret)
+        # The scrypt in the key, derived by the first process on this host and kept beside its tokens.
+        return kept_cache_key(host, *parts, self.settings.client_secret, self.identity.private_key_digest)
 
     @cached_property
     def auth(self) -> BankTokenAuth:
@@ -206,9 +220,10 @@ class BankingApiClient:
         }
         # The bank wants JSON here, where most OAuth libraries send a form (docs/bank-contract.md).
         response = self._send("POST", self.settings.token_url, path=self.settings.auth_endpoint, json=body)
-        raise_for_bank_status(
-            response, method="POST", path=self.settings.auth_endpoint, redact=self.redactor
-        )
+        with answer_of(response):
+            raise_for_bank_status(
+                response, method="POST", path=self.settings.auth_endpoint, redact=self.redactor
+            )
         token = parse_token_response(response.content, now=self._clock())
         log.info(
             "Fetched a new access token for client_id %s (expires in %d s).",
@@ -277,19 +292,24 @@ class BankingApiClient:
         """
         url = self.settings.url(path)  # a path outside the Base URL is refused before a token is fetched
         response = self._send(method, url, path=path, auth=self.auth, **kwargs)
-        raise_for_bank_status(
-            response,
-            method=method,
-            path=path,
-            token_renewed=renewed_after_401(response),
-            redact=self.redactor,
-        )
+        with answer_of(response):
+            raise_for_bank_status(
+                response,
+                method=method,
+                path=path,
+                token_renewed=renewed_after_401(response),
+                redact=self.redactor,
+            )
         return response
+
+    def json_of(self, response: requests.Response, *, method: str, path: str) -> Any:
+        """A 2xx answer's JSON, numbers exact; a body that is not JSON: an ApiError with the request's id."""
+        with answer_of(response):
+            return json_body(response, method=method, path=path, redact=self.redactor)
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET a protected resource and decode its JSON body (a non-JSON 2xx body is an ApiError)."""
-        response = self.request("GET", path, params=params)
-        return json_body(response, method="GET", path=path, redact=self.redactor)
+        return self.json_of(self.request("GET", path, params=params), method="GET", path=path)
 
     # -- typed conveniences -------------------------------------------------------------------------
 
@@ -393,21 +413,42 @@ class BankingApiClient:
         params: Mapping[str, Any] | None = None,
         next_page: Callable[[Any], Mapping[str, Any] | None] = next_cursor_params,
         max_pages: int = 10_000,
+        pagination: Any = None,
     ) -> Iterator[Any]:
-        """Yield each page's JSON body; ``next_page(page)`` gives the params to add for the next one."""
-        current = dict(params or {})
+        """Yield each page's JSON body, one GET per page.
+
+        :param pagination: the style (``"cursor"``, ``"links"``, ``"link_header"``, ``"page"``, a value of
+            ``airflow_provider_bankapi.pagination`` or a function); when None, ``next_page(page)`` gives
+            the params to add.
+        :param max_pages: more pages than this is an ApiError (a resource that never says "last").
+        :raises NextLinkRefusedError: a next link leaves the Base URL (before any request to it).
+        """
+        paginator = pagination_style(next_page if pagination is None else pagination)
+        first_params = getattr(paginator, "first_params", None)
+        current: NextRequest | None = NextRequest(
+            path, first_params(dict(params or {})) if first_params else dict(params or {})
+        )
         for _ in range(max_pages):
-            page = self.get_json(path, current)
+            assert current is not None
+            response = self.request("GET", current.endpoint, params=current.params)
+            page = self.json_of(response, method="GET", path=current.endpoint)
             yield page
-            following = next_page(page)
-            if not following:
+            with answer_of(response):  # a refused next link names the answer it came in
+                current = paginator.next_request(
+                    page,
+                    response,
+                    current,
+                    base_url=self.settings.base_url,
+                    token_path=self.settings.auth_endpoint,
+                )
+            if current is None:
                 return
-            current = {**current, **following}
         raise ApiError(
             f"GET {path} kept returning a next page after {max_pages} pages; stopped.",
             method="GET",
             path=path,
-            hint="Check the pagination function: it must return None on the last page.",
+            hint="Raise max_pages if the resource really has more pages; else check the pagination style "
+            "(a function must return None on the last page).",
         )
 
     # -- connection test ----------------------------------------------------------------------------
