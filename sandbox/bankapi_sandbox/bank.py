@@ -260,7 +260,7 @@ class BankApi:
         if kind == "closing_statement":
             if not self.state.statement_ready(account_id):
                 detail = f"the statement of account {account_id} is not ready"
-                return error(404, "not_found", "Not Found", detail)
+                return error(404, "not_found", "Not Found", detail, _ILLUSTRATION)
             count = data.transaction_count(account_id)
             summary = {"account_id": account_id, "status": "AVAILABLE", "transactions": count}
             return Response(200, summary, _ILLUSTRATION)
