@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 #: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
 MAX_WORKERS = 16
+#: The resource the balance operator reads, as lineage names it: one dataset for every account.
+BALANCE_ENDPOINT = "/accounts/{account_id}/balance"
 _ACCOUNT_SEPARATORS = re.compile(r"[\s,;]+")
 
 
@@ -189,6 +191,7 @@ class BankingApiOperator(BankingApiBaseOperator):
         self.records_path = records_path
         self.output_format = output_format
         self.endpoint = endpoint
+        self.endpoint_template = endpoint  # as written: the resource lineage names (never rendered)
         self.method = method
         self.query_params = query_params
         self.json = json
@@ -242,6 +245,9 @@ class BankingApiOperator(BankingApiBaseOperator):
         asset = written_keys_asset(dag_id, self.task_id)
         self.inlets = [*self.inlets, asset]
         return asset
+
+    def lineage_endpoint(self) -> str:
+        return str(self.endpoint_template)
 
     # -- calls --------------------------------------------------------------------------------------
 
@@ -458,6 +464,9 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
         self.account_id = account_id
         self.max_workers = max_workers
         self.output_format = output_format
+
+    def lineage_endpoint(self) -> str:
+        return BALANCE_ENDPOINT
 
     def accounts(self) -> list[str]:
         """The rendered account ids, in order, without duplicates."""

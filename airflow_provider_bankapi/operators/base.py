@@ -11,6 +11,7 @@ from airflow_provider_bankapi.client.settings import check_range
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.outputs import (
     PRIVATE_FILE_MODE,
+    asset_uri,
     check_file_mode,
     default_asset_alias,
     emit_asset_event,
@@ -18,7 +19,10 @@ from airflow_provider_bankapi.operators.outputs import (
 from airflow_provider_bankapi.retry_policy import with_default_retry_policy
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_bankapi.operators.lineage import WrittenOutput
 
 
 def _with_alias(outlets: Any, alias: str) -> list[Any]:
@@ -35,6 +39,9 @@ class BankingApiBaseOperator(BaseOperator):
         alone reads it); the folders made for it get search permission where read is given (0o700 for
         0o600, 0o750 for 0o640). The process's umask can only take bits away. Object stores ignore it.
     """
+
+    #: The file this run wrote, for its lineage (None until one is written).
+    _written: WrittenOutput | None = None
 
     def __init__(
         self,
@@ -67,7 +74,24 @@ class BankingApiBaseOperator(BaseOperator):
             bankapi_conn_id=self.bankapi_conn_id, max_response_bytes=self.max_response_bytes
         )
 
+    def lineage_endpoint(self) -> str:
+        """The bank resource this task reads, as written in the DAG (a template, not one rendered path)."""
+        raise NotImplementedError
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """The bank resource as the input dataset, the written file (if any) as the output, with its row and
+        byte counts; the OpenLineage provider calls it after a successful run.
+        """
+        from airflow_provider_bankapi.operators.lineage import operator_lineage
+
+        base_url = self.hook.client.settings.base_url
+        return operator_lineage(base_url=base_url, endpoint=self.lineage_endpoint(), output=self._written)
+
     def _announce(self, context: Context, path: ObjectStoragePath, extra: dict[str, Any]) -> None:
+        """Announce a complete output file: to lineage, and as an asset event through the task's alias."""
+        from airflow_provider_bankapi.operators.lineage import written_output
+
+        self._written = written_output(path, asset_uri(path), extra.get("records"))
         if self.asset_alias:
             uri = emit_asset_event(context, self.asset_alias, path, extra)
             self.log.info("Asset event for %s (alias %s).", uri, self.asset_alias)

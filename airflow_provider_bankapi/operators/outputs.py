@@ -8,6 +8,9 @@ it), so the concrete asset is only known at run time, which is what an alias is 
 
 A file is written to a temporary object beside it and moved into place only when complete, so a run that
 fails or is killed never truncates or deletes the previous output, and a rerun replaces it (never appends).
+The temporary object is written through the path's fsspec filesystem, not ``ObjectStoragePath.open``: that
+one reports every file it writes to Airflow's hook lineage, and a random temporary name would become a
+dataset of its own in lineage catalogs (the operators report the final file themselves).
 
 On a local disk what is written is private by default: files 0600 from the moment they exist, the folders
 made for them 0700, and a folder on the way that another user owns (who could rename or replace what is
@@ -243,13 +246,18 @@ def replacing(path: ObjectStoragePath, mode: int = PRIVATE_FILE_MODE) -> Iterato
         raise
 
 
+def open_unrecorded(path: ObjectStoragePath, mode: str, **kwargs: Any) -> Any:
+    """``path`` opened through its fsspec filesystem, unseen by hook lineage (see the module's docstring)."""
+    return path.fs.open(path.path, mode, **kwargs)
+
+
 def write_jsonl(path: ObjectStoragePath, records: Iterable[Any], *, mode: int = PRIVATE_FILE_MODE) -> int:
     """Write one JSON document per line; return how many. The file replaces the previous one only when
     every record is written: a failure while the records are still being produced (a page that fails its
     check, the bank going away) leaves the previous file as it was.
     """
     count = 0
-    with replacing(path, mode) as temporary, temporary.open("w", encoding="utf-8") as handle:
+    with replacing(path, mode) as temporary, open_unrecorded(temporary, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(dumps(record) + "\n")
             handle.flush()  # keeps the temporary file's mtime fresh, so that no sweep takes it for dead
@@ -261,7 +269,7 @@ def write_bytes(path: ObjectStoragePath, body: bytes, *, mode: int = PRIVATE_FIL
     """Write a body as it is (a CSV statement, a PDF...); return its size. Replaces the previous file only
     when complete.
     """
-    with replacing(path, mode) as temporary, temporary.open("wb") as handle:
+    with replacing(path, mode) as temporary, open_unrecorded(temporary, "wb") as handle:
         handle.write(body)
     return len(body)
 
@@ -306,7 +314,10 @@ def write_csv(
     """
     rows = [flat_row(row) for row in rows]
     columns = csv_columns(rows, first_column)
-    with replacing(path, mode) as temporary, temporary.open("w", encoding="utf-8", newline="") as handle:
+    with (
+        replacing(path, mode) as temporary,
+        open_unrecorded(temporary, "w", encoding="utf-8", newline="") as handle,
+    ):
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:

@@ -26,12 +26,20 @@ from airflow_provider_bankapi.triggers.bankapi import (
     BankingApiTrigger,
     error_from_payload,
 )
-from airflow_provider_bankapi.triggers.polling import COMPARISONS, Condition, WaitLog, as_decimal
+from airflow_provider_bankapi.triggers.polling import (
+    COMPARISONS,
+    Condition,
+    WaitLog,
+    as_decimal,
+    checked_waiting_statuses,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_bankapi.triggers.polling import Outcome
 
 
 def _is_template(value: object) -> bool:
@@ -54,6 +62,10 @@ class BankingApiSensor(BaseSensorOperator):
     :param bankapi_conn_id: the ``bankapi`` connection.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     :param backoff_max: in deferrable mode, the cap in seconds of the backoff after transient errors.
+    :param waiting_statuses: 4xx statuses that mean "not yet" (default none): an answer with one of them
+        keeps the sensor waiting, as an unmet condition does, e.g. ``(404,)`` for a resource that does not
+        exist until the bank has made it. Refused when the DAG is parsed: 401 and 403 (refusals of the
+        credential), 408, 425 and 429 (already waited on as transient), and anything but 4xx.
     """
 
     template_fields: Sequence[str] = ("endpoint", "query_params", "field", "value")
@@ -71,9 +83,11 @@ class BankingApiSensor(BaseSensorOperator):
         bankapi_conn_id: str = BankingApiHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         backoff_max: float = DEFAULT_BACKOFF_MAX,
+        waiting_statuses: Sequence[int] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_default_retry_policy(kwargs))
+        self.waiting_statuses = checked_waiting_statuses(waiting_statuses)  # refused at parse time
         self.endpoint = endpoint
         self.query_params = query_params
         self.field = field
@@ -114,7 +128,13 @@ class BankingApiSensor(BaseSensorOperator):
         value = self.value
         if value is not None and not isinstance(value, (str, int, float, bool)):
             value = str(value)  # a Decimal threshold: keep its exact digits as text
-        return Condition(field=self.field or None, comparison=self.comparison, value=value, check=check)
+        return Condition(
+            field=self.field or None,
+            comparison=self.comparison,
+            value=value,
+            check=check,
+            waiting_statuses=self.waiting_statuses,
+        )
 
     def _check_function(self) -> Callable[[Any], Any] | None:
         return self.response_check if callable(self.response_check) else None
@@ -128,9 +148,7 @@ class BankingApiSensor(BaseSensorOperator):
         first = "_wait_log" not in self.__dict__  # the first look of this wait: its start, at INFO
         wait_log = self._wait_log
         try:
-            outcome = condition.evaluate(
-                self.hook.get_json(endpoint, self.query_params), self._check_function()
-            )
+            outcome = self._look(condition, endpoint)
         except BankingApiError as exc:
             if not exc.transient:
                 raise
@@ -153,6 +171,17 @@ class BankingApiSensor(BaseSensorOperator):
         described = condition.describe()
         self.log.log(level, "%s: waiting until %s (now %r).", endpoint, described, outcome.observed)
         return False
+
+    def _look(self, condition: Condition, endpoint: str) -> Outcome:
+        """One call and its outcome; an answer with one of ``waiting_statuses`` is an unmet one."""
+        try:
+            answer = self.hook.get_json(endpoint, self.query_params)
+        except BankingApiError as exc:
+            not_yet = condition.not_yet(exc)
+            if not_yet is None:
+                raise
+            return not_yet
+        return condition.evaluate(answer, self._check_function())
 
     # -- deferrable mode ----------------------------------------------------------------------------
 
@@ -248,4 +277,9 @@ class BankingApiBalanceSensor(BankingApiSensor):
         threshold = as_decimal(self.threshold)
         if threshold is None:
             raise ConfigurationError(f"threshold {self.threshold!r} is not a number.", field="threshold")
-        return Condition(field=self.balance_field, comparison=self.comparison, value=str(threshold))
+        return Condition(
+            field=self.balance_field,
+            comparison=self.comparison,
+            value=str(threshold),
+            waiting_statuses=self.waiting_statuses,
+        )

@@ -124,8 +124,11 @@ class BankingApiTrigger(BaseTrigger):
 
         try:
             answer = client.get_json(self.endpoint, self.params)
-        except BankingApiError:
-            raise
+        except BankingApiError as exc:
+            not_yet = self.condition.not_yet(exc)
+            if not_yet is None:
+                raise
+            return not_yet
         except Exception as exc:  # never blamed on the check function: it has not run
             raise unexpected_failure(exc, f"GET {self.endpoint}", client.redactor) from exc
         return self.condition.evaluate(answer, check)

@@ -11,7 +11,9 @@
   triggerer every log line travels from the trigger runner to its supervisor and wakes it, so a line per
   poll of a thousand sensors keeps a core busy and writes gigabytes a day.
 
-Which errors end a wait is the error's own ``transient`` (:mod:`airflow_provider_bankapi.errors`).
+Which errors end a wait is the error's own ``transient`` (:mod:`airflow_provider_bankapi.errors`), unless
+the condition's ``waiting_statuses`` names the status the bank answered: a resource that answers 404 until
+it exists (a statement not yet ready) is a "not yet", an unmet condition like any other.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
+from airflow_provider_bankapi.errors import (
+    ApiError,
+    BankingApiError,
+    ConfigurationError,
+    ForbiddenError,
+    InvalidClientCertificateError,
+    InvalidCredentialsError,
+)
 
 COMPARISONS: Mapping[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
@@ -39,6 +48,46 @@ COMPARISONS: Mapping[str, Callable[[Any, Any], bool]] = {
 }
 _ORDERING = frozenset({">=", ">", "<=", "<"})
 PlainValue = str | int | float | bool | None
+#: Statuses no sensor may wait on, and why: a refusal of the credential (waiting cannot fix it, and
+#: polling with it looks like an attack), or a status the wait already outlasts as transient.
+_NOT_WAITING_STATUSES = {
+    401: "a refusal of the credential (Invalid Credentials or Invalid Client Certificate)",
+    403: "a refusal of the credential (its source IP is not on its allowlist)",
+    495: "a gateway's refusal of the client certificate",
+    496: "a gateway's refusal of the client certificate",
+    408: "already transient: the wait backs off and polls again",
+    425: "already transient: the wait backs off and polls again",
+    429: "already transient: the wait backs off and polls again",
+}
+#: The errors whose status stays a refusal whatever ``waiting_statuses`` says (a gateway may answer 400).
+_CREDENTIAL_REFUSALS = (InvalidCredentialsError, InvalidClientCertificateError, ForbiddenError)
+
+
+def checked_waiting_statuses(statuses: Any) -> tuple[int, ...]:
+    """``statuses`` as a sorted tuple of the 4xx HTTP statuses a wait may go on after, else a
+    ConfigurationError naming the status and why it cannot be waited on.
+    """
+    if statuses is None:
+        return ()
+    if isinstance(statuses, (str, bytes)) or not isinstance(statuses, (Sequence, set, frozenset)):
+        raise _waiting_error(f"waiting_statuses must be a tuple such as (404,); got {statuses!r}.")
+    for status in statuses:
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise _waiting_error(f"waiting_statuses holds {status!r}: statuses are numbers, e.g. (404,).")
+        if status in _NOT_WAITING_STATUSES:
+            raise _waiting_error(f"waiting_statuses cannot hold {status}: {_NOT_WAITING_STATUSES[status]}.")
+        if not 400 <= status <= 499:
+            why = "a 5xx is already transient" if 500 <= status <= 599 else "it is not a refusal"
+            raise _waiting_error(f"waiting_statuses cannot hold {status}: 4xx statuses only ({why}).")
+    return tuple(sorted(set(statuses)))
+
+
+def _waiting_error(message: str) -> ConfigurationError:
+    return ConfigurationError(
+        message,
+        field="waiting_statuses",
+        hint="Name the statuses the bank answers while the resource is not ready yet, such as (404,).",
+    )
 
 
 def _condition_error(message: str, hint: str = "") -> BankingApiError:
@@ -124,14 +173,18 @@ class Condition:
     :param comparison: one of ``>= > <= < == !=``; with ``field``, compares its value with ``value``.
     :param value: the plain value to compare with (a threshold as a string keeps its exact decimals).
     :param check: dotted path of a function ``(response_json) -> bool``; both must hold when both are set.
+    :param waiting_statuses: 4xx statuses that mean "not yet": an answer with one of them is an unmet
+        condition, not an error (see :func:`checked_waiting_statuses` for those refused).
     """
 
     field: str | None = None
     comparison: str | None = None
     value: PlainValue = None
     check: str | None = None
+    waiting_statuses: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "waiting_statuses", checked_waiting_statuses(self.waiting_statuses))
         if self.comparison is not None and self.comparison not in COMPARISONS:
             raise _condition_error(f"comparison {self.comparison!r} is not one of {' '.join(COMPARISONS)}.")
         if self.comparison is not None and self.field is None:
@@ -148,9 +201,19 @@ class Condition:
                 "('my_package.checks.funds_arrived')."
             )
 
-    def to_dict(self) -> dict[str, PlainValue]:
-        """Plain values only: what the trigger serializes."""
-        return {"field": self.field, "comparison": self.comparison, "value": self.value, "check": self.check}
+    def to_dict(self) -> dict[str, PlainValue | list[int]]:
+        """Plain values only: what the trigger serializes (``waiting_statuses`` only when there are some, so
+        that a condition without them serializes as it always did).
+        """
+        plain: dict[str, PlainValue | list[int]] = {
+            "field": self.field,
+            "comparison": self.comparison,
+            "value": self.value,
+            "check": self.check,
+        }
+        if self.waiting_statuses:
+            plain["waiting_statuses"] = list(self.waiting_statuses)
+        return plain
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Condition:
@@ -159,7 +222,19 @@ class Condition:
             comparison=data.get("comparison"),
             value=data.get("value"),
             check=data.get("check"),
+            waiting_statuses=tuple(data.get("waiting_statuses") or ()),
         )
+
+    def not_yet(self, error: BankingApiError) -> Outcome | None:
+        """The unmet outcome of an answer refused with one of ``waiting_statuses`` (the observed value says
+        the status), or None when ``error`` is one that ends or backs off the wait as usual.
+        """
+        status = getattr(error, "status_code", None)
+        if not isinstance(error, ApiError) or isinstance(error, _CREDENTIAL_REFUSALS):
+            return None
+        if status not in self.waiting_statuses:
+            return None
+        return Outcome(met=False, observed=f"HTTP {status}, not yet")
 
     def describe(self) -> str:
         parts = []

@@ -49,6 +49,10 @@ _LINKED_TRANSACTIONS = re.compile(r"/linked/accounts/([^/]+)/transactions")
 _TRANSACTIONS = re.compile(r"/accounts/([^/]+)/transactions")
 _STATEMENT = re.compile(r"/accounts/([^/]+)/statement\.csv")
 _ILLUSTRATION = (("X-Sandbox-Illustration", "true"),)
+# A sandbox illustration of a resource that does not exist yet: the month's statement answers 404 until the
+# bank has closed it (the control API's ``POST /statements`` closes it), as sensors with
+# ``waiting_statuses=(404,)`` wait on.
+_CLOSING_STATEMENT = re.compile(r"/accounts/([^/]+)/statement")
 _REQUIRED_FIELDS = ("client_id", "client_secret", "grant_type")
 
 
@@ -253,6 +257,13 @@ class BankApi:
             body = data.balance(account_id)
             body["available"] = self.state.available(account_id) or body["available"]
             return Response(200, body)
+        if kind == "closing_statement":
+            if not self.state.statement_ready(account_id):
+                detail = f"the statement of account {account_id} is not ready"
+                return error(404, "not_found", "Not Found", detail, _ILLUSTRATION)
+            count = data.transaction_count(account_id)
+            summary = {"account_id": account_id, "status": "AVAILABLE", "transactions": count}
+            return Response(200, summary, _ILLUSTRATION)
         if kind == "accounts":
             return Response(200, data.accounts(credential.client_id), _ILLUSTRATION)
         if kind == "statement":
@@ -298,6 +309,9 @@ class BankApi:
 
     @staticmethod
     def _route(path: str) -> tuple[str, str] | None:
+        closing = _CLOSING_STATEMENT.fullmatch(path)
+        if closing and data.ACCOUNT_ID.fullmatch(closing.group(1)):
+            return "closing_statement", closing.group(1)
         if path == "/accounts":
             return "accounts", ""
         routes = (

@@ -20,6 +20,7 @@ DELETE  /faults/mix         stop the mix
 GET     /faults/mix         the mix now (or null)
 POST    /requests/take      the requests logged since the last take (the log restarts)
 POST    /clock              ``{"offset": s}``: the bank's clock runs this far off the real one
+POST    /statements         ``{"account_id", "ready"=true}``: the account's statement answers 200, not 404
 ======  ==================  ==========================================================
 """
 
@@ -156,6 +157,9 @@ class _ControlHandler(BaseHTTPRequestHandler):
             ("POST", "/clock"): lambda: state.set_clock_offset(body["offset"]),
             ("POST", "/balances"): lambda: state.set_available(
                 str(body["account_id"]), body.get("available")
+            ),
+            ("POST", "/statements"): lambda: state.set_statement_ready(
+                str(body["account_id"]), bool(body.get("ready", True))
             ),
         }
 

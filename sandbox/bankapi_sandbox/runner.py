@@ -297,6 +297,10 @@ class Sandbox:
         """Make the account's ``available`` balance ``amount`` (``"1500.00"``; None: the generated one)."""
         self._control.call("POST", "/balances", {"account_id": account_id, "available": amount})
 
+    def set_statement_ready(self, account_id: str, ready: bool = True) -> None:
+        """Close the account's statement (``GET /accounts/{id}/statement`` answers 404 until then)."""
+        self._control.call("POST", "/statements", {"account_id": account_id, "ready": ready})
+
 
 @contextlib.contextmanager
 def running(

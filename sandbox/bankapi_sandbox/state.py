@@ -148,6 +148,7 @@ class SandboxState:
         self._asked: Counter[str] = Counter()  # requests per path since the mix was set
         self._requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_LIMIT)
         self._available: dict[str, str] = {}  # account id -> an available balance set by a test
+        self._statements_ready: set[str] = set()  # accounts whose statement the bank has closed
         # Set when the server stops: wakes every sleeping latency and hanging request at once.
         self.stopping = threading.Event()
 
@@ -195,6 +196,20 @@ class SandboxState:
         """The available balance a test set for the account, if any."""
         with self._lock:
             return self._available.get(account_id)
+
+    def set_statement_ready(self, account_id: str, ready: bool = True) -> None:
+        """Close (or reopen) the account's statement: ``GET /accounts/{id}/statement`` answers 404 until
+        it is closed.
+        """
+        with self._lock:
+            if ready:
+                self._statements_ready.add(str(account_id))
+            else:
+                self._statements_ready.discard(str(account_id))
+
+    def statement_ready(self, account_id: str) -> bool:
+        with self._lock:
+            return account_id in self._statements_ready
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -325,4 +340,5 @@ class SandboxState:
         self.take_requests()
         with self._lock:
             self._available.clear()
+            self._statements_ready.clear()
         self.tokens.revoke()

@@ -24,7 +24,14 @@ EXPECTED = {
 # What a DAG file must not pull in at parse time: the HTTP stack and the provider's client layer are
 # for the task that runs, not for the DAG processor that parses every file every 30 seconds.
 # (cryptography is not listed: airflow.sdk itself imports it.)
-HEAVY = ("requests", "urllib3", "airflow_provider_bankapi.client")
+HEAVY = (
+    "requests",
+    "urllib3",
+    "airflow_provider_bankapi.client",
+    # The OpenLineage provider is optional: the operators import it only when it asks for their lineage.
+    "openlineage",
+    "airflow.providers.openlineage",
+)
 
 
 @pytest.mark.airflow
