@@ -28,6 +28,7 @@ ORDER = (
     "triggerer_capacity",
     "cold_start",
     "memory",
+    "page_walk_memory",
     "hostile_input",
     "call_path",
 )

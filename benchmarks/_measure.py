@@ -49,6 +49,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS over from its RSS now (Linux: ``/proc/self/clear_refs``, value 5).
+
+    A forked child inherits its parent's high-water mark, so a child whose parent once used more shows
+    the parent's peak, not its own: reset it first, then read :func:`peak_since_reset_mb`.
+    """
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+def peak_since_reset_mb() -> float:
+    """This process's peak RSS (``VmHWM``) since :func:`reset_peak_rss`, in MiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmHWM")
+
+
 def rss_mb() -> float:
     """This process's resident set size now, in MiB."""
     with open("/proc/self/statm") as statm:

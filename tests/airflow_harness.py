@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import session_temp  # noqa: F401
 
 if TYPE_CHECKING:
+    import datetime
     from collections.abc import Iterator, Mapping
 
 if "airflow" in sys.modules:  # pragma: no cover - a wiring error, not a test outcome
@@ -281,6 +282,7 @@ def run_dag(
     env: Mapping[str, str] | None = None,
     conf: Mapping[str, Any] | None = None,
     use_executor: bool = False,
+    logical_date: datetime.datetime | None = None,
 ) -> DagRunResult:
     """Run one DAG with ``dag.test()`` in this process, against the session's metadata DB.
 
@@ -294,6 +296,8 @@ def run_dag(
     :param conf: the DAG run's ``conf``.
     :param use_executor: run each task in a process of its own through the LocalExecutor; needs the
         ``airflow_api_server`` fixture, and a running :class:`Triggerer` if the DAG defers.
+    :param logical_date: the run's logical date (default now); its data interval is the one the DAG's
+        schedule gives a manual run at that time. Running a date again clears and reruns it.
     """
     ensure_db()
     from airflow.dag_processing.dagbag import DagBag
@@ -316,7 +320,10 @@ def run_dag(
         dag = bag.get_dag(dag_id)
         if dag is None:
             raise AssertionError(f"{target.name} defines no DAG {dag_id!r} (it defines {bag.dag_ids})")
-        dag_run = dag.test(run_conf=dict(conf) if conf is not None else None, use_executor=use_executor)
+        dated = {} if logical_date is None else {"logical_date": logical_date}
+        dag_run = dag.test(
+            run_conf=dict(conf) if conf is not None else None, use_executor=use_executor, **dated
+        )
     with create_session() as session:
         instances = session.scalars(
             select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == dag_run.run_id)

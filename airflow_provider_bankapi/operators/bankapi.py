@@ -11,9 +11,15 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_bankapi.booking_window import BookingWindow as BookingWindow  # the operator's argument
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.base import BankingApiBaseOperator
+from airflow_provider_bankapi.operators.booking import (
+    load_written_keys,
+    remember_written_keys,
+    written_keys_asset,
+)
 from airflow_provider_bankapi.operators.http_options import (
     check_header_names,
     checked_headers,
@@ -36,8 +42,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     import requests
-    from airflow.sdk import Context
+    from airflow.sdk import Asset, Context
 
+    from airflow_provider_bankapi.booking_window import WrittenKeys
     from airflow_provider_bankapi.client.api import BatchResult
 
 #: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
@@ -117,6 +124,15 @@ class BankingApiOperator(BankingApiBaseOperator):
         ``bankapi__<dag_id>__<task_id>``; ``""`` announces nothing).
     :param output_file_mode: the mode of a file written to a local disk, default ``0o600`` (its folders
         ``0o700``); see :class:`~airflow_provider_bankapi.operators.base.BankingApiBaseOperator`.
+    :param window: a :class:`BookingWindow`: the run's data interval becomes the bank's local booking
+        dates, sent as two query parameters (``fromBookingDate``/``toBookingDate`` by default), the first
+        one ``lookback`` earlier to catch transactions posted late.
+    :param dedupe_key: with ``window`` and ``output_path``: the dotted path of a record's key
+        (``"transactionId"``). Each key is written once in a run, and not again by a later run while the
+        lookback asks for its date again; a rerun of the same interval rewrites its own records. The keys
+        are remembered in the asset state of the task's inlet ``bankapi__<dag_id>__<task_id>__written_keys``,
+        updated only after the file is in place; runs of the task go one at a time
+        (``max_active_tis_per_dag=1`` unless given).
     """
 
     template_fields: Sequence[str] = (
@@ -150,11 +166,19 @@ class BankingApiOperator(BankingApiBaseOperator):
         output_path: str | None = None,
         output_format: str | None = None,
         asset_alias: str | None = None,
+        window: BookingWindow | None = None,
+        dedupe_key: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if dedupe_key is not None:
+            # One run's keys read, then written: two runs of the task at once would lose one's keys.
+            kwargs.setdefault("max_active_tis_per_dag", 1)
         super().__init__(
             bankapi_conn_id=bankapi_conn_id, output_path=output_path, asset_alias=asset_alias, **kwargs
         )
+        self.window = window
+        self.dedupe_key = dedupe_key
+        self.written_keys_asset = self._check_window(window, dedupe_key, output_path)
         if pagination is not None and pagination_function is not None:
             raise ValueError("Give pagination or pagination_function, not both.")
         # Checked here, at parse time: a misspelt style fails the DAG file, not a run.
@@ -185,6 +209,42 @@ class BankingApiOperator(BankingApiBaseOperator):
             with_headers=bool(self.headers),
             bytes_to_xcom=output_path is None and response_filter is None and self.do_xcom_push,
         )
+        if dedupe_key is not None and self.response_type != "json":
+            raise ConfigurationError(
+                f"dedupe_key reads the key of each JSON record; response_type {self.response_type!r} "
+                "writes the answer as it came.",
+                field="dedupe_key",
+            )
+        self._written_keys: WrittenKeys | None = None  # this run's, once its booking dates are known
+
+    def _check_window(
+        self, window: BookingWindow | None, dedupe_key: str | None, output_path: str | None
+    ) -> Asset | None:
+        """The asset remembering the written keys (None without ``dedupe_key``); refuses, while the DAG is
+        parsed, a window that is not a :class:`BookingWindow` and a ``dedupe_key`` without its window or file.
+        """
+        if window is not None and not isinstance(window, BookingWindow):
+            raise ConfigurationError(
+                f"window must be a BookingWindow; got {type(window).__name__}.",
+                field="window",
+                hint="from airflow_provider_bankapi.operators.bankapi import BookingWindow",
+            )
+        if dedupe_key is None:
+            return None
+        if not isinstance(dedupe_key, str) or not dedupe_key.strip():
+            raise ConfigurationError(
+                "dedupe_key must be a dotted path, e.g. 'transactionId'.", field="dedupe_key"
+            )
+        if window is None or output_path is None:
+            raise ConfigurationError(
+                "dedupe_key needs window= (its lookback bounds what is remembered) and output_path= (the "
+                "keys remembered are those written there).",
+                field="dedupe_key",
+            )
+        dag_id = self.dag_id if self.has_dag() else None  # type: ignore[no-untyped-call]
+        asset = written_keys_asset(dag_id, self.task_id)
+        self.inlets = [*self.inlets, asset]
+        return asset
 
     def lineage_endpoint(self) -> str:
         return str(self.endpoint_template)
@@ -260,6 +320,8 @@ class BankingApiOperator(BankingApiBaseOperator):
 
     def execute(self, context: Context) -> Any:
         method = self._validate()
+        if self.window is not None:
+            self._ask_for_booking_dates(context)
         if self.response_type != "json":
             return self._raw(context, method)
         if self.output_path is not None:
@@ -270,6 +332,32 @@ class BankingApiOperator(BankingApiBaseOperator):
         else:
             result = self._checked(self._call(method))
         return self.response_filter(result) if self.response_filter is not None else result
+
+    def _ask_for_booking_dates(self, context: Context) -> None:
+        assert self.window is not None
+        dates = self.window.dates(context.get("data_interval_start"), context.get("data_interval_end"))
+        window_params = self.window.params(dates)
+        given = dict(self.query_params or {})
+        for name in window_params:
+            if name in given:
+                raise ConfigurationError(
+                    f"query_params sets {name!r}, which the window sets from the run's data interval.",
+                    field="query_params",
+                    hint="Remove it from query_params, or give the window other parameter names.",
+                )
+        self.query_params = {**given, **window_params}  # rendered already: what this run asks for
+        self.log.info(
+            "Booking dates %s to %s (%s), for the data interval %s to %s.",
+            dates.first,
+            dates.last,
+            self.window.timezone,
+            context.get("data_interval_start"),
+            context.get("data_interval_end"),
+        )
+        if self.written_keys_asset is not None and self.dedupe_key is not None:
+            self._written_keys = load_written_keys(
+                context, self.written_keys_asset, self.window, dates, self.dedupe_key
+            )
 
     def _write(self, context: Context, method: str) -> dict[str, Any]:
         path = output_location(str(self.output_path))
@@ -293,11 +381,21 @@ class BankingApiOperator(BankingApiBaseOperator):
                 ]
             else:
                 lines = counted_pages([result], [0], self.records_path)
+        written_keys = self._written_keys
+        if written_keys is not None:
+            lines = written_keys.fresh(lines)
         mode = self.output_file_mode
         if fmt == "csv":
             records = write_csv(path, [*lines], mode=mode)
         else:
             records = write_jsonl(path, lines, mode=mode)
+        if written_keys is not None and self.written_keys_asset is not None:
+            remember_written_keys(context, self.written_keys_asset, written_keys)
+            self.log.info(
+                "Remembered %d keys written; %d keys of other runs in the lookback were not written again.",
+                len(written_keys.written),
+                written_keys.skipped_earlier,
+            )
         summary = {"path": str(path), "records": records, "pages": pages[0]}
         self.log.info("Wrote %d records from %d pages to %s (%s).", records, pages[0], path, fmt)
         self._announce(context, path, {"records": records, "pages": pages[0]})

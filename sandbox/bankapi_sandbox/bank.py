@@ -290,8 +290,13 @@ class BankApi:
         # must refuse; a real bank's links stay on its own host.
         origin = _first(query, "next-origin") or f"https://{request.headers.get('host', 'localhost')}"
         try:
+            window = data.booking_dates(_first(query, "fromBookingDate"), _first(query, "toBookingDate"))
             page = data.numbered_page(
-                account_id, _first(query, "page"), _first(query, "page-size"), f"{origin}{BASE_PATH}{path}"
+                account_id,
+                _first(query, "page"),
+                _first(query, "page-size"),
+                f"{origin}{BASE_PATH}{path}",
+                window,
             )
         except data.BadRequest as exc:
             return error(400, "invalid_request", "Bad Request", str(exc))

@@ -9,6 +9,13 @@ So are the resources shaped like an Open Finance Brasil bank's: transactions in 
 "links": {"next"}, "meta": {"totalPages"}}`` pages numbered by ``page``/``page-size``, the same pages
 with an RFC 8288 ``Link`` header instead of body links, and balances whose amounts are JSON numbers
 with more digits than a float holds (``1000.0400``, ``12345678901234567.89``).
+
+And so is a bank that posts late: asked for ``fromBookingDate``/``toBookingDate`` (São Paulo dates), the
+transactions resource lists :data:`BOOKED_PER_DAY` transactions booked on each date, the last of them
+posted only the next morning. The sandbox answers as of the end of the last date asked for (a daily
+extraction asks right after its day closes), so that transaction is missing from the answer for its own
+date and appears when a later window asks for its date again. No clock is involved: the same window always
+gives the same answer.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import math
 import re
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ILLUSTRATION_NOTE = (
@@ -181,9 +189,80 @@ def _open_finance_transaction(account_id: str, index: int) -> dict[str, Any]:
     }
 
 
-def numbered_page(account_id: str, page: str | None, page_size: str | None, self_url: str) -> dict[str, Any]:
+#: The booking-date illustration: transactions booked on each date, the last of them posted late.
+BOOKED_PER_DAY = 3
+#: When the late one is posted: the next morning, in the bank's time zone.
+LATE_POSTING_TIME = datetime.time(9, 0)
+BANK_TIMEZONE = ZoneInfo("America/Sao_Paulo")
+#: The longest booking window the sandbox answers, in days (ten years: a benchmark's hundred pages).
+MAX_BOOKING_DAYS = 3660
+
+
+def booking_dates(first: str | None, last: str | None) -> tuple[datetime.date, datetime.date] | None:
+    """The window of ``fromBookingDate``/``toBookingDate`` (None when neither is given).
+
+    :raises BadRequest: one of them alone, a date that is not ``YYYY-MM-DD``, or a window backwards or
+        longer than :data:`MAX_BOOKING_DAYS`.
+    """
+    if first is None and last is None:
+        return None
+    if first is None or last is None:
+        raise BadRequest("give fromBookingDate and toBookingDate together")
+    try:
+        start, end = datetime.date.fromisoformat(first), datetime.date.fromisoformat(last)
+    except ValueError as exc:
+        raise BadRequest("fromBookingDate and toBookingDate must be dates as YYYY-MM-DD") from exc
+    if not 0 <= (end - start).days < MAX_BOOKING_DAYS:
+        raise BadRequest(f"toBookingDate must be on or after fromBookingDate, within {MAX_BOOKING_DAYS} days")
+    return start, end
+
+
+def is_posted_late(number: int) -> bool:
+    """Whether a date's transaction ``number`` (from 0) is posted only the next morning."""
+    return number == BOOKED_PER_DAY - 1
+
+
+def booked_transaction(account_id: str, booked: datetime.date, number: int) -> dict[str, Any]:
+    """Transaction ``number`` (from 0) booked on ``booked``, in the Open Finance shape."""
+    amount = Decimal(_number("booked", account_id, booked, number) % 500_000 + 1) / 100
+    credit = _number("booked-direction", account_id, booked, number) % 2 == 0
+    return {
+        "transactionId": f"{account_id}-{booked:%Y%m%d}-{number}",
+        "bookingDate": booked.isoformat(),
+        "creditDebitType": "CREDITO" if credit else "DEBITO",
+        "transactionName": _pick(_CREDITS if credit else _DEBITS, "booked", account_id, booked, number),
+        "transactionAmount": {"amount": amount.quantize(Decimal("0.0001")), "currency": "BRL"},
+        # Noon in São Paulo, in UTC (the zone has had no summer time since 2019).
+        "transactionDateTime": f"{booked.isoformat()}T15:00:00.000Z",
+    }
+
+
+def _booked(account_id: str, window: tuple[datetime.date, datetime.date], start: int, stop: int) -> list[Any]:
+    # Every date's transactions in order; the last date's late one is not posted yet, and it is the last
+    # of the list, so the visible ones are the first BOOKED_PER_DAY * days - 1.
+    first, per_day = window[0], BOOKED_PER_DAY
+    return [
+        booked_transaction(account_id, first + datetime.timedelta(days=i // per_day), i % per_day)
+        for i in range(start, stop)
+    ]
+
+
+def booked_count(window: tuple[datetime.date, datetime.date]) -> int:
+    """How many transactions the window lists: every one booked in it but the last date's late one."""
+    return ((window[1] - window[0]).days + 1) * BOOKED_PER_DAY - 1
+
+
+def numbered_page(
+    account_id: str,
+    page: str | None,
+    page_size: str | None,
+    self_url: str,
+    window: tuple[datetime.date, datetime.date] | None = None,
+) -> dict[str, Any]:
     """One page of ``GET /open-banking/accounts/{id}/transactions?page=&page-size=``, numbered from 1, with
     absolute ``links`` (``next`` on every page but the last) and ``meta.totalPages`` (an illustration).
+    With a booking ``window`` (:func:`booking_dates`), the transactions booked in it, as posted by its end;
+    its dates are carried in the links.
 
     :raises BadRequest: for a page or a page size that is not a whole number in range.
     """
@@ -194,13 +273,18 @@ def numbered_page(account_id: str, page: str | None, page_size: str | None, self
         raise BadRequest("page and page-size must be whole numbers") from exc
     if not 1 <= size <= MAX_PAGE_SIZE or number < 1:
         raise BadRequest(f"page must be 1 or more and page-size between 1 and {MAX_PAGE_SIZE}")
-    total = transaction_count(account_id)
+    total = transaction_count(account_id) if window is None else booked_count(window)
     pages = max(1, math.ceil(total / size))
     start = (number - 1) * size
-    records = [_open_finance_transaction(account_id, i) for i in range(start, min(start + size, total))]
+    if window is None:
+        records = [_open_finance_transaction(account_id, i) for i in range(start, min(start + size, total))]
+        dates = ""
+    else:
+        records = _booked(account_id, window, start, min(start + size, total))
+        dates = f"&fromBookingDate={window[0]}&toBookingDate={window[1]}"
 
     def link(to: int) -> str:
-        return f"{self_url}?page={to}&page-size={size}"
+        return f"{self_url}?page={to}&page-size={size}{dates}"
 
     links = {"self": link(number), "first": link(1), "last": link(pages)}
     if number > 1:

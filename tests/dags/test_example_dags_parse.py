@@ -17,6 +17,7 @@ EXPECTED = {
     "bankapi_balances_mapped",
     "bankapi_wait_for_funds",
     "bankapi_certificate_check",
+    "bankapi_transactions_daily",
     "bankapi_transactions_paginated",
     "bankapi_payout_on_funds",
 }
