@@ -437,12 +437,13 @@ class Triggerer(AirflowService):
 
 
 def _forget_finished_triggers() -> None:
-    """Delete the trigger rows no deferred task waits for.
+    """Delete the trigger rows no deferred task waits for and no asset watcher runs.
 
     ``dag.test()`` runs triggers inline and leaves their rows behind (see :meth:`DagRunResult.triggers`);
     a real triggerer would pick those up and run them again, against whatever bank the environment
-    now points at.
+    now points at. An asset watcher's trigger is no leftover: its DAG is still deployed.
     """
+    from airflow.models.asset import AssetWatcherModel
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import Trigger
     from airflow.utils.session import create_session
@@ -452,8 +453,9 @@ def _forget_finished_triggers() -> None:
     waiting = select(TaskInstance.trigger_id).where(
         TaskInstance.state == TaskInstanceState.DEFERRED, TaskInstance.trigger_id.is_not(None)
     )
+    watching = select(AssetWatcherModel.trigger_id)
     with create_session() as session:
-        session.execute(delete(Trigger).where(Trigger.id.not_in(waiting)))
+        session.execute(delete(Trigger).where(Trigger.id.not_in(waiting), Trigger.id.not_in(watching)))
 
 
 class ApiServer(AirflowService):
