@@ -8,13 +8,11 @@ RFC 8705: the token is bound to the certificate that fetched it).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
@@ -28,10 +26,11 @@ from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
 from airflow_provider_bankapi.client.redaction import Redactor
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
-from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
+from airflow_provider_bankapi.client.tokens.request import TokenRequest
+from airflow_provider_bankapi.client.tokens.values import cache_key
 from airflow_provider_bankapi.client.transport.adapter import make_session
 from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
-from airflow_provider_bankapi.client.transport.failures import map_transport_error
+from airflow_provider_bankapi.client.transport.failures import send
 from airflow_provider_bankapi.errors import (
     ApiError,
     BankingApiError,
@@ -47,11 +46,13 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     import requests
+    from requests.adapters import BaseAdapter
 
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription, ClientIdentity
     from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -139,30 +140,20 @@ class BankingApiClient:
         proxy = settings.transport.proxy
         self.redactor = Redactor(
             (
-                settings.client_secret,
                 settings.identity.client_private_key_password,
                 settings.identity.client_pfx_password,
                 urlsplit(proxy).password if proxy else None,
-            )
+            ),
+            reveal=on_secret,
         )
-        reveal = on_secret or (lambda value: None)
-
-        def known_secret(value: str) -> None:
-            self.redactor.add(value)
-            reveal(value)
-
-        self._on_secret = known_secret
-        self._on_secret(settings.client_secret)
+        self.redactor.add(settings.client_secret)  # known to the redactor and to on_secret
         stores = list(token_stores) if token_stores is not None else stores_for(DEFAULT_CACHE_SCOPE)
+        # The auth's alone (see :attr:`auth`); every token it hands out reaches the redactor and on_secret.
         self._tokens = TokenCache(
-            stores, margin=settings.refresh_margin, clock=clock, on_secret=self._on_secret
+            stores, margin=settings.refresh_margin, clock=clock, on_secret=self.redactor.add
         )
-        # A Session per thread at a time, all on one SSLContext: requests does not promise a Session is
-        # thread-safe, and idle sessions keep their keep-alive connection for the next borrower.
-        self._idle_sessions: queue.SimpleQueue[requests.Session] = queue.SimpleQueue()
-        self._all_sessions: list[requests.Session] = []
+        self._sessions: list[requests.Session] = []  # every Session this client made, closed by close()
         self._sessions_lock = threading.Lock()
-        self._borrowed = threading.local()  # the Session this thread is sending on, if any
 
     # -- identity and token -------------------------------------------------------------------------
 
@@ -190,72 +181,42 @@ class BankingApiClient:
     @cached_property
     def auth(self) -> BankTokenAuth:
         """The auth of every protected request, the client's own and raw Sessions': the token attached,
-        renewed once after a 401.
+        renewed once after a 401. It owns the token: the cache, and the token request on a Session of its
+        own, so that fetching a token never calls back into this client.
         """
-        return BankTokenAuth(self.settings, self._tokens, self._token_key, self._fetch_token)
+        return BankTokenAuth(self.settings, self._tokens, self._token_key, self._token_request)
+
+    @cached_property
+    def _token_request(self) -> TokenRequest:
+        # A Session of its own on the calls' adapter: its own headers and no auth, the calls' kept-alive
+        # connections (a cold call fetches its token and sends on one TLS connection).
+        session = self._new_session(adapter=self._http.get_adapter(self.settings.base_url))
+        return TokenRequest(self.settings, session, redact=self.redactor, clock=self._clock)
 
     def get_token(self) -> AccessToken:
         """A fresh access token: from the cache when one is fresh, else fetched once for all sharers."""
         return self.auth.token()
 
-    def _fetch_token(self) -> AccessToken:
-        body = {
-            "client_id": self.settings.client_id,
-            "client_secret": self.settings.client_secret,
-            "grant_type": "client_credentials",
-        }
-        # The bank wants JSON here, where most OAuth libraries send a form (docs/bank-contract.md).
-        response = self._send("POST", self.settings.token_url, path=self.settings.auth_endpoint, json=body)
-        raise_for_bank_status(
-            response, method="POST", path=self.settings.auth_endpoint, redact=self.redactor
-        )
-        token = parse_token_response(response.content, now=self._clock())
-        log.info(
-            "Fetched a new access token for client_id %s (expires in %d s).",
-            self.settings.client_id,
-            token.expires_at - token.issued_at,
-        )
-        return token
-
     # -- transport --------------------------------------------------------------------------------
 
-    @contextmanager
-    def _session(self) -> Iterator[requests.Session]:
-        held: requests.Session | None = getattr(self._borrowed, "session", None)
-        if held is not None:
-            # The token fetched (or renewed after a 401) while this thread sends a call: one request after
-            # the other on the same Session and its kept-alive connection, not a second handshake.
-            yield held
-            return
-        try:
-            session = self._idle_sessions.get_nowait()
-        except queue.Empty:
-            session = make_session(
-                self.identity.ssl_context(), self.settings.transport, token_url=self.token_url
-            )
-            with self._sessions_lock:
-                self._all_sessions.append(session)
-        self._borrowed.session = session
-        try:
-            yield session
-        finally:
-            self._borrowed.session = None
-            self._idle_sessions.put(session)
+    def _new_session(self, adapter: BaseAdapter | None = None) -> requests.Session:
+        session = make_session(
+            self.identity.ssl_context(), self.settings.transport, token_url=self.token_url, adapter=adapter
+        )
+        with self._sessions_lock:
+            self._sessions.append(session)
+        return session
 
-    def _send(self, method: str, url: str, *, path: str, **kwargs: Any) -> requests.Response:
-        """Send on a borrowed Session; a failure with no answer becomes the error tree's, naming ``path``."""
-        import requests
+    @cached_property
+    def _http(self) -> requests.Session:
+        """The one Session of the client's own calls, shared by every thread (the workers of a batch).
 
-        headers = dict(kwargs.pop("headers", None) or {})
-        headers.setdefault("Accept", "application/json")
-        with self._session() as session:
-            try:
-                return session.request(method, url, headers=headers, **kwargs)
-            except requests.RequestException as exc:
-                # The bank's reason first: the three exceptions requests and urllib3 wrap a TLS failure in
-                # say nothing the error's fields (reason, verify_code) do not, and a task log would print
-                # them above it. The original stays on __context__ for a debugger.
-                raise map_transport_error(exc, method=method, path=path) from None
+        Safe to share here: what a call uses of it is the adapter and urllib3's connection pool, which is
+        thread-safe and holds ``pool_maxsize`` kept-alive connections (the most workers of a batch). No call
+        changes the Session itself: the auth, headers and timeouts are passed per request, never set on
+        it, and the bank sets no cookies (were one set, ``http.cookiejar`` takes its own lock to keep it).
+        """
+        return self._new_session()
 
     def session(self) -> requests.Session:
         """A new Session with this identity's TLS and the Bearer token on every request (renewed once after
@@ -263,10 +224,8 @@ class BankingApiClient:
         under the Base URL (``settings.url(path)`` makes one): any other is refused before a connection is
         made, so the token only ever goes to the bank.
         """
-        session = make_session(self.identity.ssl_context(), self.settings.transport, token_url=self.token_url)
+        session = self._new_session()
         session.auth = self.auth
-        with self._sessions_lock:
-            self._all_sessions.append(session)
         return session
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -276,7 +235,9 @@ class BankingApiClient:
         sends the request again, once (see ``auth.py``).
         """
         url = self.settings.url(path)  # a path outside the Base URL is refused before a token is fetched
-        response = self._send(method, url, path=path, auth=self.auth, **kwargs)
+        # The token first, then the call: a token request never starts inside the call's own send.
+        self.auth.token()
+        response = send(self._http, method, url, path=path, auth=self.auth, **kwargs)
         raise_for_bank_status(
             response,
             method=method,
@@ -426,8 +387,8 @@ class BankingApiClient:
                 answer_timeout=self.settings.transport.read_timeout,
             )
             step = "token"
-            token = self._fetch_token()  # not through the cache: the probe asks the bank itself
-            self._on_secret(token.access_token)
+            token = self._token_request()  # not through the cache: the probe asks the bank itself
+            self.redactor.add(token.access_token)
         except BankingApiError as exc:
             return ProbeReport(False, step, f"Failed at the {step} step: {exc.message}", exc.hint)
         warnings = " ".join(identity.warnings)
@@ -440,9 +401,9 @@ class BankingApiClient:
 
     def close(self) -> None:
         with self._sessions_lock:
-            for session in self._all_sessions:
+            for session in self._sessions:
                 session.close()
-            self._all_sessions.clear()
+            self._sessions.clear()
 
     def __enter__(self) -> BankingApiClient:
         return self

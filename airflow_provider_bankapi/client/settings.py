@@ -36,7 +36,11 @@ DEFAULT_MAX_RETRIES = 3
 DEFAULT_BACKOFF_BASE = 0.5
 DEFAULT_BACKOFF_MAX = 30.0
 DEFAULT_MAX_TOTAL_WAIT = 120.0
-DEFAULT_POOL_MAXSIZE = 10
+#: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
+MAX_WORKERS = 16
+#: Connections one Session keeps alive per host: one per worker, as every worker of a batch sends on the
+#: client's one Session.
+DEFAULT_POOL_MAXSIZE = MAX_WORKERS
 #: The largest answer of a protected call, in bytes, on the wire and once inflated (gzip/deflate): a
 #: balance is a few hundred bytes, a page of statements some kilobytes. Raise it per connection or per
 #: operator (``max_response_bytes``) for a resource that is legitimately larger.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_bankapi.client.settings import MAX_WORKERS
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.base import BankingApiBaseOperator
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_bankapi.client.api import BatchResult
 
-#: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
-MAX_WORKERS = 16
 _ACCOUNT_SEPARATORS = re.compile(r"[\s,;]+")
 
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
+from requests.adapters import DEFAULT_POOLBLOCK, BaseAdapter, HTTPAdapter
 from urllib3 import PoolManager, proxy_from_url
 
 from airflow_provider_bankapi.client.settings import TOKEN_ANSWER_LIMIT, TransportSettings
@@ -228,21 +228,28 @@ class _PlainHttpRefused(HTTPAdapter):
 
 
 def make_session(
-    ssl_context: ssl.SSLContext, settings: TransportSettings | None = None, *, token_url: str | None = None
+    ssl_context: ssl.SSLContext,
+    settings: TransportSettings | None = None,
+    *,
+    token_url: str | None = None,
+    adapter: BaseAdapter | None = None,
 ) -> requests.Session:
     """A Session for the bank: TLS from ``ssl_context`` only, retries, timeouts, the egress proxy.
 
-    One Session keeps its connections alive (one TLS handshake for many calls); requests does not
-    promise a Session is thread-safe, so give each thread its own, all sharing one context.
+    One Session keeps its connections alive (one TLS handshake for many calls), in urllib3's pool, which
+    is thread-safe: threads may share a Session that no call changes (auth and headers passed per
+    request; ``http.cookiejar`` locks its own jar).
 
     :param ssl_context: the client identity's context (``ClientIdentity.ssl_context()``).
     :param settings: timeouts, retries, pool size, proxy (defaults when None).
     :param token_url: the token endpoint's URL: its POST is also retried after 502/504.
+    :param adapter: another Session's adapter, to share its connections (made from the other arguments
+        when None).
     """
     settings = settings or TransportSettings()
     session = requests.Session()
     session.trust_env = False  # see the module docstring: requests' variables change nothing
     session.proxies = {"https": settings.proxy} if settings.proxy else {}
-    session.mount("https://", BankingApiAdapter(ssl_context, settings, token_url=token_url))
+    session.mount("https://", adapter or BankingApiAdapter(ssl_context, settings, token_url=token_url))
     session.mount("http://", _PlainHttpRefused())
     return session
