@@ -61,7 +61,16 @@ class BankTokenAuth(AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         self._check_url(request.url or "")
-        token = self.token()
+        return self._attach(request, self.token())
+
+    def holding(self, token: AccessToken) -> Callable[[requests.PreparedRequest], requests.PreparedRequest]:
+        """The auth of one request of the client's own, with its token already in hand: the client asks
+        for the token before it sends (so a token request never starts inside a call's send) and has
+        checked the URL itself. A 401 renews it as for every request.
+        """
+        return partial(self._attach, token=token)
+
+    def _attach(self, request: requests.PreparedRequest, token: AccessToken) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {token.access_token}"
         request.hooks["response"].append(partial(self._renew_after_401, token))
         return request

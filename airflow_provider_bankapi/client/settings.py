@@ -36,6 +36,8 @@ DEFAULT_MAX_RETRIES = 3
 DEFAULT_BACKOFF_BASE = 0.5
 DEFAULT_BACKOFF_MAX = 30.0
 DEFAULT_MAX_TOTAL_WAIT = 120.0
+#: Balance calls at once in a batch unless the caller says otherwise.
+DEFAULT_MAX_WORKERS = 4
 #: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
 MAX_WORKERS = 16
 #: Connections one Session keeps alive per host: one per worker, as every worker of a batch sends on the

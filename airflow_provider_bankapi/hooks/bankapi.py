@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook
 
 from airflow_provider_bankapi.client.settings import (
+    DEFAULT_MAX_WORKERS,
     DEFAULT_REFRESH_MARGIN,
     TOKEN_PATH,
     WHOLE_NUMBERS,
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
     import requests
 
-    from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
+    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.client.batch import BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription
     from airflow_provider_bankapi.client.tokens.values import AccessToken
 
@@ -233,11 +235,13 @@ class BankingApiHook(BaseHook):
     def get_balance(self, account_id: str | int) -> Any:
         return self.client.get_balance(account_id)
 
-    def get_balances(self, account_ids: Sequence[str | int], *, max_workers: int = 4) -> BatchResult:
+    def get_balances(
+        self, account_ids: Sequence[str | int], *, max_workers: int = DEFAULT_MAX_WORKERS
+    ) -> BatchResult:
         return self.client.get_balances(account_ids, max_workers=max_workers)
 
     def iter_balances(
-        self, account_ids: Sequence[str | int], *, max_workers: int = 4
+        self, account_ids: Sequence[str | int], *, max_workers: int = DEFAULT_MAX_WORKERS
     ) -> Iterator[tuple[str, Any]]:
         return self.client.iter_balances(account_ids, max_workers=max_workers)
 

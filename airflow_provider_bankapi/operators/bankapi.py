@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.client.settings import MAX_WORKERS
+from airflow_provider_bankapi.client.settings import DEFAULT_MAX_WORKERS, MAX_WORKERS
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.base import BankingApiBaseOperator
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import requests
     from airflow.sdk import Context
 
-    from airflow_provider_bankapi.client.api import BatchResult
+    from airflow_provider_bankapi.client.batch import BatchResult
 
 _ACCOUNT_SEPARATORS = re.compile(r"[\s,;]+")
 
@@ -300,7 +300,7 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
         account_ids: Sequence[str | int] | str | None = None,
         account_id: str | int | None = None,
         bankapi_conn_id: str = BankingApiHook.default_conn_name,
-        max_workers: int = 4,
+        max_workers: int = DEFAULT_MAX_WORKERS,
         output_path: str | None = None,
         output_format: str | None = None,
         asset_alias: str | None = None,
@@ -373,7 +373,7 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
         """JSON Lines: each balance written as it arrives, only the ids delivered and the failures kept.
         CSV gathers its rows first: its header names every field of every balance, known once all arrived.
         """
-        from airflow_provider_bankapi.client.api import BatchResult  # the client's imports, at run time
+        from airflow_provider_bankapi.client.batch import BatchResult  # the client's imports, at run time
 
         path = output_location(str(self.output_path))
         fmt = output_format(path, self.output_format)

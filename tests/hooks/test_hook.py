@@ -10,7 +10,8 @@ import secrets
 import pytest
 from airflow.sdk.log import redact
 
-from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
+from airflow_provider_bankapi.client.api import BankingApiClient
+from airflow_provider_bankapi.client.batch import BatchResult
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore, default_cache_dir
 from airflow_provider_bankapi.client.tokens.values import AccessToken
 from airflow_provider_bankapi.errors import ConfigurationError
