@@ -13,6 +13,7 @@ resolves under it is ``endpoints.py``'s rule, which :meth:`ClientSettings.url` a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from airflow_provider_bankapi.client.endpoints import endpoint_url, normalise_endpoint
@@ -30,19 +31,17 @@ DEFAULT_CACHE_SCOPE = "host"
 #: Warn when the client certificate expires within this many days.
 DEFAULT_EXPIRY_WARNING_DAYS = 30
 
+#: Balance calls at once in a batch unless the caller says otherwise.
+DEFAULT_MAX_WORKERS = 4
+#: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
+MAX_WORKERS = 16
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_BACKOFF_BASE = 0.5
 DEFAULT_BACKOFF_MAX = 30.0
 DEFAULT_MAX_TOTAL_WAIT = 120.0
-#: Balance calls at once in a batch unless the caller says otherwise.
-DEFAULT_MAX_WORKERS = 4
-#: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
-MAX_WORKERS = 16
-#: Connections one Session keeps alive per host: one per worker, as every worker of a batch sends on the
-#: client's one Session.
-DEFAULT_POOL_MAXSIZE = MAX_WORKERS
+DEFAULT_POOL_MAXSIZE = MAX_WORKERS  # one kept-alive connection per worker: a batch shares one Session
 #: The largest answer of a protected call, in bytes, on the wire and once inflated (gzip/deflate): a
 #: balance is a few hundred bytes, a page of statements some kilobytes. Raise it per connection or per
 #: operator (``max_response_bytes``) for a resource that is legitimately larger.
@@ -239,9 +238,9 @@ class ClientSettings:
         """
         return endpoint_url(self.base_url, path, token_endpoint=self.auth_endpoint)
 
-    @property
+    @cached_property
     def token_url(self) -> str:
-        """The absolute URL of the token endpoint."""
+        """The absolute URL of the token endpoint (resolved once: the settings never change)."""
         return endpoint_url(self.base_url, self.auth_endpoint)
 
 
