@@ -258,10 +258,14 @@ class BankingApiClient:
             identity = self.identity
             description = identity.describe()
             step = "TLS handshake"
+            proxy = self.settings.transport.proxy
             tls = probe_tls(
                 identity.ssl_context(),
                 self.settings.base_url,
                 timeout=self.settings.transport.connect_timeout,
+                # The tasks' route: through the egress proxy. An https:// proxy would need TLS inside TLS,
+                # which a raw socket cannot do: the probe then goes straight to the bank, as it always did.
+                proxy=proxy if proxy and urlsplit(proxy).scheme == "http" else None,
                 answer_timeout=self.settings.transport.read_timeout,
             )
             step = "token"
