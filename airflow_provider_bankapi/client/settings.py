@@ -12,6 +12,7 @@ resolves under it is ``endpoints.py``'s rule, which :meth:`ClientSettings.url` a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from urllib.parse import urlsplit
@@ -244,9 +245,12 @@ class ClientSettings:
         return endpoint_url(self.base_url, self.auth_endpoint)
 
 
+# C0 and C1 controls, DEL and spaces: none belongs in a URL, and layers below cut or send them apart.
+_CONTROL_CHARACTER = re.compile("[\x00-\x20\x7f-\x9f]")
+
+
 def _has_control_character(text: str) -> bool:
-    # C0 and C1 controls, DEL and spaces: none belongs in a URL, and layers below cut or send them apart.
-    return any(ord(character) <= 0x20 or 0x7F <= ord(character) <= 0x9F for character in text)
+    return _CONTROL_CHARACTER.search(text) is not None
 
 
 def describe_range(name: str) -> str:

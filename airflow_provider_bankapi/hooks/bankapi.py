@@ -16,7 +16,11 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook
 
 from airflow_provider_bankapi.client.settings import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_WORKERS,
+    DEFAULT_READ_TIMEOUT,
     DEFAULT_REFRESH_MARGIN,
     TOKEN_PATH,
     WHOLE_NUMBERS,
@@ -144,14 +148,13 @@ def settings_from_connection(
     extras = connection_extras(extra)
     scope = cache_scope(extras.get("cache_scope"))
     identity = IdentityMaterial.from_extra(extras)
-    transport_defaults = TransportSettings()
-    read_timeout = _number(extras, "timeout", transport_defaults.read_timeout, setting="read_timeout")
+    read_timeout = _number(extras, "timeout", DEFAULT_READ_TIMEOUT, setting="read_timeout")
     transport = TransportSettings(
-        connect_timeout=min(transport_defaults.connect_timeout, read_timeout),
+        connect_timeout=min(DEFAULT_CONNECT_TIMEOUT, read_timeout),
         read_timeout=read_timeout,
-        max_retries=_number(extras, "max_retries", transport_defaults.max_retries, setting="max_retries"),
+        max_retries=_number(extras, "max_retries", DEFAULT_MAX_RETRIES, setting="max_retries"),
         max_response_bytes=_number(
-            extras, "max_response_bytes", transport_defaults.max_response_bytes, setting="max_response_bytes"
+            extras, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, setting="max_response_bytes"
         ),
         proxy=_text(extras, "proxy"),
     )
