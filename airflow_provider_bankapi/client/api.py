@@ -17,15 +17,13 @@ from urllib.parse import quote, urlsplit
 from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
 from airflow_provider_bankapi.client.endpoints import checked_account_id
 from airflow_provider_bankapi.client.identity.identity import load_identity
-from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
 from airflow_provider_bankapi.client.redaction import Redactor
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, DEFAULT_MAX_WORKERS, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.request import TokenRequest
 from airflow_provider_bankapi.client.tokens.values import cache_key
-from airflow_provider_bankapi.client.transport.adapter import make_session
+from airflow_provider_bankapi.client.transport.adapter import make_session, send
 from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
-from airflow_provider_bankapi.client.transport.failures import send
 from airflow_provider_bankapi.errors import (
     ApiError,
     BankingApiError,
@@ -38,6 +36,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_bankapi.client.batch import BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription, ClientIdentity
+    from airflow_provider_bankapi.client.probe import ProbeReport
     from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 
@@ -253,6 +252,8 @@ class BankingApiClient:
 
     def probe(self) -> ProbeReport:
         """Identity -> TLS handshake -> token, reporting the first step that fails and what to check."""
+        from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls  # the connection test only
+
         step = "client identity"
         try:
             identity = self.identity

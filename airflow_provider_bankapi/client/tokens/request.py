@@ -15,8 +15,8 @@ import time
 from typing import TYPE_CHECKING
 
 from airflow_provider_bankapi.client.tokens.values import parse_token_response
+from airflow_provider_bankapi.client.transport.adapter import send
 from airflow_provider_bankapi.client.transport.answers import raise_for_bank_status
-from airflow_provider_bankapi.client.transport.failures import send
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -48,7 +48,7 @@ from urllib3 import PoolManager, proxy_from_url
 from airflow_provider_bankapi.client.settings import TOKEN_ANSWER_LIMIT, TransportSettings
 from airflow_provider_bankapi.client.transport.budget import BudgetedBody, declared_length, too_large
 from airflow_provider_bankapi.client.transport.deadline import use_answer_deadline
-from airflow_provider_bankapi.client.transport.failures import HINT_BAD_URL
+from airflow_provider_bankapi.client.transport.failures import HINT_BAD_URL, map_transport_error
 from airflow_provider_bankapi.client.transport.retry import BankRetry
 from airflow_provider_bankapi.errors import HINT_REDIRECT, ConfigurationError, RedirectRefusedError
 
@@ -253,3 +253,18 @@ def make_session(
     session.mount("https://", adapter or BankingApiAdapter(ssl_context, settings, token_url=token_url))
     session.mount("http://", _PlainHttpRefused())
     return session
+
+
+def send(session: requests.Session, method: str, url: str, *, path: str, **kwargs: Any) -> requests.Response:
+    """``session.request`` with JSON asked for; a failure with no answer becomes the error tree's, naming
+    ``path`` (the one place where a request to the bank is sent, the token request's and the calls').
+    """
+    headers = dict(kwargs.pop("headers", None) or {})
+    headers.setdefault("Accept", "application/json")
+    try:
+        return session.request(method, url, headers=headers, **kwargs)
+    except requests.RequestException as exc:
+        # The bank's reason first: the three exceptions requests and urllib3 wrap a TLS failure in say
+        # nothing the error's fields (reason, verify_code) do not, and a task log would print them above
+        # it. The original stays on __context__ for a debugger.
+        raise map_transport_error(exc, method=method, path=path) from None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
@@ -295,17 +295,3 @@ def map_transport_error(exc: BaseException, *, method: str, path: str) -> Bankin
         return failed(f"no answer from {where} ({type(exc).__name__})", request_sent=True)
     return BankingApiError(f"{during} failed: {type(exc).__name__}.")
 
-
-def send(session: requests.Session, method: str, url: str, *, path: str, **kwargs: Any) -> requests.Response:
-    """``session.request`` with JSON asked for; a failure with no answer becomes the error tree's, naming
-    ``path`` (the one place where a request to the bank is sent, the token request's and the calls').
-    """
-    headers = dict(kwargs.pop("headers", None) or {})
-    headers.setdefault("Accept", "application/json")
-    try:
-        return session.request(method, url, headers=headers, **kwargs)
-    except requests.RequestException as exc:
-        # The bank's reason first: the three exceptions requests and urllib3 wrap a TLS failure in say
-        # nothing the error's fields (reason, verify_code) do not, and a task log would print them above
-        # it. The original stays on __context__ for a debugger.
-        raise map_transport_error(exc, method=method, path=path) from None
