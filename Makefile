@@ -5,23 +5,34 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 BENCH_STAMP = $(VENV)/.installed-bench
+# One file of pins per Python (3.10 to 3.13, those Airflow 3.3 supports), as Airflow publishes its own:
+# the release of the virtualenv's Python once it exists, of $(PYTHON) before.
+PYTHON_RELEASE := $(shell $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -c \
+	'import sys; print("%d.%d" % sys.version_info[:2])')
+CONSTRAINTS = constraints/constraints-$(PYTHON_RELEASE).txt
 
-.PHONY: install test test-fast lint typecheck pytest day e2e bench bench-sandbox demo demo-curl constraints clean
+.PHONY: install test test-fast lint typecheck pytest day e2e bench bench-sandbox demo demo-curl constraints \
+	dist clean
 
 # The virtualenv is (re)built when the project or its pinned constraints change. The sandbox bank
 # (sandbox/, a distribution of its own, never in the provider's wheel) comes with it for the tests.
-$(STAMP): pyproject.toml sandbox/pyproject.toml constraints.txt
+$(STAMP): pyproject.toml sandbox/pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]" -e "./sandbox[pytest]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[test]" -e "./sandbox[pytest]"
 	touch $(STAMP)
+
+# A Python without pins of its own is one Airflow 3.3 does not support.
+constraints/constraints-%.txt:
+	@echo "No pins for Python $* (no $@): use Python 3.10 to 3.13, e.g. make PYTHON=python3.12" >&2
+	@exit 1
 
 install: $(STAMP)
 
 # The peers the benchmarks compare with (the `bench` extra), on top of the test install: `make test`
 # never needs them.
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,bench]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[test,bench]"
 	touch $(BENCH_STAMP)
 
 lint: install
@@ -67,10 +78,17 @@ demo: install
 demo-curl: install
 	$(BIN)/python -m demos.curl_demo
 
-# Refresh the pins from a working install (run after changing dependencies, then commit); the bench
-# extra is installed first so that its pins stay.
+# Refresh the pins of the virtualenv's Python from a working install (run after changing dependencies,
+# once per Python: make constraints PYTHON=python3.X VENV=.venv-3.X, then commit); the bench extra is
+# installed first so that its pins stay.
 constraints: $(BENCH_STAMP)
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(airflow-provider-bankapi|pip|setuptools)==' > constraints.txt
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(airflow-provider-bankapi|pip|setuptools)==' > $(CONSTRAINTS)
+
+# The wheel as the README builds it, with the example DAGs and the docs, checked as a package index would.
+dist: install
+	rm -rf dist
+	$(BIN)/python -m pip wheel --no-deps -w dist .
+	$(BIN)/twine check --strict dist/*.whl
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo .e2e-artifacts
+	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo .e2e-artifacts

@@ -4,7 +4,8 @@
 
     BankingApiError
     ├── ConfigurationError                 a connection field is missing or malformed (names it)
-    │   └── ClientIdentityError            cert/key/PFX unreadable, wrong password, key ≠ cert, expired
+    │   ├── ClientIdentityError            cert/key/PFX unreadable, wrong password, key ≠ cert, expired
+    │   └── UnsupportedAirflowError        the installed Airflow is older than the provider needs (3.3)
     ├── TlsHandshakeError                  TLS failed: server not trusted, or client cert rejected
     ├── ConnectionFailedError              no HTTP answer: refused, unresolved, timed out or dropped
     ├── TokenResponseError                 the token endpoint answered 2xx with an unusable body
@@ -15,13 +16,18 @@
         ├── RateLimitedError               429 after retries
         ├── ServerError                    5xx after retries
         ├── RedirectRefusedError           3xx: the Banking API has no redirects; none is followed
-        └── ResponseTooLargeError          an answer past its byte limit, refused while it was read
+        ├── ResponseTooLargeError          an answer past its byte limit, refused while it was read
+        └── NextLinkRefusedError           a page's next link leaves the Base URL; it is not followed
 
 Every error says whether it is ``transient``: True when the same call may succeed later without a change
 of configuration (429, 5xx, no answer, a TLS connection dropped for a reason other than the client
 certificate or an untrusted server, a 408/425 answer), so that a caller that waits (the sensors, the
 trigger) backs off and tries again instead of giving up. Everything else (credentials, certificate,
 allowlist, configuration, another 4xx the bank will keep answering) is not.
+
+Every error that comes from an answer of the bank carries ``interaction_id``, the
+``x-fapi-interaction-id`` of the request (the one the bank echoed, else the one sent), the first thing
+the bank's support desk asks for; its text shows it too.
 
 Callers branch on the types and their attributes, never on message text. No message or
 attribute ever holds a client_secret, a token, a password or key material. Standard library only.
@@ -99,6 +105,8 @@ class BankingApiError(Exception):
 
     #: True when the same call may succeed later with nothing changed (see the module's docstring).
     transient: bool = False
+    #: The id of the request the bank answered (see the module's docstring), None when no answer came.
+    interaction_id: str | None = None
 
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)
@@ -106,7 +114,8 @@ class BankingApiError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
+        request = f" (interaction id {self.interaction_id})" if self.interaction_id else ""
+        return f"{self.message}{request} {self.hint}".strip()
 
 
 class ConfigurationError(BankingApiError):
@@ -119,6 +128,18 @@ class ConfigurationError(BankingApiError):
 
 class ClientIdentityError(ConfigurationError):
     """The client certificate, key or PKCS#12 bundle cannot serve as a client identity."""
+
+
+class UnsupportedAirflowError(ConfigurationError):
+    """The installed Airflow is older than 3.3; ``found`` is its version."""
+
+    def __init__(self, *, found: str) -> None:
+        super().__init__(
+            f"airflow-provider-bankapi needs Apache Airflow 3.3 or newer; this environment has {found}.",
+            hint='Upgrade Airflow (pip install "apache-airflow>=3.3") in every component that imports '
+            "the provider: API server, scheduler, DAG processor, triggerer and workers.",
+        )
+        self.found = found
 
 
 class TlsHandshakeError(BankingApiError):
@@ -275,3 +296,16 @@ class ResponseTooLargeError(ApiError):
         self.limit = limit
         self.setting = setting
         self.transient = False  # the same resource will be as large next time
+
+
+class NextLinkRefusedError(ApiError):
+    """A page's next link points outside the Base URL (another host, port, scheme or path): never followed,
+    so the token and the client certificate only go to the bank's API.
+
+    :param link_host: the host (and port) the link points to, never the whole link: its query could hold
+        a token.
+    """
+
+    def __init__(self, message: str, *, link_host: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.link_host = link_host

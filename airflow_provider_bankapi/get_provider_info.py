@@ -22,10 +22,12 @@ from typing import Any
 from airflow_provider_bankapi.client.settings import (
     CACHE_SCOPES,
     DEFAULT_CACHE_SCOPE,
+    DEFAULT_INTERACTION_ID_HEADER,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_REFRESH_MARGIN,
+    NO_INTERACTION_ID,
     PRODUCTION_BASE_URL,
     TOKEN_PATH,
 )
@@ -179,6 +181,18 @@ _CONN_FIELDS: tuple[tuple[str, dict[str, Any]], ...] = (
                 "e.g. http://user:password@proxy.internal:3128. Masked by Airflow."
             ),
             "schema": {"type": _TEXT, "format": "password"},
+        },
+    ),
+    (
+        "interaction_id_header",
+        {
+            "label": "Interaction id header",
+            "description": (
+                "The request header that carries a fresh UUID on every request, kept on every error so "
+                f"that the bank's support desk can find the request. {NO_INTERACTION_ID!r} sends none. "
+                f"Default: {DEFAULT_INTERACTION_ID_HEADER}."
+            ),
+            "schema": {"type": _TEXT, "default": DEFAULT_INTERACTION_ID_HEADER},
         },
     ),
 )

@@ -56,11 +56,10 @@ the triggerer), so the loop itself stays responsive and the lag grows slowly; th
 pool's throughput: when a poll waits for a free thread, a trigger's interval stretches and the
 requests per interval fall below N. On a busy machine that happens early: when the requests fall
 below N while the CPU column stays well under one core, the process was waiting for CPU time that
-other work held (compare the load average), not for the bank. Each trigger builds its own client:
-its own identity load, SSLContext, Session and kept-alive TLS connection to the bank (hence N
-connections, and the RSS per trigger). Tokens come from the host store the worker filled: none is
-fetched. What would raise the ceiling: one client per connection id shared by the triggers of a
-process (one identity, a small pool of connections), and a thread pool sized for the polls.
+other work held (compare the load average), not for the bank. The triggers of one connection share
+one client (one identity load, one token, one SSLContext): the TLS connections column counts the
+mTLS connections the sandbox accepted over the run, at most one per thread of the pool, whatever
+the number of triggers. Tokens come from the host store the worker filled: none is fetched.
 """
 
 SIZES = tuple(int(n) for n in os.environ.get("TRIGGERER_BENCH_SIZES", "100,500,1000").split(","))
@@ -148,7 +147,7 @@ async def _run(size: int, serialized: tuple[str, dict[str, Any]], sandbox: Sandb
         task.cancel()
     # Bounded: a trigger stuck in a call must not hold the benchmark (the transport's timeouts end it).
     await asyncio.wait([*tasks, *watching], timeout=STOP_TIMEOUT)
-    tokens = (await loop.run_in_executor(control, sandbox.counters))["tokens_issued"]
+    final = await loop.run_in_executor(control, sandbox.counters)
     control.shutdown()
     per_interval = [later - earlier for earlier, later in zip(counts, counts[1:], strict=False)]
     return {
@@ -159,7 +158,8 @@ async def _run(size: int, serialized: tuple[str, dict[str, Any]], sandbox: Sandb
         "rss_before": rss_before,
         "rss_end": rss_end,
         "rss_peak": peak_rss_mb(),
-        "tokens": tokens,
+        "tokens": final["tokens_issued"],
+        "tls_connections": final["tls_connections"],
         "cpu": cpu / wall,
         "server_cpu": server_cpu / wall,
         "ended": ", ".join(f"{count} {kind}" for kind, count in ended.most_common()) or "none",
@@ -190,9 +190,10 @@ def main() -> None:
     print(
         "| triggers | loop lag p50 ms | p99 ms | max ms | requests per interval (median) | of N | "
         "RSS MiB at start / end / peak | MiB per trigger | CPU triggerer / sandbox | tokens issued | "
+        "TLS connections | "
         "triggers that ended early |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---|")
     for size, r in rows:
         print(
             f"| {size:,} | {r['lag_p50'] * 1000:.0f} | {r['lag_p99'] * 1000:.0f} | "
@@ -200,7 +201,7 @@ def main() -> None:
             f"{r['rss_before']:.0f} / {r['rss_end']:.0f} / "
             f"{r['rss_peak']:.0f} | {(r['rss_end'] - r['rss_before']) / size:.2f} | "
             f"{r['cpu']:.0%} / {r['server_cpu']:.0%} | "
-            f"{r['tokens']} | "
+            f"{r['tokens']} | {r['tls_connections']} | "
             f"{r['ended']} |",
             flush=True,
         )

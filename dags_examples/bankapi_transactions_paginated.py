@@ -1,22 +1,25 @@
 """Any protected resource, page by page, to JSON Lines: an account's transactions (sandbox illustration).
 
 What it shows
-    ``BankingApiOperator``, the generic call: a templated endpoint and query parameters, a
-    ``pagination_function`` that turns one page into the parameters of the next, and ``output_path``:
-    the records of every page (the items of each page's ``"items"`` list) are streamed into one JSON
-    Lines file, and the task returns ``{"path", "records", "pages"}``.
+    ``BankingApiOperator``, the generic call, on a resource shaped like an Open Finance Brasil bank's:
+    ``{"data": [...], "links": {"next": "https://..."}, "meta": {"totalPages": N}}`` pages.
+    ``pagination="links"`` follows each page's ``links.next`` (only under the connection's Base URL: a
+    link anywhere else fails the task before any request to it), ``records_path="data"`` writes one JSON
+    line per transaction, each with ``fetched_at`` (UTC) and its amount with the bank's exact digits
+    (``{"amount": 123.4500, "currency": "BRL"}``), and the task returns ``{"path", "records", "pages"}``:
+    one request per page.
 
     **Sandbox illustration.** The bank documents only the token and the balance endpoints. The
-    ``/accounts/{id}/transactions?limit=&cursor=`` resource and its ``{"items": [...], "next_cursor":
-    ...}`` pages are the provider's sandbox bank's, made up to show the generic call and pagination; they
-    are not the bank's documented contract. Point the operator at a resource the bank documents for
-    you, and write the pagination function for the way that resource pages.
+    ``/open-banking/accounts/{id}/transactions?page=&page-size=`` resource and its pages are the provider's
+    sandbox bank's, made up to show the generic call and pagination; they are not the bank's documented
+    contract. Point the operator at a resource the bank documents for you.
 
 How to adapt it
     - Connection ``bankapi_default`` (type "Banking API"): see ``bankapi_hourly_balances``.
-    - ``endpoint``, ``query_params`` and ``next_page`` for your resource. ``next_page`` gets each page's
-      JSON and returns the parameters to add for the next request, or None after the last page (an
-      offset/limit API returns ``{"offset": ...}``; a link-based one, the link's query).
+    - ``endpoint``, ``query_params``, ``pagination`` and ``records_path`` for your resource:
+      ``pagination="link_header"`` for an RFC 8288 ``Link`` header, ``"page"`` for ``page=1, 2...`` until
+      ``meta.totalPages``, ``"cursor"`` for ``{"next_cursor": ...}``, or a value of
+      ``airflow_provider_bankapi.pagination`` for other field names.
     - Params ``account_id`` and ``page_size``; the Airflow Variable ``bankapi_output_base`` (default
       ``file://$AIRFLOW_HOME/bankapi-output``, private to Airflow's user); each run writes
       ``<base>/transactions/<account>/<run time>.jsonl``.
@@ -39,12 +42,6 @@ DEFAULT_OUTPUT_BASE = f"file://{AIRFLOW_HOME}/bankapi-output"
 OUTPUT_BASE = f"{{{{ var.value.get('bankapi_output_base', {DEFAULT_OUTPUT_BASE!r}) }}}}"
 
 
-def next_page(page: dict) -> dict | None:
-    """Cursor pagination as the sandbox does it: ask again with ``cursor=<next_cursor>`` until it is null."""
-    cursor = page.get("next_cursor")
-    return {"cursor": cursor} if cursor else None
-
-
 with DAG(
     dag_id="bankapi_transactions_paginated",
     description="A protected resource, page by page, to JSON Lines (sandbox illustration).",
@@ -63,9 +60,10 @@ with DAG(
     BankingApiOperator(
         task_id="export_transactions",
         bankapi_conn_id="bankapi_default",
-        endpoint="/accounts/{{ params.account_id }}/transactions",
-        query_params={"limit": "{{ params.page_size }}"},
-        pagination_function=next_page,
+        endpoint="/open-banking/accounts/{{ params.account_id }}/transactions",
+        query_params={"page-size": "{{ params.page_size }}"},
+        pagination="links",  # each page's links.next, under the Base URL only
+        records_path="data",  # one line per transaction
         output_path=(
             OUTPUT_BASE + "/transactions/{{ params.account_id }}/{{ dag_run.run_after | ts_nodash }}.jsonl"
         ),

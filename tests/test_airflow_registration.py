@@ -33,6 +33,8 @@ STAND_IN_EXTRA = {
     "refresh_margin": 300,
     "timeout": 30,
     "max_retries": 3,
+    "max_response_bytes": 16777216,
+    "interaction_id_header": "x-fapi-interaction-id",
     "proxy": "http://egress-user:egress-password@proxy.internal:3128",
 }
 SECRET_EXTRAS = {"client_private_key", "client_private_key_password", "client_pfx_secret",

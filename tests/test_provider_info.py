@@ -34,7 +34,7 @@ SECRET_EXTRAS = frozenset(
 ISSUE_EXTRAS = (
     "client_cert", "client_private_key", "client_private_key_password", "client_pfx_secret",
     "client_pfx_password", "ca_cert", "auth_endpoint", "cache_scope", "refresh_margin", "timeout",
-    "max_retries", "max_response_bytes", "proxy",
+    "max_retries", "max_response_bytes", "proxy", "interaction_id_header",
 )
 
 

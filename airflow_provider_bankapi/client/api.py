@@ -20,15 +20,18 @@ from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.redaction import Redactor
 from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, DEFAULT_MAX_WORKERS, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
+from airflow_provider_bankapi.client.tokens.host import HostTokenStore
+from airflow_provider_bankapi.client.tokens.kept_key import kept_cache_key
 from airflow_provider_bankapi.client.tokens.request import TokenRequest
 from airflow_provider_bankapi.client.tokens.values import cache_key
-from airflow_provider_bankapi.client.transport.adapter import make_session, send
+from airflow_provider_bankapi.client.transport.adapter import answer_of, make_session, send
 from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
 from airflow_provider_bankapi.errors import (
     ApiError,
     BankingApiError,
     printable,
 )
+from airflow_provider_bankapi.pagination import NextRequest, pagination_style
 
 if TYPE_CHECKING:
     import requests
@@ -121,12 +124,12 @@ class BankingApiClient:
 
     @cached_property
     def _token_key(self) -> str:
-        return cache_key(
-            self.token_url,
-            self.settings.client_id,
-            self.identity.fingerprint_sha256,
-            self.settings.client_secret,
-        )
+        parts = (self.token_url, self.settings.client_id, self.identity.fingerprint_sha256)
+        host = next((store for store in self._tokens.stores if isinstance(store, HostTokenStore)), None)
+        if host is None or not self.identity.private_key_digest:
+            return cache_key(*parts, self.settings.client_secret)
+        # The scrypt in the key, derived by the first process on this host and kept beside its tokens.
+        return kept_cache_key(host, *parts, self.settings.client_secret, self.identity.private_key_digest)
 
     @cached_property
     def auth(self) -> BankTokenAuth:
@@ -188,19 +191,24 @@ class BankingApiClient:
         # The token first, then the call: a token request never starts inside the call's own send.
         auth = self.auth.holding(self.auth.token())
         response = send(self._http, method, url, path=path, auth=auth, **kwargs)
-        raise_for_bank_status(
-            response,
-            method=method,
-            path=path,
-            token_renewed=renewed_after_401(response),
-            redact=self.redactor,
-        )
+        with answer_of(response):
+            raise_for_bank_status(
+                response,
+                method=method,
+                path=path,
+                token_renewed=renewed_after_401(response),
+                redact=self.redactor,
+            )
         return response
+
+    def json_of(self, response: requests.Response, *, method: str, path: str) -> Any:
+        """A 2xx answer's JSON, numbers exact; a body that is not JSON: an ApiError with the request's id."""
+        with answer_of(response):
+            return json_body(response, method=method, path=path, redact=self.redactor)
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET a protected resource and decode its JSON body (a non-JSON 2xx body is an ApiError)."""
-        response = self.request("GET", path, params=params)
-        return json_body(response, method="GET", path=path, redact=self.redactor)
+        return self.json_of(self.request("GET", path, params=params), method="GET", path=path)
 
     # -- typed conveniences -------------------------------------------------------------------------
 
@@ -231,21 +239,42 @@ class BankingApiClient:
         params: Mapping[str, Any] | None = None,
         next_page: Callable[[Any], Mapping[str, Any] | None] = next_cursor_params,
         max_pages: int = 10_000,
+        pagination: Any = None,
     ) -> Iterator[Any]:
-        """Yield each page's JSON body; ``next_page(page)`` gives the params to add for the next one."""
-        current = dict(params or {})
+        """Yield each page's JSON body, one GET per page.
+
+        :param pagination: the style (``"cursor"``, ``"links"``, ``"link_header"``, ``"page"``, a value of
+            ``airflow_provider_bankapi.pagination`` or a function); when None, ``next_page(page)`` gives
+            the params to add.
+        :param max_pages: more pages than this is an ApiError (a resource that never says "last").
+        :raises NextLinkRefusedError: a next link leaves the Base URL (before any request to it).
+        """
+        paginator = pagination_style(next_page if pagination is None else pagination)
+        first_params = getattr(paginator, "first_params", None)
+        current: NextRequest | None = NextRequest(
+            path, first_params(dict(params or {})) if first_params else dict(params or {})
+        )
         for _ in range(max_pages):
-            page = self.get_json(path, current)
+            assert current is not None
+            response = self.request("GET", current.endpoint, params=current.params)
+            page = self.json_of(response, method="GET", path=current.endpoint)
             yield page
-            following = next_page(page)
-            if not following:
+            with answer_of(response):  # a refused next link names the answer it came in
+                current = paginator.next_request(
+                    page,
+                    response,
+                    current,
+                    base_url=self.settings.base_url,
+                    token_path=self.settings.auth_endpoint,
+                )
+            if current is None:
                 return
-            current = {**current, **following}
         raise ApiError(
             f"GET {path} kept returning a next page after {max_pages} pages; stopped.",
             method="GET",
             path=path,
-            hint="Check the pagination function: it must return None on the last page.",
+            hint="Raise max_pages if the resource really has more pages; else check the pagination style "
+            "(a function must return None on the last page).",
         )
 
     # -- connection test ----------------------------------------------------------------------------

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from functools import partial
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from requests.auth import AuthBase
 from requests.utils import rewind_body
 
-from airflow_provider_bankapi.client.endpoints import endpoint_url
+from airflow_provider_bankapi.client.endpoints import endpoint_url, path_under_base
 from airflow_provider_bankapi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -50,7 +49,6 @@ class BankTokenAuth(AuthBase):
         fetch: Callable[[], AccessToken],
     ) -> None:
         self._settings = settings
-        self._base = _origin_and_path(settings.base_url)
         self._tokens = tokens
         self._key = key
         self._fetch = fetch
@@ -92,19 +90,17 @@ class BankTokenAuth(AuthBase):
         if getattr(again, "_body_position", None) is not None:  # requests' own mark of a rewindable body
             rewind_body(again)
         again.headers["Authorization"] = f"Bearer {fresh.access_token}"
+        name = self._settings.transport.interaction_id_header
+        if name:
+            again.headers.pop(name, None)  # a request of its own: the adapter stamps it a fresh id
         answer = response.connection.send(again, **send_options)
         answer.history.append(response)
         answer.request = again
         return answer
 
     def _check_url(self, url: str) -> None:
-        origin, path = _origin_and_path(url)
-        prefix = self._base[1].rstrip("/")
-        if (
-            origin != self._base[0]
-            or urlsplit(url).username is not None
-            or not (path == prefix or path.startswith(prefix + "/"))
-        ):
+        path = path_under_base(self._settings.base_url, url)
+        if path is None:
             raise ConfigurationError(
                 "This session only calls URLs under the connection's Base URL: the Bearer token and the "
                 "client certificate are for the bank alone.",
@@ -113,12 +109,11 @@ class BankTokenAuth(AuthBase):
             )
         # The same rule as the client's own calls; a path it would rewrite (dot segments, encoded
         # slashes...) is refused rather than sent as it is.
-        resolved = endpoint_url(
-            self._settings.base_url, path[len(prefix) :], token_endpoint=self._settings.auth_endpoint
-        )
-        if urlsplit(resolved).path.rstrip("/") != path.rstrip("/"):
+        base = self._settings.base_url.rstrip("/")
+        resolved = endpoint_url(base, path, token_endpoint=self._settings.auth_endpoint)
+        if resolved.rstrip("/") != (base + path).rstrip("/"):
             raise ConfigurationError(
-                f"The path {path[len(prefix) :]!r} is not in normal form (dot segments, '//', encoded "
+                f"The path {path!r} is not in normal form (dot segments, '//', encoded "
                 "slashes or backslashes).",
                 field="endpoint",
                 hint=HINT_SESSION_URL,
@@ -130,12 +125,3 @@ def renewed_after_401(response: requests.Response) -> bool:
     response's history holds only that refusal).
     """
     return any(earlier.status_code == 401 for earlier in response.history)
-
-
-def _origin_and_path(url: str) -> tuple[tuple[str, str, int], str]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port or 443
-    except ValueError:
-        port = -1
-    return (parts.scheme.lower(), (parts.hostname or "").lower(), port), parts.path

@@ -11,7 +11,9 @@ checked here is what the bank sees:
 - ``..`` above the Base URL's path, ``?``, ``#``, ``;``, ``://`` and control characters are refused,
   before any request;
 - a protected call onto the token endpoint is refused: its answer is a token, which must never
-  reach XCom or a file.
+  reach XCom or a file;
+- an absolute URL (a raw Session's, a page's next link) counts only under the Base URL's origin (scheme,
+  host, port) and path prefix, without user info.
 
 An account id goes into a path as exactly one segment: :func:`checked_account_id` refuses, before any
 request, an id that any reading of it (percent-decoded once, twice...) turns into a separator, a dot
@@ -24,9 +26,9 @@ from __future__ import annotations
 
 import re
 import string
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
-from airflow_provider_bankapi.errors import ConfigurationError, printable
+from airflow_provider_bankapi.errors import ConfigurationError, NextLinkRefusedError, printable
 
 HINT_ENDPOINT = (
     "Give a path relative to the Base URL, such as /accounts/123/balance. Query parameters go in params "
@@ -61,6 +63,47 @@ def endpoint_url(base_url: str, endpoint: str, *, token_endpoint: str | None = N
             hint=HINT_ENDPOINT,
         )
     return base_url.rstrip("/") + path
+
+
+def path_under_base(base_url: str, url: str) -> str | None:
+    """The path of the absolute ``url`` relative to the Base URL's path (``/accounts/1``), or None when
+    ``url`` is not under the Base URL's origin and path prefix or holds user info (``user@``).
+    """
+    origin, path = _origin_and_path(url)
+    base_origin, base_path = _origin_and_path(base_url)
+    prefix = base_path.rstrip("/")
+    if origin != base_origin or urlsplit(url).username is not None:
+        return None
+    if not (path == prefix or path.startswith(prefix + "/")):
+        return None
+    return path[len(prefix) :]
+
+
+def next_link_endpoint(
+    base_url: str, link: str, *, token_endpoint: str | None = None
+) -> tuple[str, list[tuple[str, str]]]:
+    """A page's next link as ``(endpoint, query parameters)`` under the Base URL, or a refusal.
+
+    The link (absolute, or relative: resolved against the Base URL as RFC 3986, 5.2 says) is followed
+    only when it stays under the Base URL's origin and path prefix: the token and the client certificate
+    are for the bank's API alone.
+
+    :raises NextLinkRefusedError: the link leaves the Base URL; the error names its host, never the
+        whole link (its query could hold a token).
+    """
+    absolute = urljoin(base_url.rstrip("/") + "/", str(link).strip())
+    path = path_under_base(base_url, absolute)
+    if path is None:
+        host = _host_of(absolute)
+        raise NextLinkRefusedError(
+            f"A page's next link points to {host}, outside the connection's Base URL: not followed, so the "
+            "token and the client certificate only go to the bank's API.",
+            link_host=host,
+            hint="Check the connection's Base URL (host, port and path prefix), or ask the bank why its "
+            "links point elsewhere.",
+        )
+    endpoint_url(base_url, path, token_endpoint=token_endpoint)  # the endpoint rule, token endpoint included
+    return path, parse_qsl(urlsplit(absolute).query, keep_blank_values=True)
 
 
 def normalise_endpoint(endpoint: str, *, field: str = "endpoint") -> str:
@@ -156,3 +199,21 @@ def _resource(path: str) -> str:
 def _shown(endpoint: str) -> str:
     # An endpoint is not secret, but it may be long or hold control characters: show a short repr.
     return repr(endpoint[:80] + ("…" if len(endpoint) > 80 else ""))
+
+
+def _origin_and_path(url: str) -> tuple[tuple[str, str, int], str]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower(), -1)
+    except ValueError:
+        port = -1
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), port), parts.path
+
+
+def _host_of(url: str) -> str:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname or 'an unreadable host'}{f':{port}' if port else ''}"

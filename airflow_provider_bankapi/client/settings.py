@@ -43,6 +43,13 @@ DEFAULT_BACKOFF_BASE = 0.5
 DEFAULT_BACKOFF_MAX = 30.0
 DEFAULT_MAX_TOTAL_WAIT = 120.0
 DEFAULT_POOL_MAXSIZE = MAX_WORKERS  # one kept-alive connection per worker: a batch shares one Session
+#: The request header that carries a fresh UUID per request (Open Finance Brasil's name; the bank's support
+#: desk asks for it first). Empty sends none.
+DEFAULT_INTERACTION_ID_HEADER = "x-fapi-interaction-id"
+#: The connection's ``interaction_id_header`` value that sends no interaction id.
+NO_INTERACTION_ID = "none"
+# An HTTP header name is an RFC 9110 token.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: The largest answer of a protected call, in bytes, on the wire and once inflated (gzip/deflate): a
 #: balance is a few hundred bytes, a page of statements some kilobytes. Raise it per connection or per
 #: operator (``max_response_bytes``) for a resource that is legitimately larger.
@@ -155,6 +162,7 @@ class TransportSettings:
     :param proxy: egress proxy URL (``http://[user:password@]host:port``; https targets go through
         a CONNECT tunnel, so TLS stays end to end with the bank). Hidden from repr: it may hold a password.
     :param pool_maxsize: connections kept per host; at least the number of threads sharing a session.
+    :param interaction_id_header: the header that carries a fresh UUID on every request (empty: none).
     :param max_response_bytes: the largest answer, in bytes, on the wire and once inflated; a larger one
         is refused while it is read (:class:`~airflow_provider_bankapi.errors.ResponseTooLargeError`).
         Token answers keep :data:`TOKEN_ANSWER_LIMIT`.
@@ -168,9 +176,16 @@ class TransportSettings:
     max_total_wait: float = DEFAULT_MAX_TOTAL_WAIT
     proxy: str | None = field(default=None, repr=False)
     pool_maxsize: int = DEFAULT_POOL_MAXSIZE
+    interaction_id_header: str = DEFAULT_INTERACTION_ID_HEADER
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
+        if self.interaction_id_header and not _HEADER_NAME.fullmatch(self.interaction_id_header):
+            raise ConfigurationError(
+                f"interaction_id_header {self.interaction_id_header[:80]!r} is not an HTTP header name "
+                f"(letters, digits and -, such as {DEFAULT_INTERACTION_ID_HEADER}); empty sends none.",
+                field="interaction_id_header",
+            )
         for name in (
             "connect_timeout",
             "read_timeout",

@@ -14,14 +14,18 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
+from airflow.sdk.serde import allow_class
 
+from airflow_provider_bankapi.airflow_version import require_supported_airflow
 from airflow_provider_bankapi.client.settings import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_INTERACTION_ID_HEADER,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_WORKERS,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_REFRESH_MARGIN,
+    NO_INTERACTION_ID,
     TOKEN_PATH,
     WHOLE_NUMBERS,
     ClientSettings,
@@ -30,6 +34,7 @@ from airflow_provider_bankapi.client.settings import (
     describe_range,
     in_range,
 )
+from airflow_provider_bankapi.documents import BankDecimal
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
 
@@ -37,11 +42,18 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
     import requests
+    from airflow.sdk import Connection
 
     from airflow_provider_bankapi.client.api import BankingApiClient
     from airflow_provider_bankapi.client.batch import BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription
     from airflow_provider_bankapi.client.tokens.values import AccessToken
+
+require_supported_airflow()
+
+# The bank's numbers reach XCom as BankDecimal, which keeps their digits there (Airflow's own Decimal
+# serializer goes through float); every process that imports the provider may read them back.
+allow_class(BankDecimal)
 
 # Airflow 2's form saved extras as ``extra__<conn_type>__<field>``; accept that spelling too.
 _LEGACY_PREFIX = "extra__bankapi__"
@@ -94,6 +106,14 @@ def _text(extras: Mapping[str, Any], key: str) -> str | None:
         # Never echoed: the proxy URL may hold a password.
         raise ConfigurationError(f"The extra field {key!r} must be text.", field=key)
     return value
+
+
+def _interaction_id_header(extras: Mapping[str, Any]) -> str:
+    """The interaction id header's name; ``none`` sends none. Empty is unset, as for every field: the form
+    saves an untouched field as an empty string, which must not silently turn the ids off.
+    """
+    name = (_text(extras, "interaction_id_header") or DEFAULT_INTERACTION_ID_HEADER).strip()
+    return "" if name.lower() == NO_INTERACTION_ID else name
 
 
 def base_url_with_port(host: str | None, port: int | str | None = None) -> str:
@@ -157,6 +177,7 @@ def settings_from_connection(
             extras, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, setting="max_response_bytes"
         ),
         proxy=_text(extras, "proxy"),
+        interaction_id_header=_interaction_id_header(extras),
     )
     settings = ClientSettings(
         base_url=base_url_with_port(host, port),
@@ -197,30 +218,9 @@ class BankingApiHook(BaseHook):
     @cached_property
     def client(self) -> BankingApiClient:
         """The client, built once on first use (no I/O in ``__init__``: DAG parsing makes hooks too)."""
-        from airflow_provider_bankapi.client.api import BankingApiClient
-        from airflow_provider_bankapi.client.tokens.cache import stores_for
-        from airflow_provider_bankapi.hooks.variable_store import cluster_store
-
-        connection = self.get_connection(self.bankapi_conn_id)
-        settings, scope = settings_from_connection(
-            connection.host, connection.login, connection.password, connection.extra_dejson, connection.port
+        return client_from_connection(
+            self.get_connection(self.bankapi_conn_id), max_response_bytes=self.max_response_bytes
         )
-        if self.max_response_bytes is not None:
-            transport = replace(settings.transport, max_response_bytes=self.max_response_bytes)
-            settings = replace(settings, transport=transport)
-        for secret in (
-            settings.identity.client_private_key,
-            settings.identity.client_private_key_password,
-            settings.identity.client_pfx_secret,
-            settings.identity.client_pfx_password,
-        ):
-            _mask(secret)
-        if settings.transport.proxy:
-            _mask(urlsplit(settings.transport.proxy).password)
-        # Every token the client's cache hands out reaches the masker, including one another task left in
-        # a file or a Variable; the cluster store exists only inside a task.
-        stores = stores_for(scope, cluster=cluster_store)
-        return BankingApiClient(settings, token_stores=stores, on_secret=_mask)
 
     def get_conn(self) -> requests.Session:
         """A requests Session with the mTLS identity and the Bearer token on every request, renewed once
@@ -260,10 +260,41 @@ class BankingApiHook(BaseHook):
         *,
         params: Mapping[str, Any] | None = None,
         next_page: Callable[[Any], Mapping[str, Any] | None] | None = None,
+        pagination: Any = None,
+        max_pages: int = 10_000,
     ) -> Iterator[Any]:
-        if next_page is None:
-            return self.client.paginate(endpoint, params=params)
-        return self.client.paginate(endpoint, params=params, next_page=next_page)
+        """Each page's JSON, one GET per page.
+
+        :param pagination: ``"cursor"`` (default), ``"links"``, ``"link_header"``, ``"page"``, a value of
+            ``airflow_provider_bankapi.pagination`` or a function page -> params of the next page.
+        :param next_page: the function form, as before ``pagination`` existed.
+        :param max_pages: more pages than this fails (a resource that never says "last").
+        """
+        return self.client.paginate(
+            endpoint, params=params, pagination=pagination or next_page or "cursor", max_pages=max_pages
+        )
+
+    def records(
+        self,
+        endpoint: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        pagination: Any = "cursor",
+        records_path: str | None = None,
+        max_pages: int = 10_000,
+    ) -> Iterator[Any]:
+        """Every record of every page, page after page (see :meth:`paginate`).
+
+        :param records_path: where a page's records are, a dotted path such as ``"data"``: the list there,
+            or the object there as one record. Default: a page that is a list, else its ``"items"`` or
+            ``"data"``, else the page itself.
+        """
+        from airflow_provider_bankapi.documents import records_of
+        from airflow_provider_bankapi.pagination import pagination_style
+
+        style = pagination_style(pagination, records_path=records_path)
+        for page in self.client.paginate(endpoint, params=params, pagination=style, max_pages=max_pages):
+            yield from records_of(page, records_path)
 
     def describe_certificate(self) -> CertificateDescription:
         return self.client.describe_certificate()
@@ -285,6 +316,38 @@ class BankingApiHook(BaseHook):
         if len(conn_id) == 8 and conn_id.isalnum() and f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ:
             return "This connection"
         return f"Connection {conn_id!r}"
+
+
+def client_from_connection(
+    connection: Connection, *, max_response_bytes: int | None = None
+) -> BankingApiClient:
+    """The client of a ``bankapi`` connection, every secret of it registered with Airflow's masker.
+
+    :param max_response_bytes: the cap of an answer's body, instead of the transport's default.
+    """
+    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.client.tokens.cache import stores_for
+    from airflow_provider_bankapi.hooks.variable_store import cluster_store
+
+    settings, scope = settings_from_connection(
+        connection.host, connection.login, connection.password, connection.extra_dejson, connection.port
+    )
+    if max_response_bytes is not None:
+        transport = replace(settings.transport, max_response_bytes=max_response_bytes)
+        settings = replace(settings, transport=transport)
+    for secret in (
+        settings.identity.client_private_key,
+        settings.identity.client_private_key_password,
+        settings.identity.client_pfx_secret,
+        settings.identity.client_pfx_password,
+    ):
+        _mask(secret)
+    if settings.transport.proxy:
+        _mask(urlsplit(settings.transport.proxy).password)
+    # Every token the client's cache hands out reaches the masker, including one another task left in
+    # a file or a Variable; the cluster store exists only inside a task.
+    stores = stores_for(scope, cluster=cluster_store)
+    return BankingApiClient(settings, token_stores=stores, on_secret=_mask)
 
 
 def _mask(secret: object) -> None:

@@ -2,13 +2,16 @@
 
 Airflow's secrets backends are read-only and Variables have no compare-and-set (last writer wins), so
 this store has no lock of its own: the host store's file lock, taken first, makes each worker machine
-fetch at most once, and a cold start on N machines at the same instant costs at most N tokens.
+fetch at most once, and a cold start on N machines at the same instant costs at most N tokens. After
+that, hosts renew at spread moments inside the refresh margin (``spans_hosts``): the first renews, the
+others take its token from the Variable, so they settle on one token per lifetime.
 The Variable's name holds ``token``, so the UI, the API and the logs mask its value.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 from typing import TYPE_CHECKING
 
@@ -30,17 +33,43 @@ def variable_name(key: str) -> str:
     return VARIABLE_PREFIX + key[:32]
 
 
-def in_task_context() -> bool:
-    """True inside a task run by the Task SDK, where Variables go through the API server."""
-    from airflow.sdk.execution_time import task_runner
+# Set by the trigger while it builds its client: the triggerer reaches Variables through the API server
+# as a task does, but runs no task, so the Task SDK's task context cannot tell.
+_IN_TRIGGERER: contextvars.ContextVar[bool] = contextvars.ContextVar("bankapi_in_triggerer", default=False)
 
-    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+@contextlib.contextmanager
+def in_triggerer() -> Iterator[None]:
+    """Mark the code inside as running in the triggerer, where Variables are reachable too."""
+    reset = _IN_TRIGGERER.set(True)
+    try:
+        yield
+    finally:
+        _IN_TRIGGERER.reset(reset)
+
+
+def in_task_context() -> bool:
+    """True inside a running task or the triggerer, where the Task SDK reaches Variables.
+
+    A task is recognised through the Task SDK's public ``get_current_context()``, which raises outside
+    one: its execution-time internals may change in any release.
+    """
+    if _IN_TRIGGERER.get():
+        return True
+    from airflow.sdk import get_current_context
+
+    try:
+        get_current_context()
+    except RuntimeError:
+        return False
+    return True
 
 
 class VariableTokenStore:
     """Tokens in Airflow Variables, shared by every worker that reaches the same API server."""
 
     name = "cluster"
+    spans_hosts = True  # hosts renew at spread moments: the first one's token serves the others
 
     def load(self, key: str) -> AccessToken | None:
         from airflow.sdk import Variable

@@ -24,9 +24,10 @@ from airflow_provider_bankapi.operators.http_options import (
 from airflow_provider_bankapi.operators.outputs import (
     balance_rows,
     counted_pages,
+    fetched_now,
     output_format,
     output_location,
-    page_records,
+    stamped,
     write_bytes,
     write_csv,
     write_jsonl,
@@ -86,14 +87,25 @@ class BankingApiOperator(BankingApiBaseOperator):
     :param response_filter: ``callable(response_json) -> value``: what the task returns (with
         pagination it receives the list of pages; with ``output_path`` a list it returns is written
         one item per line).
+    :param pagination: how the resource pages (GET only; the result is then the list of pages):
+        ``"cursor"`` (``{"next_cursor": ...}`` sent back as ``cursor=``), ``"links"`` (the body's
+        ``links.next``), ``"link_header"`` (an RFC 8288 ``Link: <...>; rel="next"``), ``"page"`` (``page=1,
+        2, ...`` until ``meta.totalPages`` or an empty page), a value of
+        :mod:`airflow_provider_bankapi.pagination` for other names (``Links(next_path=...)``,
+        ``PageNumbers(page_size=100)``...), or a function as ``pagination_function``. A next link is
+        followed only under the connection's Base URL; any other fails the task before a request to it.
     :param pagination_function: ``callable(page_json) -> dict | None``: the params to add for the next
         page, None on the last one (:func:`~airflow_provider_bankapi.client.api.next_cursor_params` fits
-        ``{"next_cursor": ...}`` pages). GET only. The result is then the list of pages.
-    :param max_pages: stop with an error after this many pages (a pagination function that never ends).
+        ``{"next_cursor": ...}`` pages). The same as ``pagination=`` a function.
+    :param max_pages: stop with an error after this many pages (a resource that never says "last").
+    :param records_path: where a page's records are, a dotted path (``"data"``): the list there, or the
+        object there as one record. Default: a page that is a list; else its ``"items"`` or ``"data"``;
+        else the page itself.
     :param output_path: an object-storage URL (templated), e.g. ``file:///data/tx-{{ ds }}.jsonl`` or
-        ``s3://bucket/tx.jsonl``: the records are written there as JSON Lines, one per item of each
-        page's ``"items"`` list (else one per page), and the task returns
-        ``{"path": ..., "records": N, "pages": M}``.
+        ``s3://bucket/tx.jsonl``: the records of every page are written there, one JSON line (or CSV row)
+        each with ``fetched_at`` (UTC), and the task returns ``{"path": ..., "records": N, "pages": M}``.
+    :param output_format: ``"jsonl"`` or ``"csv"``; default from the path's suffix (JSON Lines unless
+        ``.csv``). CSV gives a nested object's fields columns of their own (``amount.currency``).
     :param max_response_bytes: the largest answer of one call, in bytes, on the wire and once inflated, in
         place of the connection's ``max_response_bytes`` (default 16 MiB): raise it for a legitimately
         large resource such as a long statement. A larger answer fails the task with
@@ -104,7 +116,15 @@ class BankingApiOperator(BankingApiBaseOperator):
         ``0o700``); see :class:`~airflow_provider_bankapi.operators.base.BankingApiBaseOperator`.
     """
 
-    template_fields: Sequence[str] = ("endpoint", "method", "query_params", "json", "headers", "output_path")
+    template_fields: Sequence[str] = (
+        "endpoint",
+        "method",
+        "query_params",
+        "json",
+        "headers",
+        "output_path",
+        "output_format",
+    )
     template_fields_renderers = {"query_params": "json", "json": "json", "headers": "json"}
     ui_color = "#dbe9f6"
 
@@ -121,14 +141,28 @@ class BankingApiOperator(BankingApiBaseOperator):
         response_check: Callable[[Any], bool] | None = None,
         response_filter: Callable[[Any], Any] | None = None,
         pagination_function: Callable[[Any], Mapping[str, Any] | None] | None = None,
+        pagination: Any = None,
         max_pages: int = 10_000,
+        records_path: str | None = None,
         output_path: str | None = None,
+        output_format: str | None = None,
         asset_alias: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
             bankapi_conn_id=bankapi_conn_id, output_path=output_path, asset_alias=asset_alias, **kwargs
         )
+        if pagination is not None and pagination_function is not None:
+            raise ValueError("Give pagination or pagination_function, not both.")
+        # Checked here, at parse time: a misspelt style fails the DAG file, not a run.
+        from airflow_provider_bankapi.pagination import pagination_style
+
+        pagination = pagination if pagination is not None else pagination_function
+        self.paginator = (
+            None if pagination is None else pagination_style(pagination, records_path=records_path)
+        )
+        self.records_path = records_path
+        self.output_format = output_format
         self.endpoint = endpoint
         self.method = method
         self.query_params = query_params
@@ -143,7 +177,7 @@ class BankingApiOperator(BankingApiBaseOperator):
         check_header_names(headers)
         self.response_type = checked_response_type(
             response_type,
-            paginated=pagination_function is not None,
+            paginated=self.paginator is not None,
             with_headers=bool(self.headers),
             bytes_to_xcom=output_path is None and response_filter is None and self.do_xcom_push,
         )
@@ -152,8 +186,8 @@ class BankingApiOperator(BankingApiBaseOperator):
 
     def _validate(self) -> str:
         method = str(self.method).strip().upper()
-        if self.pagination_function is not None and method != "GET":
-            raise ConfigurationError("pagination_function pages through GET answers only.", field="method")
+        if self.paginator is not None and method != "GET":
+            raise ConfigurationError("pagination pages through GET answers only.", field="method")
         # The client's own rule, asked before any call: under the Base URL, never the token endpoint.
         self.hook.client.settings.url(self.endpoint)
         return method
@@ -168,10 +202,7 @@ class BankingApiOperator(BankingApiBaseOperator):
         response = self._request(method)
         if not response.content:
             return None  # 204 No Content and friends
-        # Imported here: the client's imports (requests) are paid at run time, not at DAG parsing.
-        from airflow_provider_bankapi.client.transport.answers import json_body
-
-        return json_body(response, method=method, path=str(self.endpoint), redact=self.hook.client.redactor)
+        return self.hook.client.json_of(response, method=method, path=str(self.endpoint))
 
     def _raw(self, context: Context, method: str) -> Any:
         """A text or bytes answer: returned (after the check and the filter), or written as it came."""
@@ -211,12 +242,9 @@ class BankingApiOperator(BankingApiBaseOperator):
         return page
 
     def _pages(self) -> Any:
-        assert self.pagination_function is not None
-        pages = self.hook.client.paginate(
-            self.endpoint,
-            params=self.query_params,
-            next_page=self.pagination_function,
-            max_pages=self.max_pages,
+        assert self.paginator is not None
+        pages = self.hook.paginate(
+            self.endpoint, params=self.query_params, pagination=self.paginator, max_pages=self.max_pages
         )
         for number, page in enumerate(pages, start=1):
             yield self._checked(page, number)
@@ -229,7 +257,7 @@ class BankingApiOperator(BankingApiBaseOperator):
             return self._raw(context, method)
         if self.output_path is not None:
             return self._write(context, method)
-        if self.pagination_function is not None:
+        if self.paginator is not None:
             result: Any = list(self._pages())
             self.log.info("%s %s: %d pages.", method, self.endpoint, len(result))
         else:
@@ -238,25 +266,33 @@ class BankingApiOperator(BankingApiBaseOperator):
 
     def _write(self, context: Context, method: str) -> dict[str, Any]:
         path = output_location(str(self.output_path))
+        fmt = output_format(path, self.output_format)
         pages = [0]
-        if self.pagination_function is not None and self.response_filter is None:
-            streamed = counted_pages(self._pages(), pages)  # page by page
-            records = write_jsonl(path, streamed, mode=self.output_file_mode)
+        lines: Any
+        if self.paginator is not None and self.response_filter is None:
+            lines = counted_pages(self._pages(), pages, self.records_path)  # streamed, page by page
         else:
-            if self.pagination_function is not None:
+            if self.paginator is not None:
                 result: Any = list(self._pages())
                 pages[0] = len(result)
             else:
                 result = self._checked(self._call(method))
                 pages[0] = 1
+            fetched_at = fetched_now()
             if self.response_filter is not None:
                 filtered = self.response_filter(result)
-                lines = filtered if isinstance(filtered, list) else [filtered]
+                lines = [
+                    stamped(r, fetched_at) for r in (filtered if isinstance(filtered, list) else [filtered])
+                ]
             else:
-                lines = page_records(result)
-            records = write_jsonl(path, lines, mode=self.output_file_mode)
+                lines = counted_pages([result], [0], self.records_path)
+        mode = self.output_file_mode
+        if fmt == "csv":
+            records = write_csv(path, [*lines], mode=mode)
+        else:
+            records = write_jsonl(path, lines, mode=mode)
         summary = {"path": str(path), "records": records, "pages": pages[0]}
-        self.log.info("Wrote %d records from %d pages to %s.", records, pages[0], path)
+        self.log.info("Wrote %d records from %d pages to %s (%s).", records, pages[0], path, fmt)
         self._announce(context, path, {"records": records, "pages": pages[0]})
         return summary
 

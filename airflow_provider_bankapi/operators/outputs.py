@@ -14,6 +14,12 @@ made for them 0700, and a folder on the way that another user owns (who could re
 in it) is refused. Object stores have their own access control: these modes do not apply there.
 An output path is taken as written: one with a ``.`` or ``..`` segment, which would resolve somewhere
 else than it reads (outside the folder it names), is refused.
+
+Numbers are written with the bank's digits (``documents.py``): JSON Lines as JSON numbers, CSV as
+their text. A CSV row has one column per field: a nested object's fields get columns of their own named
+``parent.child`` (money ``{"amount": {"amount": 1.00, "currency": "BRL"}}`` becomes the columns
+``amount.amount`` and ``amount.currency``); a list stays JSON text in its one cell. Every record written
+carries ``fetched_at``, the UTC time (ISO 8601) its page came back from the bank.
 """
 
 from __future__ import annotations
@@ -21,16 +27,17 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
-import json
 import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
 
+from airflow_provider_bankapi.documents import dumps, number_text, records_of
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError, printable
 
 if TYPE_CHECKING:
@@ -40,6 +47,8 @@ FORMATS = ("jsonl", "csv")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 _LOCAL_PROTOCOLS = ("", "file", "local")
 _TEMPORARY_SUFFIX = ".tmp"
+#: The field every written record carries: when its page came back from the bank (UTC, ISO 8601).
+FETCHED_AT = "fetched_at"
 #: A temporary file untouched this long was left by a run that died: a live writer touches it with every
 #: record, and one page call between two records (retries and backoff included) takes minutes at most.
 STALE_TEMPORARY_SECONDS = 15 * 60
@@ -118,11 +127,15 @@ def asset_uri(path: ObjectStoragePath) -> str:
     return text if "://" in text else f"file://{text}"
 
 
-def page_records(page: Any) -> list[Any]:
-    """The records of one page: the items of its ``"items"`` list when it has one, else the page itself."""
-    if isinstance(page, Mapping) and isinstance(page.get("items"), list):
-        return list(page["items"])
-    return [page]
+def fetched_now() -> str:
+    """The time now as ``fetched_at`` writes it: UTC, ISO 8601, to the microsecond (``...+00:00``)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def stamped(record: Any, fetched_at: str) -> dict[str, Any]:
+    """A record as written: its fields and ``fetched_at`` (a record that is not an object is ``value``)."""
+    fields = dict(record) if isinstance(record, Mapping) else {"value": record}
+    return {**fields, FETCHED_AT: fetched_at}
 
 
 def _is_local(path: ObjectStoragePath) -> bool:
@@ -238,7 +251,7 @@ def write_jsonl(path: ObjectStoragePath, records: Iterable[Any], *, mode: int = 
     count = 0
     with replacing(path, mode) as temporary, temporary.open("w", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            handle.write(dumps(record) + "\n")
             handle.flush()  # keeps the temporary file's mtime fresh, so that no sweep takes it for dead
             count += 1
     return count
@@ -254,9 +267,23 @@ def write_bytes(path: ObjectStoragePath, body: bytes, *, mode: int = PRIVATE_FIL
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return number_text(value)
     if isinstance(value, (Mapping, list)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return dumps(value)
     return "" if value is None else value
+
+
+def flat_row(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A row with its nested objects' fields as columns of their own, named ``parent.child``."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_row(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def csv_columns(rows: Iterable[Mapping[str, Any]], first: str | None = None) -> list[str]:
@@ -274,9 +301,10 @@ def write_csv(
     first_column: str | None = None,
     mode: int = PRIVATE_FILE_MODE,
 ) -> int:
-    """Write rows as CSV with a header (nested values as JSON text); return how many rows. The file
-    replaces the previous one only when complete.
+    """Write rows as CSV with a header (nested objects flattened into ``parent.child`` columns, lists as
+    JSON text); return how many rows. The file replaces the previous one only when complete.
     """
+    rows = [flat_row(row) for row in rows]
     columns = csv_columns(rows, first_column)
     with replacing(path, mode) as temporary, temporary.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
@@ -286,11 +314,17 @@ def write_csv(
     return len(rows)
 
 
-def counted_pages(pages: Iterable[Any], counter: list[int]) -> Iterator[Any]:
-    """The records of each page, counting the pages into ``counter[0]`` as they go by."""
+def counted_pages(
+    pages: Iterable[Any], counter: list[int], records_path: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """The records of each page (see ``documents.records_of``), stamped with the time the page came, counting
+    the pages into ``counter[0]`` as they go by.
+    """
     for page in pages:
+        fetched_at = fetched_now()
         counter[0] += 1
-        yield from page_records(page)
+        for record in records_of(page, records_path):
+            yield stamped(record, fetched_at)
 
 
 def balance_rows(
@@ -304,7 +338,7 @@ def balance_rows(
             failed[account] = outcome
         else:
             delivered[account] = None
-            yield balance_row(account, outcome)
+            yield {**balance_row(account, outcome), FETCHED_AT: fetched_now()}
 
 
 def balance_row(account: str, balance: Any) -> dict[str, Any]:

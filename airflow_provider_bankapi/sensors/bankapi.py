@@ -9,6 +9,7 @@ of an importable check function: a lambda cannot travel to the triggerer.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 from functools import cached_property
@@ -25,7 +26,7 @@ from airflow_provider_bankapi.triggers.bankapi import (
     BankingApiTrigger,
     error_from_payload,
 )
-from airflow_provider_bankapi.triggers.polling import COMPARISONS, Condition, as_decimal
+from airflow_provider_bankapi.triggers.polling import COMPARISONS, Condition, WaitLog, as_decimal
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -97,6 +98,10 @@ class BankingApiSensor(BaseSensorOperator):
     def hook(self) -> BankingApiHook:
         return BankingApiHook(bankapi_conn_id=self.bankapi_conn_id)
 
+    @cached_property
+    def _wait_log(self) -> WaitLog:
+        return WaitLog()
+
     # -- what to poll and when it is done (the balance sensor overrides these) ----------------------
 
     def _endpoint(self) -> str:
@@ -117,8 +122,11 @@ class BankingApiSensor(BaseSensorOperator):
     # -- poke mode ----------------------------------------------------------------------------------
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        """One look; INFO for the first, a change or a summary, DEBUG for a quiet one (see ``WaitLog``)."""
         condition = self._condition()
         endpoint = self._endpoint()
+        first = "_wait_log" not in self.__dict__  # the first look of this wait: its start, at INFO
+        wait_log = self._wait_log
         try:
             outcome = condition.evaluate(
                 self.hook.get_json(endpoint, self.query_params), self._check_function()
@@ -126,12 +134,24 @@ class BankingApiSensor(BaseSensorOperator):
         except BankingApiError as exc:
             if not exc.transient:
                 raise
-            self.log.warning("%s: %s: %s (transient; poking again later)", endpoint, type(exc).__name__, exc)
+            self.log.log(
+                wait_log.failed(),
+                "%s: %s: %s (transient, %d in a row; poking again later)",
+                endpoint,
+                type(exc).__name__,
+                exc,
+                wait_log.failures,
+            )
             return False
+        recovered = wait_log.recovered()
+        if recovered:
+            self.log.info("%s: answered again after %d transient errors.", endpoint, recovered)
         if outcome.met:
             self.log.info("%s: %s holds.", endpoint, condition.describe())
             return PokeReturnValue(is_done=True, xcom_value=outcome.observed)
-        self.log.info("%s: waiting until %s (now %r).", endpoint, condition.describe(), outcome.observed)
+        level = logging.INFO if first else wait_log.waiting()
+        described = condition.describe()
+        self.log.log(level, "%s: waiting until %s (now %r).", endpoint, described, outcome.observed)
         return False
 
     # -- deferrable mode ----------------------------------------------------------------------------

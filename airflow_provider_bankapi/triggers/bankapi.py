@@ -4,12 +4,18 @@ What it carries to the triggerer is plain values only (Airflow 3.3.2 stores a wo
 kwargs unencrypted): the connection id, the endpoint and its params, the condition, the intervals
 and the deadline. The client is rebuilt in the triggerer from the connection id, with the same token
 stores as the workers (the host file store is shared on one machine), so the trigger rarely fetches
-a token of its own.
+a token of its own; the triggers of one connection in a triggerer share that client
+(:mod:`airflow_provider_bankapi.triggers.clients`).
 
 Every blocking step (reading the connection, loading the client identity, the HTTPS call, the
 condition's check function) runs in a worker thread, so that one slow bank never stalls the other
 triggers of the event loop. Sync Task SDK calls made from a worker thread are bridged to the loop
 by the triggerer itself.
+
+Logging: the start of the wait, its end, a transient error (the first of a run), the first answer after
+one, and a summary every :data:`~airflow_provider_bankapi.triggers.polling.DEFAULT_SUMMARY_INTERVAL`
+seconds are INFO (or WARNING); every other poll is DEBUG. Each line the trigger logs travels from the
+trigger runner to the triggerer's supervisor and wakes it.
 
 Events (``TriggerEvent.payload``):
 
@@ -30,9 +36,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_bankapi import errors
+from airflow_provider_bankapi.airflow_version import require_supported_airflow
 from airflow_provider_bankapi.errors import BankingApiError, printable
+from airflow_provider_bankapi.triggers.clients import CLIENTS
 from airflow_provider_bankapi.triggers.polling import (
     Condition,
+    WaitLog,
     import_check,
     wait_before_next_poll,
 )
@@ -41,7 +50,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 
     from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.triggers.clients import SharedClient
     from airflow_provider_bankapi.triggers.polling import Outcome
+
+require_supported_airflow()
 
 DEFAULT_POKE_INTERVAL = 60.0
 DEFAULT_BACKOFF_MAX = 600.0
@@ -83,6 +95,7 @@ class BankingApiTrigger(BaseTrigger):
         self.backoff_max = float(backoff_max)
         self.deadline = None if deadline is None else float(deadline)
         self.next_poll_at = None if next_poll_at is None else float(next_poll_at)
+        self._shared: SharedClient | None = None  # the shared client this trigger holds while it runs
         if self.poke_interval < 0 or self.backoff_max < 0:
             raise ValueError("poke_interval and backoff_max must be zero or more seconds.")
 
@@ -103,17 +116,8 @@ class BankingApiTrigger(BaseTrigger):
 
     # -- the blocking parts, run in worker threads --------------------------------------------------
 
-    def _make_client(self) -> tuple[BankingApiClient, Callable[[Any], Any] | None]:
-        from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
-
-        client = BankingApiHook(bankapi_conn_id=self.bankapi_conn_id).client
-        try:
-            _ = client.identity  # validate the certificate and key now: a bad one ends the wait at once
-            check = import_check(self.condition.check) if self.condition.check else None
-        except BaseException:
-            client.close()
-            raise
-        return client, check
+    def _import_check(self) -> Callable[[Any], Any] | None:
+        return import_check(self.condition.check) if self.condition.check else None
 
     def _poll(self, client: BankingApiClient, check: Callable[[Any], Any] | None) -> Outcome:
         from airflow_provider_bankapi.client.api import unexpected_failure
@@ -143,68 +147,96 @@ class BankingApiTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
-            client, check = await asyncio.to_thread(self._make_client)
-        except Exception as exc:  # no such connection, unreadable certificate, check not importable...
+            shared = await CLIENTS.acquire(self.bankapi_conn_id)
+        except Exception as exc:  # no such connection, unreadable certificate...
             yield TriggerEvent(error_payload(exc, 0, hint="Check the connection and the sensor's arguments."))
             return
+        self._shared = shared
         try:
-            async with aclosing(self._poll_until_done(client, check)) as events:
+            try:
+                check = await asyncio.to_thread(self._import_check)
+            except Exception as exc:  # the check function cannot be imported here
+                hint = "Check the sensor's response_check."
+                yield TriggerEvent(error_payload(exc, 0, hint=hint, redact=shared.client.redactor))
+                return
+            async with aclosing(self._poll_until_done(shared, check)) as events:
                 async for event in events:
+                    if event.payload["status"] == "timeout":
+                        self.log.info("%s", event.payload["message"])  # the end of the wait, as its start
                     yield event  # one event per run: the triggerer ends the trigger after it
                     return
         finally:
-            client.close()
+            CLIENTS.release(self._shared or shared)  # the last trigger of the connection closes its client
 
     async def _poll_until_done(
-        self, client: BankingApiClient, check: Callable[[Any], Any] | None
+        self, shared: SharedClient, check: Callable[[Any], Any] | None
     ) -> AsyncGenerator[TriggerEvent, None]:
-        polls, failures = 0, 0
+        polls = 0
         last_error: BankingApiError | None = None
+        wait_log = WaitLog()
+        self.log.info(
+            "Waiting until %s on %s, polling every %s s.",
+            self.condition.describe(),
+            self.endpoint,
+            self.poke_interval,
+        )
         first_wait = 0.0 if self.next_poll_at is None else self.next_poll_at - time.time()
         if not await self._sleep(first_wait):
-            yield TriggerEvent(self._timeout_payload(polls, last_error, client.redactor))
+            yield TriggerEvent(self._timeout_payload(polls, last_error, shared.client.redactor))
             return
         while True:
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
-                yield TriggerEvent(self._timeout_payload(polls, last_error, client.redactor))
+                yield TriggerEvent(self._timeout_payload(polls, last_error, shared.client.redactor))
                 return
             polls += 1
             retry_after: float | None = None
             try:
+                # A connection changed in Airflow: the next polls use a client built from the new one.
+                shared = self._shared = await CLIENTS.renew(shared)
                 # The deadline stops the waiting, not the thread: the transport's own timeouts end that.
-                outcome = await asyncio.wait_for(asyncio.to_thread(self._poll, client, check), remaining)
+                poll = asyncio.to_thread(self._poll, shared.client, check)
+                outcome = await asyncio.wait_for(poll, remaining)
             except asyncio.TimeoutError:
-                yield TriggerEvent(self._timeout_payload(polls, last_error, client.redactor))
+                yield TriggerEvent(self._timeout_payload(polls, last_error, shared.client.redactor))
                 return
             except BankingApiError as exc:
                 if not exc.transient:
                     self.log.error(
                         "Poll %d of %s: %s: %s (not retried)", polls, self.endpoint, type(exc).__name__, exc
                     )
-                    yield TriggerEvent(error_payload(exc, polls, redact=client.redactor))
+                    yield TriggerEvent(error_payload(exc, polls, redact=shared.client.redactor))
                     return
-                failures, last_error = failures + 1, exc
+                last_error = exc
                 retry_after = getattr(exc, "retry_after", None)
-                self.log.warning(
+                self.log.log(
+                    wait_log.failed(),
                     "Poll %d of %s: %s: %s (transient, %d in a row)",
                     polls,
                     self.endpoint,
                     type(exc).__name__,
                     exc.message,
-                    failures,
+                    wait_log.failures,
                 )
             except Exception as exc:  # the user's check function failed: say so, never loop on it
                 hint = "The condition's check function raised." if self.condition.check else ""
-                yield TriggerEvent(error_payload(exc, polls, hint=hint, redact=client.redactor))
+                yield TriggerEvent(error_payload(exc, polls, hint=hint, redact=shared.client.redactor))
                 return
             else:
+                recovered = wait_log.recovered()
+                if recovered:
+                    self.log.info(
+                        "Poll %d of %s: answered again after %d transient errors.",
+                        polls,
+                        self.endpoint,
+                        recovered,
+                    )
                 if outcome.met:
                     self.log.info("Poll %d of %s: %s holds.", polls, self.endpoint, self.condition.describe())
                     yield TriggerEvent({"status": "success", "value": outcome.observed, "polls": polls})
                     return
-                failures = 0
-                self.log.info(
+                self.log.log(
+                    wait_log.waiting(),
                     "Poll %d of %s: waiting until %s (now %r).",
                     polls,
                     self.endpoint,
@@ -212,10 +244,10 @@ class BankingApiTrigger(BaseTrigger):
                     outcome.observed,
                 )
             wait = wait_before_next_poll(
-                self.poke_interval, failures, backoff_max=self.backoff_max, retry_after=retry_after
+                self.poke_interval, wait_log.failures, backoff_max=self.backoff_max, retry_after=retry_after
             )
             if not await self._sleep(wait):
-                yield TriggerEvent(self._timeout_payload(polls, last_error, client.redactor))
+                yield TriggerEvent(self._timeout_payload(polls, last_error, shared.client.redactor))
                 return
 
     def _timeout_payload(

@@ -42,12 +42,13 @@ from airflow_provider_bankapi.triggers.bankapi import (
     DEFAULT_POKE_INTERVAL,
     BankingApiTrigger,
 )
+from airflow_provider_bankapi.triggers.clients import CLIENTS
 from airflow_provider_bankapi.triggers.polling import Condition, as_decimal, wait_before_next_poll
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
 
-    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.triggers.clients import SharedClient
 
 #: The asset state key under which the trigger remembers whether its condition held at the last poll.
 STATE_KEY_PREFIX = "bankapi_condition_held"
@@ -139,17 +140,19 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
     # -- the loop -----------------------------------------------------------------------------------
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        client: BankingApiClient | None = None
+        shared: SharedClient | None = None  # the connection's client, shared with the process's triggers
         check: Callable[[Any], Any] | None = None
+        imported = False
         polls, failures = 0, 0
         try:
             while True:
                 retry_after: float | None = None
                 try:
-                    if client is None:
-                        client, check = await asyncio.to_thread(self._make_client)
+                    shared = await self._client(shared)
+                    if not imported:
+                        check, imported = await asyncio.to_thread(self._import_check), True
                     polls += 1
-                    outcome = await asyncio.to_thread(self._poll, client, check)  # type: ignore[arg-type]
+                    outcome = await asyncio.to_thread(self._poll, shared.client, check)
                 except BankingApiError as exc:
                     retry_after = getattr(exc, "retry_after", None)
                     if exc.transient:
@@ -182,8 +185,12 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
                     )
                 )
         finally:
-            if client is not None:
-                client.close()
+            if shared is not None:
+                CLIENTS.release(shared)
+
+    async def _client(self, shared: SharedClient | None) -> SharedClient:
+        """The connection's shared client: taken at the first poll, renewed when the connection changed."""
+        return await CLIENTS.acquire(self.bankapi_conn_id) if shared is None else await CLIENTS.renew(shared)
 
     def _log_transient(self, polls: int, error: BankingApiError, failures: int) -> None:
         self.log.warning(

@@ -7,6 +7,9 @@
 - :func:`wait_before_next_poll`: how long to wait before the next poll. Never less than the poke
   interval, whatever happened: a trigger that re-polls a 401 at once hammers the bank with thousands of
   calls a second, which is the bug this prevents.
+- :class:`WaitLog`: which poll deserves a line at INFO. A quiet poll is logged at DEBUG: in the
+  triggerer every log line travels from the trigger runner to its supervisor and wakes it, so a line per
+  poll of a thousand sensors keeps a core busy and writes gigabytes a day.
 
 Which errors end a wait is the error's own ``transient`` (:mod:`airflow_provider_bankapi.errors`).
 """
@@ -14,9 +17,11 @@ Which errors end a wait is the error's own ``transient`` (:mod:`airflow_provider
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import operator
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -236,3 +241,54 @@ def wait_before_next_poll(
     if retry_after is not None and retry_after > wait:
         wait = float(retry_after)
     return max(wait, interval)
+
+
+#: Seconds between two INFO lines of a wait that nothing changes: a summary every 10 minutes.
+DEFAULT_SUMMARY_INTERVAL = 600.0
+
+
+class WaitLog:
+    """The level of each line a wait logs: INFO when something changes, DEBUG for a quiet poll.
+
+    INFO (or WARNING) goes to the start of the wait (the caller's own line), a poll that ends it, the first
+    transient error of a run of them, the first answer after such a run, and one poll every
+    ``summary_interval`` seconds as a summary; every other poll is DEBUG.
+
+    :param summary_interval: seconds between two summaries of a wait in which nothing changes.
+    :param clock: monotonic seconds, injected so tests control time.
+    """
+
+    def __init__(
+        self,
+        summary_interval: float = DEFAULT_SUMMARY_INTERVAL,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.summary_interval = float(summary_interval)
+        self._clock = clock
+        self._last_info = clock()
+        self.failures = 0  # transient errors in a row
+
+    def _summary_due(self) -> bool:
+        now = self._clock()
+        if now - self._last_info < self.summary_interval:
+            return False
+        self._last_info = now
+        return True
+
+    def waiting(self) -> int:
+        """The level of a poll that answered and did not end the wait."""
+        return logging.INFO if self._summary_due() else logging.DEBUG
+
+    def failed(self) -> int:
+        """The level of a transient error: WARNING for the first of a run (and as the summary), else DEBUG."""
+        self.failures += 1
+        due = self._summary_due()
+        return logging.WARNING if self.failures == 1 or due else logging.DEBUG
+
+    def recovered(self) -> int:
+        """Transient errors in a row before this answer (0 when the previous poll answered too)."""
+        failures, self.failures = self.failures, 0
+        if failures:
+            self._last_info = self._clock()
+        return failures

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,7 +39,13 @@ INVALID_CLIENT_CERTIFICATE = "Invalid Client Certificate"
 FORBIDDEN = "Forbidden"
 
 TOKEN_PATH = "/auth/token-v2"
+#: The request id header, echoed on every answer (Open Finance Brasil's name).
+INTERACTION_ID = "x-fapi-interaction-id"
 _BALANCE = re.compile(r"/accounts/([^/]+)/balance")
+# Sandbox illustrations of an Open Finance Brasil bank: data/links/meta pages, a Link header, decimal numbers.
+_OPEN_FINANCE_TRANSACTIONS = re.compile(r"/open-banking/accounts/([^/]+)/transactions")
+_OPEN_FINANCE_BALANCES = re.compile(r"/open-banking/accounts/([^/]+)/balances")
+_LINKED_TRANSACTIONS = re.compile(r"/linked/accounts/([^/]+)/transactions")
 _TRANSACTIONS = re.compile(r"/accounts/([^/]+)/transactions")
 _STATEMENT = re.compile(r"/accounts/([^/]+)/statement\.csv")
 _ILLUSTRATION = (("X-Sandbox-Illustration", "true"),)
@@ -59,12 +66,28 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
-    """A JSON body (a dict), or raw bytes sent as they are with their ``content_type``."""
+    """A JSON body (a dict or a list), or raw bytes sent as they are with their ``content_type``."""
 
     status: int
-    body: dict[str, Any] | bytes
+    body: dict[str, Any] | list[Any] | bytes
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str = "application/json"
+
+
+_DECIMAL = re.compile(r'"\\u0000decimal:(-?[0-9.E+-]+)"')
+
+
+def json_text(body: Any) -> str:
+    """A JSON body as text, its ``Decimal`` numbers written with their own digits (``1000.0400``, never the
+    float ``1000.04``): marked as text by ``json``, then unquoted.
+    """
+
+    def mark(value: object) -> str:
+        if isinstance(value, Decimal) and value.is_finite():
+            return f"\u0000decimal:{value}"
+        raise TypeError(f"{type(value).__name__} is not JSON")
+
+    return _DECIMAL.sub(r"\1", json.dumps(body, default=mark))
 
 
 def error(
@@ -238,6 +261,10 @@ class BankApi:
                 return error(406, "not_acceptable", "Not Acceptable", detail)
             statement = data.statement_csv(account_id).encode()
             return Response(200, statement, _ILLUSTRATION, content_type="text/csv; charset=utf-8")
+        if kind == "open_finance_balances":
+            return Response(200, data.open_finance_balances(account_id, _here(request, path)), _ILLUSTRATION)
+        if kind in ("open_finance_transactions", "linked_transactions"):
+            return self._numbered_page(kind, account_id, request, path, query)
         try:
             page = data.transactions(account_id, _first(query, "cursor"), _first(query, "limit"))
         except data.BadRequest as exc:
@@ -245,10 +272,37 @@ class BankApi:
         return Response(200, page, _ILLUSTRATION)
 
     @staticmethod
+    def _numbered_page(
+        kind: str, account_id: str, request: Request, path: str, query: dict[str, list[str]]
+    ) -> Response:
+        # A next link on another origin (``next-origin``) is the sandbox's way to show a link the client
+        # must refuse; a real bank's links stay on its own host.
+        origin = _first(query, "next-origin") or f"https://{request.headers.get('host', 'localhost')}"
+        try:
+            page = data.numbered_page(
+                account_id, _first(query, "page"), _first(query, "page-size"), f"{origin}{BASE_PATH}{path}"
+            )
+        except data.BadRequest as exc:
+            return error(400, "invalid_request", "Bad Request", str(exc))
+        if kind == "open_finance_transactions":
+            return Response(200, page, _ILLUSTRATION)
+        headers: tuple[tuple[str, str], ...] = _ILLUSTRATION
+        if page["links"].get("next"):
+            headers += (("Link", f'<{page["links"]["next"]}>; rel="next"'),)
+        return Response(200, page["data"], headers)
+
+    @staticmethod
     def _route(path: str) -> tuple[str, str] | None:
         if path == "/accounts":
             return "accounts", ""
-        routes = (("balance", _BALANCE), ("transactions", _TRANSACTIONS), ("statement", _STATEMENT))
+        routes = (
+            ("balance", _BALANCE),
+            ("transactions", _TRANSACTIONS),
+            ("statement", _STATEMENT),
+            ("open_finance_transactions", _OPEN_FINANCE_TRANSACTIONS),
+            ("open_finance_balances", _OPEN_FINANCE_BALANCES),
+            ("linked_transactions", _LINKED_TRANSACTIONS),
+        )
         for kind, pattern in routes:
             match = pattern.fullmatch(path)
             if match and data.ACCOUNT_ID.fullmatch(match.group(1)):
@@ -260,6 +314,11 @@ def _accepts_csv(accept: str) -> bool:
     """Whether an Accept header admits ``text/csv`` (content negotiation, without the q-values)."""
     ranges = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
     return bool(ranges & {"text/csv", "text/*", "*/*"})
+
+
+def _here(request: Request, path: str) -> str:
+    """The absolute URL of the resource asked for, as the client addressed it (its Host header)."""
+    return f"https://{request.headers.get('host', 'localhost')}{BASE_PATH}{path}"
 
 
 def _first(query: dict[str, list[str]], name: str) -> str | None:

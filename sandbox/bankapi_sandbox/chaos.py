@@ -25,6 +25,8 @@ CANNED: dict[str, tuple[int, str, str]] = {
     "429-date": (429, "too_many_requests", "Too Many Requests"),  # Retry-After as an HTTP date
     "502": (502, "bad_gateway", "Bad Gateway"),
     "504": (504, "gateway_timeout", "Gateway Timeout"),
+    # No standard status: what an Open Finance gateway sends when the site is overloaded (as 503).
+    "529": (529, "site_overloaded", "Site is overloaded"),
     "404": (404, "not_found", "Not Found"),
     "not-json": (200, "", ""),  # a 200 whose body is an HTML page, as a misrouted proxy sends
     # About 1 MB of gzip that inflates to 1 GiB, as a 200 and as an error body.
@@ -72,6 +74,8 @@ def canned_answer(kind: str, retry_after: int | None, now: float) -> CannedAnswe
         # RFC 9110 section 10.2.3: an IMF-fixdate, in the bank's own clock.
         when = email.utils.formatdate(now + (retry_after if retry_after is not None else 1), usegmt=True)
         headers = (("Retry-After", when),)
+    elif kind == "529" and retry_after is not None:
+        headers = (("Retry-After", str(retry_after)),)  # in seconds, as the 429 and 503 kinds send it
     body = f'{{"error": "{code}", "message": "{phrase}", "status": {status}, "error_description": '
     body += '"injected fault"}'
     return CannedAnswer(status, body.encode(), "application/json", headers)
@@ -133,10 +137,11 @@ class FaultMix:
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One request as the bank saw it: no header, so never a token.
+    """One request as the bank saw it: no header but the interaction id, so never a token.
 
     :param status: the status answered, None when the connection was dropped or left hanging.
     :param fault: the fault kind served, None for a normal answer.
+    :param interaction_id: the ``x-fapi-interaction-id`` the client sent, None when it sent none.
     """
 
     method: str
@@ -144,8 +149,12 @@ class RequestRecord:
     account: str | None
     status: int | None
     fault: str | None
+    interaction_id: str | None = None
 
     @classmethod
-    def of(cls, method: str, path: str, status: int | None, fault: str | None) -> RequestRecord:
+    def of(
+        cls, method: str, path: str, status: int | None, fault: str | None, interaction_id: str | None = None
+    ) -> RequestRecord:
         match = _ACCOUNT.search(path)
-        return cls(method, path.split("?", 1)[0], match.group(1) if match else None, status, fault)
+        account = match.group(1) if match else None
+        return cls(method, path.split("?", 1)[0], account, status, fault, interaction_id)

@@ -4,6 +4,11 @@ Only the balance is part of the bank's documented contract. The account list, th
 transactions and the CSV statement are **sandbox illustrations** (the bank documents no such
 resources): they exist so that the provider's generic call, its pagination and its answers that are
 not JSON can be shown and tested. Their bodies (or, for the CSV, a header) say so.
+
+So are the resources shaped like an Open Finance Brasil bank's: transactions in ``{"data": [...],
+"links": {"next"}, "meta": {"totalPages"}}`` pages numbered by ``page``/``page-size``, the same pages
+with an RFC 8288 ``Link`` header instead of body links, and balances whose amounts are JSON numbers
+with more digits than a float holds (``1000.0400``, ``12345678901234567.89``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import csv
 import datetime
 import hashlib
 import io
+import math
 import re
+from decimal import Decimal
 from typing import Any
 
 ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -137,3 +144,71 @@ def statement_csv(account_id: str) -> str:
     for index in range(transaction_count(account_id)):
         writer.writerow(_transaction(account_id, index))
     return buffer.getvalue()
+
+
+#: The Open Finance illustrations' balances: decimals a float changes (to 1000.04, 1.2345678901234568e16).
+OPEN_FINANCE_AVAILABLE = Decimal("1000.0400")
+OPEN_FINANCE_INVESTED = Decimal("12345678901234567.89")
+OPEN_FINANCE_PAGE_SIZE = 25
+_DATE_TIME = "T12:00:00.000Z"
+
+
+def open_finance_balances(account_id: str, self_url: str) -> dict[str, Any]:
+    """``GET /open-banking/accounts/{id}/balances``: one balance object in ``data`` (an illustration)."""
+    return {
+        "data": {
+            "accountId": account_id,
+            "availableAmount": {"amount": OPEN_FINANCE_AVAILABLE, "currency": "BRL"},
+            "automaticallyInvestedAmount": {"amount": OPEN_FINANCE_INVESTED, "currency": "BRL"},
+            "updateDateTime": f"{_EPOCH.isoformat()}{_DATE_TIME}",
+        },
+        "links": {"self": self_url},
+        "meta": {"totalRecords": 1, "totalPages": 1, "requestDateTime": f"{_EPOCH.isoformat()}{_DATE_TIME}"},
+        "sandbox_illustration": ILLUSTRATION_NOTE,
+    }
+
+
+def _open_finance_transaction(account_id: str, index: int) -> dict[str, Any]:
+    plain = _transaction(account_id, index)
+    # Four decimals, as some Open Finance amounts carry: a float would drop the trailing zeros.
+    amount = Decimal(plain["amount"].lstrip("-")).quantize(Decimal("0.0001"))
+    return {
+        "transactionId": plain["transaction_id"],
+        "creditDebitType": "CREDITO" if plain["type"] == "credit" else "DEBITO",
+        "transactionName": plain["description"],
+        "transactionAmount": {"amount": amount, "currency": "BRL"},
+        "transactionDateTime": f"{plain['date']}{_DATE_TIME}",
+    }
+
+
+def numbered_page(account_id: str, page: str | None, page_size: str | None, self_url: str) -> dict[str, Any]:
+    """One page of ``GET /open-banking/accounts/{id}/transactions?page=&page-size=``, numbered from 1, with
+    absolute ``links`` (``next`` on every page but the last) and ``meta.totalPages`` (an illustration).
+
+    :raises BadRequest: for a page or a page size that is not a whole number in range.
+    """
+    try:
+        number = 1 if page in (None, "") else int(page)
+        size = OPEN_FINANCE_PAGE_SIZE if page_size in (None, "") else int(page_size)
+    except ValueError as exc:
+        raise BadRequest("page and page-size must be whole numbers") from exc
+    if not 1 <= size <= MAX_PAGE_SIZE or number < 1:
+        raise BadRequest(f"page must be 1 or more and page-size between 1 and {MAX_PAGE_SIZE}")
+    total = transaction_count(account_id)
+    pages = max(1, math.ceil(total / size))
+    start = (number - 1) * size
+    records = [_open_finance_transaction(account_id, i) for i in range(start, min(start + size, total))]
+
+    def link(to: int) -> str:
+        return f"{self_url}?page={to}&page-size={size}"
+
+    links = {"self": link(number), "first": link(1), "last": link(pages)}
+    if number > 1:
+        links["prev"] = link(number - 1)
+    if number < pages:
+        links["next"] = link(number + 1)
+    return {
+        "data": records,
+        "links": links,
+        "meta": {"totalRecords": total, "totalPages": pages, "requestDateTime": f"{_EPOCH}{_DATE_TIME}"},
+    }

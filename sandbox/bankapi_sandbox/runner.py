@@ -124,6 +124,8 @@ class FaultKind(str, enum.Enum):
     BAD_GATEWAY = "502"
     SERVICE_UNAVAILABLE = "503"
     GATEWAY_TIMEOUT = "504"
+    #: 529 "site is overloaded", as Open Finance gateways send, with ``Retry-After`` when given one.
+    SITE_OVERLOADED = "529"
     NOT_FOUND = "404"
     #: A 200 whose body is an HTML page, as a misrouted proxy sends.
     NOT_JSON = "not-json"
@@ -253,9 +255,9 @@ class Sandbox:
 
         :param path: relative to the base URL (``"/accounts/123/balance"``, ``"/auth/token-v2"``),
             the full path, or ``"*"`` for any path.
-        :param kind: a :class:`FaultKind` or its value (``"429"``, ``"503"``, ``"drop"``...).
+        :param kind: a :class:`FaultKind` or its value (``"429"``, ``"503"``, ``"529"``, ``"drop"``...).
         :param count: how many requests in a row.
-        :param retry_after: the Retry-After header in seconds (429, 502, 503, 504).
+        :param retry_after: the Retry-After header in seconds (429, 503, 529).
         :param after: requests to ``path`` let through first (``after=1``: page 2 of a paginated read fails).
         """
         self._control.call(

@@ -14,11 +14,12 @@ import logging
 import socket
 import ssl
 import threading
+import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from bankapi_sandbox.bank import BankApi, Request, Response, error
+from bankapi_sandbox.bank import INTERACTION_ID, BankApi, Request, Response, error, json_text
 from bankapi_sandbox.chaos import CANNED, REVOKE, CannedAnswer, canned_answer, fault_status
 from bankapi_sandbox.state import HANG_LIMIT_SECONDS, TRICKLE_INTERVAL_SECONDS
 
@@ -177,6 +178,9 @@ class BankRequestHandler(BaseHTTPRequestHandler):
         if body is None:
             return
         state = self.server.state
+        sent_id = self.headers.get(INTERACTION_ID)
+        # Echoed as Open Finance Brasil's servers do; one of the server's own when the client sent none.
+        self.interaction_id = sent_id or str(uuid.uuid4())
         if state.latency and state.stopping.wait(state.latency):
             self.close_connection = True
             return
@@ -187,7 +191,7 @@ class BankRequestHandler(BaseHTTPRequestHandler):
             if not self.path.split("?", 1)[0].endswith("/auth/token-v2"):
                 state.count("api_requests")
             # Logged before it is served: a hanging request must be in the log while it hangs.
-            state.record(method, self.path, fault_status(fault.kind), fault.kind)
+            state.record(method, self.path, fault_status(fault.kind), fault.kind, sent_id)
             self._serve_fault(fault)
             return
         request = Request(
@@ -199,7 +203,7 @@ class BankRequestHandler(BaseHTTPRequestHandler):
             certificate_fingerprint=self.certificate_fingerprint,
         )
         response = self.server.api.handle(request)
-        state.record(method, self.path, response.status, fault.kind if fault is not None else None)
+        state.record(method, self.path, response.status, fault.kind if fault is not None else None, sent_id)
         self._send(response)
 
     def _serve_fault(self, fault: Fault) -> None:
@@ -253,10 +257,13 @@ class BankRequestHandler(BaseHTTPRequestHandler):
 
     def _send(self, response: Response, *, close: bool = False) -> None:
         body = response.body
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        payload = body if isinstance(body, bytes) else json_text(body).encode()  # decimals with their digits
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(payload)))
+        interaction_id = getattr(self, "interaction_id", None)
+        if interaction_id:
+            self.send_header(INTERACTION_ID, interaction_id)
         for name, value in response.headers:
             self.send_header(name, value)
         if close or self.close_connection:

@@ -261,9 +261,11 @@ class SandboxState:
 
     # -- the request log ----------------------------------------------------------------------
 
-    def record(self, method: str, path: str, status: int | None, fault: str | None) -> None:
-        """Log one request (no header, no body: never a token)."""
-        entry = RequestRecord.of(method, fault_path(path), status, fault)
+    def record(
+        self, method: str, path: str, status: int | None, fault: str | None, interaction_id: str | None = None
+    ) -> None:
+        """Log one request (no header but its interaction id, no body: never a token)."""
+        entry = RequestRecord.of(method, fault_path(path), status, fault, interaction_id)
         with self._lock:
             self._requests.append(entry)
 

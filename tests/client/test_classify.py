@@ -233,6 +233,7 @@ def test_no_phrase_in_json_without_one(value):
             id="500-whatever-the-body",
         ),
         pytest.param(503, "", True, ServerError, HINT_SERVER_ERROR, None, id="503"),
+        pytest.param(529, "", True, ServerError, HINT_SERVER_ERROR, None, id="529-site-overloaded"),
         pytest.param(404, '{"error": "not_found"}', True, ApiError, None, None, id="404"),
     ],
 )
@@ -342,6 +343,7 @@ def test_rate_limited_carries_retry_after_and_attempts():
         pytest.param(502, 0, "answered 502 Bad Gateway (sent once, not retried)", id="502-once"),
         pytest.param(504, 1, "answered 504 Gateway Timeout after 2 attempts", id="504-twice"),
         pytest.param(503, 3, "answered 503 Service Unavailable after 4 attempts", id="503-four-times"),
+        pytest.param(529, 2, "answered 529 Site is overloaded after 3 attempts", id="529-three-times"),
         pytest.param(429, 0, "answered 429 Too Many Requests (sent once, not retried)", id="429-once"),
     ],
 )

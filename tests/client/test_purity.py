@@ -13,7 +13,9 @@ import pytest
 import airflow_provider_bankapi
 
 PACKAGE = Path(airflow_provider_bankapi.__file__).parent
-PURE_FILES = sorted((PACKAGE / "client").glob("**/*.py")) + [PACKAGE / "errors.py"]
+PURE_FILES = sorted((PACKAGE / "client").glob("**/*.py")) + [
+    PACKAGE / name for name in ("errors.py", "documents.py", "pagination.py")
+]
 
 
 def airflow_imports(source: str) -> list[str]:

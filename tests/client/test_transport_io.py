@@ -268,9 +268,19 @@ def test_503_is_retried(session, bank, bearer):
     assert retries_of(response) == 2
 
 
+def test_529_site_overloaded_is_retried_like_503_honouring_retry_after(session, bank, bearer):
+    bank.inject_fault(BALANCE, "529", count=1, retry_after=1)
+    response = session.get(bank.base_url + BALANCE, headers=bearer)
+    assert response.status_code == 200
+    assert retries_of(response) == 1
+    assert response.raw.retries.waited == 1.0  # the bank's Retry-After, not the (tiny) backoff
+    assert bank.counters()["faults_served"] == {"529": 1}
+
+
 @pytest.mark.parametrize(
     ("kind", "error_type"),
-    [pytest.param("429", RateLimitedError, id="429"), pytest.param("503", ServerError, id="503")],
+    [pytest.param("429", RateLimitedError, id="429"), pytest.param("503", ServerError, id="503"),
+     pytest.param("529", ServerError, id="529")],
 )
 def test_retries_exhausted(session, bank, bearer, kind, error_type):
     bank.inject_fault(BALANCE, kind, count=FAST.max_retries + 5, retry_after=0)
@@ -294,7 +304,9 @@ def test_retry_after_beyond_the_budget_gives_up_at_once(bank, context):
     assert bank.counters()["faults_served"] == {"429": 1}
 
 
-@pytest.mark.parametrize("kind", [pytest.param("429", id="429"), pytest.param("503", id="503")])
+@pytest.mark.parametrize(
+    "kind", [pytest.param("429", id="429"), pytest.param("503", id="503"), pytest.param("529", id="529")]
+)
 def test_token_post_is_retried_on_429_and_503(session, bank, kind):
     bank.inject_fault(TOKEN, kind, count=2, retry_after=0)
     response = session.post(bank.base_url + TOKEN, json=credentials(bank))

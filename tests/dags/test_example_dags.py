@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from airflow_harness import AIRFLOW_HOME, LOGS_FOLDER, Triggerer, run_dag
 from bank_day import BankDay
+from written import jsonl_records
 
 from bankapi_sandbox import data
 
@@ -44,7 +46,7 @@ def output(tmp_path):
 
 
 def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return jsonl_records(path.read_text())
 
 
 def local(url: str) -> Path:
@@ -393,10 +395,13 @@ def test_transactions_paginated_streams_every_page_to_json_lines(bank, output, c
     path = local(summary["path"])
     assert path.parent == base / "transactions" / account
     assert summary == {"path": f"file://{path}", "records": total, "pages": pages}
-    assert rows(path) == data.transactions(account, None, str(total))["items"]  # all, newest first
-    assert len({row["transaction_id"] for row in rows(path)}) == total  # no page read twice
+    written = rows(path)
+    expected = [f"{account}-{i:05d}" for i in range(total)]
+    assert [row["transactionId"] for row in written] == expected  # all, newest first, no page read twice
+    amount = re.compile(r'"transactionAmount":\{"amount":\d+\.\d{4},"currency":"BRL"\}')
+    assert all(amount.search(line) for line in path.read_text().splitlines())  # the bank's 4 decimals
     counters = bank.counters()
-    assert (counters["tokens_issued"], counters["api_requests"]) == (1, pages)
+    assert (counters["tokens_issued"], counters["api_requests"]) == (1, pages)  # one request per page
 
 
 def test_payout_on_funds_parses_its_watcher_and_a_manual_run_pays_nothing_seen(bank):

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from airflow_harness import run_dag
 from bank_day import BankDay
+from written import jsonl_records
 
 from bankapi_sandbox import data
 
@@ -84,7 +85,7 @@ def _tries(run) -> int:
 
 def _rows(output: Path, hour: int) -> list[dict]:
     path = output / f"{hour:02d}.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return jsonl_records(path.read_text()) if path.exists() else []
 
 
 def _check_run(output: Path, hour: int, run, tries: int, requests: list[dict], seed: int) -> dict[str, dict]:

@@ -1,9 +1,10 @@
 """The README's install sections, as written, on a fresh copy of the repository and a fresh virtualenv.
 
 No package index carries the provider: a user builds the wheel with the README's command, installs it
-with the pinned constraints, and copies the example DAGs; then installs the sandbox bank from the clone
-and runs the README's test file with its fixture. pip may use this machine's caches, so this costs about
-a minute once they are warm.
+with the pins of this Python (Airflow 3.3.2), sees the provider in ``airflow providers list``, and copies
+the example DAGs and finds the docs that the wheel carries inside the package; then installs the sandbox
+bank from the clone and runs the README's test file with its fixture. pip may use this machine's caches,
+so this costs a few minutes once they are warm.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+PACKAGE = "airflow_provider_bankapi"
+DOCS = ("README.md", "CHANGELOG.md", "bank-contract.md", "connection-form.png")
 README = (REPOSITORY / "README.md").read_text()
 # Not in a clone: what this checkout built or ran.
 NOT_CLONED = shutil.ignore_patterns(
@@ -81,21 +84,31 @@ def test_the_wheel_installs_as_the_readme_says_into_a_fresh_virtualenv(workdir):
         (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
         entry_points_text = archive.read(entry_points).decode()
     assert "airflow_provider_bankapi/hooks/bankapi.py" in names
-    assert not [name for name in names if not name.startswith("airflow_provider_bankapi")]  # no tests, DAGs
+    assert not [name for name in names if not name.startswith("airflow_provider_bankapi")]  # no tests
     assert not [name for name in names if "sandbox" in name]  # the test bank is a distribution of its own
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    examples = sorted(path.name for path in (REPOSITORY / "dags_examples").glob("bankapi_*.py"))
+    assert sorted(n.split("/")[-1] for n in names if "/example_dags/" in n) == examples
+    assert set(DOCS) <= {name.split("/")[-1] for name in names if name.startswith(f"{PACKAGE}/docs/")}
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     assert not [name for name in names if name.endswith((".key", ".pem", ".crt", ".pfx", ".p12"))]
     assert "provider_info = airflow_provider_bankapi.get_provider_info:get_provider_info" in entry_points_text
     assert "pytest11" not in entry_points_text
 
-    shown = user_shell("airflow providers get airflow-provider-bankapi --output json", cwd=workdir,
-                       venv=venv, home=home)
-    (provider,) = json.loads(shown.stdout.strip().splitlines()[-1])
-    assert provider["Provider"] == "airflow-provider-bankapi"
-    assert f"-{provider['Version']}-" in wheel.name
+    listed = user_shell("airflow providers list --output json", cwd=workdir, venv=venv, home=home)
+    providers = json.loads(listed.stdout.strip().splitlines()[-1])
+    (provider,) = [entry for entry in providers if entry["package_name"] == "airflow-provider-bankapi"]
+    assert f"-{provider['version']}-" in wheel.name
+    versions = user_shell("python -c 'import airflow; print(airflow.__version__)'", cwd=workdir, venv=venv,
+                          home=home)
+    assert versions.stdout.strip() == "3.3.2"  # the pins of this Python, as the README installs them
 
-    user_shell(dags_block, cwd=clone, venv=venv, home=home)
+    # The README's copy, from the installed package: the clone's dags_examples/ is out of reach.
+    shutil.rmtree(clone / "dags_examples")
+    shown = user_shell(dags_block, cwd=clone, venv=venv, home=home)
     copied = sorted(path.name for path in (home / "dags").glob("*.py"))
-    assert copied == sorted(path.name for path in (REPOSITORY / "dags_examples").glob("bankapi_*.py"))
+    assert copied == examples
+    assert set(DOCS) <= set(shown.stdout.split())
 
     # For the user's own tests: the sandbox distribution, its fixture in the README's test file, its CLI.
     (sandbox_block,) = bash_blocks(sandbox_section())[:1]

@@ -15,6 +15,7 @@ from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.limits import limit_of
 from airflow_provider_bankapi.client.settings import TransportSettings
+from airflow_provider_bankapi.client.transport.adapter import USER_AGENT
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
 from airflow_provider_bankapi.hooks.bankapi import connection_extras, settings_from_connection
@@ -149,6 +150,7 @@ ROUTES = {
     "max_retries": (0, lambda s: s.transport.max_retries),
     "max_response_bytes": (64 * 1024 * 1024, lambda s: s.transport.max_response_bytes),
     "proxy": ("http://user:pw-1234@proxy.internal:3128", lambda s: s.transport.proxy),
+    "interaction_id_header": ("x-request-id", lambda s: s.transport.interaction_id_header),
 }
 
 
@@ -189,7 +191,9 @@ def test_unknown_extra_is_refused_listing_the_valid_keys(key):
 
 
 def test_no_extra_reaches_the_request_headers(material):
-    """With every extra set, the session the client builds carries requests' default headers only."""
+    """With every extra set, the session the client builds carries requests' default headers only (its own
+    User-Agent aside).
+    """
     extra = {key: value for key, (value, _) in ROUTES.items() if key not in ("client_pfx_secret",)}
     extra |= {
         "client_cert": material["cert_path"],
@@ -203,8 +207,34 @@ def test_no_extra_reaches_the_request_headers(material):
     with BankingApiClient(settings, token_stores=[]) as client:
         session = client.session()  # local only: identity loaded, no request made
         headers = dict(session.headers)
-    assert headers == dict(requests.Session().headers)
+    assert headers == dict(requests.Session().headers) | {"User-Agent": USER_AGENT}
     assert not {str(value) for value, _ in ROUTES.values()} & set(headers.values())
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(None, "x-fapi-interaction-id", id="unset"),
+        pytest.param("", "x-fapi-interaction-id", id="untouched-form-field"),
+        pytest.param("X-Correlation-Id", "X-Correlation-Id", id="another-name"),
+        pytest.param("none", "", id="none-sends-none"),
+        pytest.param("NONE", "", id="none-any-case"),
+    ],
+)
+def test_the_interaction_id_header_extra(value, expected):
+    extra = {} if value is None else {"interaction_id_header": value}
+    settings, _ = mapped(extra)
+    assert settings.transport.interaction_id_header == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [pytest.param("x fapi", id="space"), pytest.param("x:id", id="colon"), pytest.param(["x"], id="list")],
+)
+def test_a_malformed_interaction_id_header_names_its_field(value):
+    with pytest.raises(ConfigurationError) as caught:
+        mapped({"interaction_id_header": value})
+    assert caught.value.field == "interaction_id_header"
 
 
 # -- malformed values name their field ------------------------------------------------------------

@@ -52,6 +52,7 @@ def _valid(files) -> dict:
         "max_retries": 2,
         "max_response_bytes": "65536",
         "proxy": f"http://user:{PROXY_PASSWORD}@proxy.internal:3128",
+        "interaction_id_header": "x-fapi-interaction-id",
     }
 
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import secrets
 
 import pytest
 from airflow.sdk.log import redact
+from bank_day import BankDay
 
 from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.batch import BatchResult
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore, default_cache_dir
 from airflow_provider_bankapi.client.tokens.values import AccessToken
-from airflow_provider_bankapi.errors import ConfigurationError
+from airflow_provider_bankapi.errors import ApiError, ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook, settings_from_connection
-from bankapi_sandbox import pki
+from bankapi_sandbox import data, pki
 
 CONN_ID = "bankapi_hook_test"
 
@@ -93,6 +95,44 @@ def test_every_call_works_over_one_token(bankapi_sandbox, connect):
     assert response.status_code == 200
     assert response.json()["account_id"] == "7"
     assert bankapi_sandbox.counters()["tokens_issued"] == 1
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "pagination", "records_path"),
+    [
+        pytest.param("/open-banking/accounts/42/transactions", "links", "data", id="links"),
+        pytest.param("/open-banking/accounts/42/transactions", "page", None, id="page"),
+        pytest.param("/linked/accounts/42/transactions", "link_header", None, id="link_header"),
+        pytest.param("/accounts/42/transactions", "cursor", None, id="cursor"),
+    ],
+)
+def test_records_of_every_page_in_each_style(bankapi_sandbox, connect, endpoint, pagination, records_path):
+    hook = connect()
+    size = 10
+    params = {"limit": size} if pagination == "cursor" else {"page-size": size}
+    hook.get_token()
+    BankDay(bankapi_sandbox).take_requests()
+
+    records = list(hook.records(endpoint, params=params, pagination=pagination, records_path=records_path))
+
+    total = data.transaction_count("42")
+    ids = [r.get("transactionId") or r.get("transaction_id") for r in records]
+    assert ids == [f"42-{i:05d}" for i in range(total)]
+    assert len(BankDay(bankapi_sandbox).take_requests()) == math.ceil(total / size)  # one request per page
+
+
+def test_max_pages_stops_a_walk_with_an_error(connect):
+    hook = connect()
+
+    with pytest.raises(ApiError, match="after 2 pages"):
+        list(
+            hook.paginate(
+                "/open-banking/accounts/42/transactions",
+                params={"page-size": 1},
+                pagination="links",
+                max_pages=2,
+            )
+        )
 
 
 def test_paginate_with_a_custom_next_page(connect):

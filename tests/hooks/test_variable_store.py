@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,39 @@ def test_outside_a_task_there_is_no_cluster_store(caplog):
 
     assert cluster_store() == []
     assert "falling back to cache_scope=host" in caplog.text
+
+
+def test_inside_a_task_the_cluster_store_is_the_variable_store():
+    # What the task runner does before execute(): the context that the public get_current_context() reads.
+    from airflow.sdk.execution_time.context import set_current_context
+
+    with set_current_context({"ti": None}):
+        (store,) = cluster_store()
+    assert isinstance(store, VariableTokenStore)
+
+
+def test_the_provider_uses_no_private_task_sdk_name():
+    # The Task SDK's execution-time modules and private globals change between releases; the provider
+    # asks the public airflow.sdk namespace only.
+    package = Path(__file__).resolve().parents[2] / "airflow_provider_bankapi"
+    private = re.compile(
+        r"SUPERVISOR_COMMS|airflow\.sdk\.execution_time|airflow\.sdk\.definitions\._internal"
+    )
+    named = [
+        f"{path.relative_to(package)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if private.search(line)
+    ]
+    assert named == []
+
+
+def test_in_the_triggerer_the_cluster_store_is_the_variable_store(caplog):
+    # The triggerer runs no task but reaches Variables as one does: the trigger marks where it builds
+    # its client, so the triggerer shares the workers' token.
+    from airflow_provider_bankapi.hooks.variable_store import in_triggerer
+
+    with in_triggerer():
+        (store,) = cluster_store()
+    assert isinstance(store, VariableTokenStore)
+    assert cluster_store() == []  # the mark ends with the block

@@ -5,12 +5,16 @@ from __future__ import annotations
 import csv
 import json
 import math
+import socket
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
 from airflow_harness import run_dag
+from bank_day import BankDay
 from test_outputs import wait_for
+from written import jsonl_records
 
 from airflow_provider_bankapi.client.api import next_cursor_params
 from airflow_provider_bankapi.errors import ConfigurationError, ResponseTooLargeError
@@ -69,7 +73,7 @@ def asset_events(uri_prefix: str) -> dict[str, list[dict]]:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return jsonl_records(path.read_text())
 
 
 # -- BankingApiOperator -------------------------------------------------------------------------------
@@ -129,7 +133,8 @@ def test_a_rerun_that_fails_on_page_2_leaves_the_previous_file_and_a_good_rerun_
     bank.clear_faults()
     again = run_dag(DAG_FILE, "bankapi_transactions_rerun", conf=conf)
     assert again.state == "success", again.task_states
-    assert target.read_bytes() == complete  # replaced, not appended to
+    assert read_jsonl(target) == jsonl_records(complete.decode())  # replaced, not appended to
+    assert target.read_bytes() != complete  # a new fetched_at: this run's file
 
 
 @pytest.mark.parametrize(
@@ -299,7 +304,8 @@ def test_balances_to_xcom_csv_json_lines_and_mapped_tasks_with_one_token(bank, t
         rows = list(csv.DictReader(handle))
     assert [row["account_id"] for row in rows] == ACCOUNTS
     assert [row["available"] for row in rows] == [expected[a]["available"] for a in ACCOUNTS]  # exact text
-    assert list(rows[0]) == ["account_id", "available", "current", "blocked", "currency", "as_of"]
+    columns = ["account_id", "available", "current", "blocked", "currency", "as_of", "fetched_at"]
+    assert list(rows[0]) == columns
 
     (jsonl_path,) = tmp_path.glob("balances-*.data")  # output_format wins over the suffix
     assert read_jsonl(jsonl_path) == [expected[a] for a in ACCOUNTS]
@@ -473,3 +479,113 @@ def test_an_operators_max_response_bytes_replaces_the_connections(
             as_connection.hook.get_json("/statements")
 
     assert refused.value.limit == 1024 * 1024
+
+
+# -- a bank shaped like Open Finance Brasil: pagination styles, records, exact money, audit fields ---------
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_links_link_header_and_page_walks_write_every_record_once_with_one_request_per_page(bank, tmp_path):
+    account, page_size = "123", 10
+    total = data.transaction_count(account)
+    pages = math.ceil(total / page_size)
+    BankDay(bank).take_requests()
+
+    result = run_dag(
+        DAG_FILE,
+        "bankapi_bank_data",
+        conf={"out": tmp_path.as_uri(), "account": account, "page_size": page_size},
+    )
+
+    assert result.state == "success", result.task_states
+    log = [r for r in BankDay(bank).take_requests() if not r["path"].endswith("/auth/token-v2")]
+    per_path = {path: sum(r["path"] == path for r in log) for path in {r["path"] for r in log}}
+    assert per_path == {
+        f"/open-banking/accounts/{account}/transactions": 2 * pages,  # the links walk and the page walk
+        f"/linked/accounts/{account}/transactions": pages,
+        f"/open-banking/accounts/{account}/balances": 2,
+    }
+    ids = [r["interaction_id"] for r in log]
+    assert all(uuid.UUID(i).version == 4 for i in ids)
+    assert len(set(ids)) == len(ids)  # every request its own id
+    expected = [f"{account}-{i:05d}" for i in range(total)]
+    for name in ("links.jsonl", "link_header.jsonl"):
+        records = read_jsonl(tmp_path / name)  # each with fetched_at in UTC
+        assert [r["transactionId"] for r in records] == expected, name
+    rows = read_csv(tmp_path / "page.csv")
+    assert [r["transactionId"] for r in rows] == expected
+    assert {"transactionAmount.amount", "transactionAmount.currency", "fetched_at"} <= set(rows[0])
+    assert all(r["transactionAmount.currency"] == "BRL" for r in rows)
+    assert all(len(r["transactionAmount.amount"].split(".")[1]) == 4 for r in rows)  # 4 decimals kept
+    assert result.xcom("links_walk") == {
+        "path": (tmp_path / "links.jsonl").as_uri(),
+        "records": total,
+        "pages": pages,
+    }
+
+
+def test_exact_money_reaches_the_file_and_xcom_digit_for_digit(bank, tmp_path):
+    result = run_dag(
+        DAG_FILE, "bankapi_bank_data", conf={"out": tmp_path.as_uri(), "account": "123", "page_size": 50}
+    )
+
+    assert result.state == "success", result.task_states
+    line = (tmp_path / "balances.jsonl").read_text()
+    assert '"availableAmount":{"amount":1000.0400,"currency":"BRL"}' in line
+    assert '"automaticallyInvestedAmount":{"amount":12345678901234567.89,"currency":"BRL"}' in line
+    # As stored in the metadata DB: the digits as text (Airflow's own Decimal serializer goes through float).
+    stored = result.xcom("balances")["data"]
+    assert stored["availableAmount"]["amount"]["__data__"] == "1000.0400"
+    assert stored["automaticallyInvestedAmount"]["amount"]["__data__"] == "12345678901234567.89"
+    # As a downstream task reads it back:
+    assert result.xcom("amounts_downstream") == {
+        "types": ["BankDecimal"],
+        "available": "1000.0400",
+        "invested": "12345678901234567.89",
+    }
+
+
+def test_a_next_link_to_another_host_fails_before_any_connection_to_it_and_writes_nothing(
+    bank, tmp_path, capfd
+):
+    foreign = socket.socket()
+    foreign.bind(("127.0.0.1", 0))
+    foreign.listen(8)  # the kernel completes any TCP handshake to it: each one would wait in the backlog
+    foreign.setblocking(False)
+    host, port = foreign.getsockname()
+    BankDay(bank).take_requests()
+    try:
+        result = run_dag(
+            DAG_FILE,
+            "bankapi_foreign_next_link",
+            conf={"out": tmp_path.as_uri(), "foreign": f"https://{host}:{port}"},
+        )
+        with pytest.raises(BlockingIOError):
+            foreign.accept()  # no connection ever came
+    finally:
+        foreign.close()
+
+    assert result.task_states == {("foreign_link", -1): "failed"}
+    assert list(tmp_path.iterdir()) == []  # no output, no temporary file left
+    console = "".join(capfd.readouterr())
+    assert f"A page's next link points to {host}:{port}, outside the connection's Base URL" in console
+    (page,) = [r for r in BankDay(bank).take_requests() if r["path"].endswith("/transactions")]
+    assert f"(interaction id {page['interaction_id']})" in console  # the id of the answer with the link
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        pytest.param({"pagination": "offset"}, ConfigurationError, id="unknown-style"),
+        pytest.param(
+            {"pagination": "links", "pagination_function": next_cursor_params}, ValueError, id="both"
+        ),
+    ],
+)
+def test_a_pagination_mistake_fails_when_the_dag_is_parsed(kwargs, error):
+    with pytest.raises(error):
+        BankingApiOperator(task_id="t", endpoint="/accounts/1/transactions", **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import os
 import signal
@@ -10,12 +11,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from airflow.sdk.io import store
 from fsspec.implementations.memory import MemoryFileSystem
 
+from airflow_provider_bankapi.documents import loads
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.operators.outputs import (
     STALE_TEMPORARY_SECONDS,
@@ -23,7 +26,6 @@ from airflow_provider_bankapi.operators.outputs import (
     counted_pages,
     output_format,
     output_location,
-    page_records,
     write_csv,
     write_jsonl,
 )
@@ -62,20 +64,6 @@ def test_an_absolute_path_is_a_local_file_and_its_asset_a_file_uri(tmp_path):
     assert asset_uri(path) == (tmp_path / "x.jsonl").as_uri()
 
 
-@pytest.mark.parametrize(
-    ("page", "records"),
-    [
-        pytest.param({"items": [1, 2], "next_cursor": "c"}, [1, 2], id="items"),
-        pytest.param({"items": []}, [], id="empty-items"),
-        pytest.param({"available": "1.00"}, [{"available": "1.00"}], id="no-items"),
-        pytest.param({"items": "not a list"}, [{"items": "not a list"}], id="items-not-a-list"),
-        pytest.param([1, 2], [[1, 2]], id="a-list-page-is-one-record"),
-    ],
-)
-def test_the_records_of_a_page(page, records):
-    assert page_records(page) == records
-
-
 def test_json_lines_round_trip_with_text_money_and_unicode(tmp_path):
     path = output_location((tmp_path / "deep" / "er" / "x.jsonl").as_uri())
     records = [
@@ -99,27 +87,64 @@ def test_a_failure_while_records_are_produced_leaves_no_half_written_file(tmp_pa
     assert not (tmp_path / "x.jsonl").exists()
 
 
-def test_csv_has_every_column_account_id_first_and_nested_values_as_json(tmp_path):
+def test_csv_has_every_column_account_id_first_nested_objects_as_columns_and_lists_as_json(tmp_path):
     rows = [
         {"available": "1.00", "account_id": "1"},
-        {"account_id": "2", "available": "2.00", "limits": {"pix": "100.00"}, "note": None},
+        {
+            "account_id": "2",
+            "amount": {"amount": Decimal("1000.0400"), "currency": "BRL"},
+            "limits": {"pix": {"day": "100.00"}},
+            "tags": ["a", Decimal("1.10")],
+            "note": None,
+        },
     ]
     path = output_location((tmp_path / "b.csv").as_uri())
 
     assert write_csv(path, rows, first_column="account_id") == 2
     with (tmp_path / "b.csv").open(newline="", encoding="utf-8") as handle:
         read = list(csv.DictReader(handle))
-    assert list(read[0]) == ["account_id", "available", "limits", "note"]
-    assert read[0] == {"account_id": "1", "available": "1.00", "limits": "", "note": ""}
-    assert json.loads(read[1]["limits"]) == {"pix": "100.00"}
+    assert list(read[0]) == [
+        "account_id", "available", "amount.amount", "amount.currency", "limits.pix.day", "tags", "note"
+    ]  # fmt: skip
+    assert read[0] == dict.fromkeys(read[0], "") | {"account_id": "1", "available": "1.00"}
+    assert read[1]["amount.amount"] == "1000.0400"
+    assert read[1]["amount.currency"] == "BRL"
+    assert read[1]["limits.pix.day"] == "100.00"
+    assert read[1]["tags"] == '["a",1.10]'
 
 
-def test_pages_are_counted_as_their_records_stream_by():
+def test_json_lines_keep_the_banks_digits(tmp_path):
+    path = output_location((tmp_path / "m.jsonl").as_uri())
+    record = loads('{"a":1000.0400,"b":12345678901234567.89,"c":1e309,"d":0.0000001,"e":10}')
+
+    write_jsonl(path, [record])
+
+    written = '{"a":1000.0400,"b":12345678901234567.89,"c":1E+309,"d":0.0000001,"e":10}\n'
+    assert (tmp_path / "m.jsonl").read_text() == written
+
+
+def test_pages_are_counted_as_their_records_stream_by_each_stamped_with_fetched_at():
     counter = [0]
-    pages = [{"items": [1, 2]}, {"items": [3]}, {"items": []}]
+    pages = [{"items": [{"n": 1}, 2]}, {"data": [{"n": 3}]}, {"items": []}]
 
-    assert list(counted_pages(pages, counter)) == [1, 2, 3]
+    records = list(counted_pages(pages, counter))
+
+    assert [{k: v for k, v in r.items() if k != "fetched_at"} for r in records] == [
+        {"n": 1},
+        {"value": 2},
+        {"n": 3},
+    ]
     assert counter == [3]
+    stamps = [datetime.datetime.fromisoformat(r["fetched_at"]) for r in records]
+    assert all(stamp.utcoffset() == datetime.timedelta(0) for stamp in stamps)
+
+
+def test_a_records_path_picks_the_records_of_each_page():
+    pages = [{"result": {"entries": [{"n": 1}]}}, {"result": {"entries": {"n": 2}}}, {"result": {}}]
+
+    records = list(counted_pages(pages, [0], "result.entries"))
+
+    assert [r["n"] for r in records] == [1, 2]
 
 
 # -- atomic replacement ---------------------------------------------------------------------------------

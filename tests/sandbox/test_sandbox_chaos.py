@@ -131,7 +131,14 @@ def test_a_dropped_request_is_logged_without_a_status(client, sandbox):
     with pytest.raises(Exception):  # noqa: B017, PT011 - requests' ConnectionError, whatever its subclass
         client.balance(token)
     assert BankDay(sandbox).take_requests() == [
-        {"method": "GET", "path": BALANCE, "account": "123", "status": None, "fault": "drop"}
+        {
+            "method": "GET",
+            "path": BALANCE,
+            "account": "123",
+            "status": None,
+            "fault": "drop",
+            "interaction_id": None,
+        }
     ]
 
 
@@ -167,5 +174,12 @@ def test_a_hanging_request_is_in_the_log_while_it_hangs(client, sandbox):
             f"{sandbox.base_url}{BALANCE}", headers={"Authorization": f"Bearer {token}"}, timeout=0.5
         )
     assert BankDay(sandbox).take_requests() == [
-        {"method": "GET", "path": BALANCE, "account": "123", "status": None, "fault": "hang"}
+        {
+            "method": "GET",
+            "path": BALANCE,
+            "account": "123",
+            "status": None,
+            "fault": "hang",
+            "interaction_id": None,
+        }
     ]

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import structlog.testing
 from airflow_harness import run_dag
 
 from airflow_provider_bankapi.errors import (
@@ -138,6 +139,27 @@ def test_execute_complete_raises_the_error_of_the_event_with_reason_and_hint(eve
 # -- real DAG runs ------------------------------------------------------------------------------------
 
 
+def test_quiet_pokes_log_below_info_and_a_transient_error_and_the_answer_after_it_reach_info(
+    bankapi_sandbox, monkeypatch
+):
+    conn = {**bankapi_sandbox.connection, "extra": {**bankapi_sandbox.connection["extra"], "max_retries": 0}}
+    monkeypatch.setenv("AIRFLOW_CONN_BANKAPI_DEFAULT", json.dumps(conn))
+    sensor = BankingApiBalanceSensor(task_id="quiet", account_id="123", threshold="1000000000000")
+
+    with structlog.testing.capture_logs() as logged:
+        for look in range(100):
+            if look == 50:
+                bankapi_sandbox.inject_fault("/accounts/123/balance", "503", count=1)
+            assert sensor.poke({}) is False  # type: ignore[arg-type]
+
+    loud = [entry["event"] for entry in logged if entry["log_level"] not in ("debug", "notset")]
+    own = [line for line in loud if "/accounts/123/balance" in line]
+    assert len(own) == 3, loud
+    assert "waiting until" in own[0]  # the first look: the start of the wait
+    assert "ServerError" in own[1]
+    assert "answered again after 1 transient errors" in own[2]
+
+
 @pytest.mark.airflow
 def test_poke_mode_sensors_in_a_dag_run(bank):
     balance = data.balance("123")["available"]
@@ -176,6 +198,17 @@ def test_a_deferrable_sensor_defers_waits_in_the_trigger_and_resumes(bank, looks
     counters = bank.counters()
     assert counters["api_requests"] == 3
     assert counters["tokens_issued"] == 1  # the trigger reused the worker's token
+
+
+@pytest.mark.airflow
+def test_a_decimal_the_trigger_observed_comes_back_with_the_banks_digits(bank, looks):
+    result = run_dag(DAG_FILE, "bankapi_sensor_defers_on_exact_money")
+
+    assert result.state == "success", result.task_states
+    assert looks.read_text() == "3"  # it deferred: the value came through the trigger's event
+    seen = result.xcom("wait_seen")
+    assert seen["type"] == "BankDecimal"  # what the downstream task received
+    assert seen["value"]["__data__"] == "1000.0400"  # as stored: the digits, never a float
 
 
 @pytest.mark.airflow

@@ -36,19 +36,29 @@ class AssetState:
         self.values[key] = value
 
 
-async def _events_while(trigger, steps):
-    """Run the trigger while ``steps`` (callables, one per ``pause``) change the bank; its events."""
+async def _events_while(trigger, steps, bank):
+    """Run the trigger while ``steps`` (a callable each, then the number of balance polls the bank must
+    serve before the next step) change the bank; its events. Counting polls, not seconds, keeps the test
+    the same on a loaded machine."""
     events = []
 
     async def collect():
         async for event in trigger.run():
             events.append(event.payload)
 
+    async def polls_served(count):
+        start = await asyncio.to_thread(lambda: bank.counters()["api_requests"])
+        for _ in range(600):  # 60 s at most: a poll every 0.1 s
+            if await asyncio.to_thread(lambda: bank.counters()["api_requests"]) >= start + count:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the trigger made fewer than {count} polls in 60 s")
+
     task = asyncio.create_task(collect())
     try:
-        for step, pause in steps:
+        for step, polls in steps:
             await asyncio.to_thread(step)
-            await asyncio.sleep(pause)
+            await polls_served(polls)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -67,11 +77,12 @@ def test_one_event_each_time_the_balance_comes_to_cross_the_threshold(bank):
         _events_while(
             trigger,
             [
-                (set_to("100.00"), 1.0),  # below: polls, no event
-                (set_to("2000.00"), 1.0),  # crosses: one event, though every poll still sees it above
-                (set_to("1499.99"), 1.0),  # below again
-                (set_to("1500.00"), 1.0),  # crosses again (at least 1500.00): a second event
+                (set_to("100.00"), 3),  # below: polls, no event
+                (set_to("2000.00"), 3),  # crosses: one event, though every poll still sees it above
+                (set_to("1499.99"), 3),  # below again
+                (set_to("1500.00"), 3),  # crosses again (at least 1500.00): a second event
             ],
+            bank,
         )
     )
 
@@ -84,11 +95,11 @@ def test_a_restarted_trigger_does_not_fire_again_for_a_balance_that_stayed_above
     bank.set_available_balance(ACCOUNT, "2000.00")
     first = BankingApiEventTrigger.for_balance(ACCOUNT, "1500.00", poke_interval=0.1)
     first.asset_state_store = state
-    assert len(asyncio.run(_events_while(first, [(lambda: None, 0.5)]))) == 1
+    assert len(asyncio.run(_events_while(first, [(lambda: None, 3)], bank))) == 1
 
     restarted = BankingApiEventTrigger(**first.serialize()[1])  # as the triggerer rebuilds it
     restarted.asset_state_store = state
-    assert asyncio.run(_events_while(restarted, [(lambda: None, 0.5)])) == []
+    assert asyncio.run(_events_while(restarted, [(lambda: None, 3)], bank)) == []
 
 
 def test_a_refused_credential_is_not_polled_at_the_interval(bank, monkeypatch):
@@ -97,8 +108,31 @@ def test_a_refused_credential_is_not_polled_at_the_interval(bank, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_BANKAPI_DEFAULT", json.dumps(conn))
     trigger = BankingApiEventTrigger.for_balance(ACCOUNT, "1.00", poke_interval=0.05, backoff_max=30)
 
-    assert asyncio.run(_events_while(trigger, [(lambda: None, 1.0)])) == []
-    assert sum(bank.counters()["token_refused"].values()) == 1
+    def refused():
+        return sum(bank.counters()["token_refused"].values())
+
+    async def run():
+        events = []
+
+        async def collect():
+            async for event in trigger.run():
+                events.append(event.payload)
+
+        task = asyncio.create_task(collect())
+        try:
+            for _ in range(600):  # the first refusal, however loaded the machine (60 s at most)
+                if await asyncio.to_thread(refused):
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)  # twenty poke intervals after it
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        return events
+
+    assert asyncio.run(run()) == []
+    assert refused() == 1
 
 
 def test_the_trigger_is_an_asset_watchers_and_its_kwargs_hold_no_secret(bank):

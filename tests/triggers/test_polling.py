@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import pytest
@@ -24,6 +25,7 @@ from airflow_provider_bankapi.errors import (
 from airflow_provider_bankapi.triggers.bankapi import error_from_payload, error_payload
 from airflow_provider_bankapi.triggers.polling import (
     Condition,
+    WaitLog,
     as_decimal,
     field_value,
     import_check,
@@ -242,3 +244,35 @@ def test_an_error_event_of_a_check_function_that_raised():
     assert type(again).__name__ == "BankingApiError"
     assert "KeyError" in str(again)
     assert "check function" in again.hint
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_quiet_polls_are_debug_with_a_summary_at_info_every_interval():
+    clock = Clock()
+    wait_log = WaitLog(600, clock=clock)
+    levels = []
+    for _ in range(100):  # a poll every 10 s for 1,000 s
+        clock.now += 10
+        levels.append(wait_log.waiting())
+
+    assert levels.count(logging.INFO) == 1  # at 600 s; the next is due at 1,200 s
+    assert levels[59] == logging.INFO
+    assert set(levels) == {logging.DEBUG, logging.INFO}
+
+
+def test_the_first_transient_error_of_a_run_warns_the_rest_are_debug_and_the_answer_after_says_so():
+    clock = Clock()
+    wait_log = WaitLog(600, clock=clock)
+
+    assert [wait_log.failed() for _ in range(3)] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert wait_log.failures == 3
+    assert wait_log.recovered() == 3
+    assert wait_log.recovered() == 0  # the next answer is quiet again
+    assert wait_log.failed() == logging.WARNING  # a new run of errors is a new change

@@ -17,11 +17,13 @@ import time
 
 import airflow_harness
 import pytest
+import structlog.testing
 
 from airflow_provider_bankapi.client.limits import limit_of
 from airflow_provider_bankapi.errors import ResponseTooLargeError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.triggers.bankapi import BankingApiTrigger, error_from_payload
+from airflow_provider_bankapi.triggers.polling import Outcome
 
 # asyncio may run a timer up to the clock's resolution early; 1 ms is far above it on Linux.
 CLOCK_SLACK = 0.001
@@ -470,3 +472,51 @@ def test_a_transient_503_keeps_the_trigger_waiting_whatever_its_body_or_retry_af
         event = first_event(trigger_for(poke_interval=0.1, deadline=time.time() + 60))
 
     assert event.payload == {"status": "success", "value": {"available": "5.00"}, "polls": 3}
+
+
+class HundredQuietPolls(BankingApiTrigger):
+    """Real polls of the bank, the condition met at the 101st; a 503 injected before the ``fault_at``th."""
+
+    def __init__(self, *, sandbox, fault_at=None, **kwargs):
+        super().__init__(**kwargs)
+        self.sandbox, self.fault_at, self.calls = sandbox, fault_at, 0
+
+    def _poll(self, client, check):
+        self.calls += 1
+        if self.calls == self.fault_at:
+            self.sandbox.inject_fault(self.endpoint, "503", count=1)
+        outcome = super()._poll(client, check)
+        return Outcome(met=self.calls > 100, observed=outcome.observed)
+
+
+@pytest.mark.parametrize(
+    ("fault_at", "expected"),
+    [
+        pytest.param(None, ["Waiting until", "holds"], id="quiet"),
+        pytest.param(
+            50, ["Waiting until", "ServerError", "answered again after 1", "holds"], id="a-transient-error"
+        ),
+    ],
+)
+def test_quiet_polls_log_below_info_and_only_the_start_a_change_and_the_end_reach_info(
+    bankapi_sandbox, connection, fault_at, expected
+):
+    trigger = HundredQuietPolls(
+        sandbox=bankapi_sandbox,
+        fault_at=fault_at,
+        bankapi_conn_id="bankapi_default",
+        endpoint="/accounts/123/balance",
+        condition=NEVER,
+        poke_interval=0,
+        backoff_max=0.05,
+    )
+
+    with structlog.testing.capture_logs() as logged:
+        event = first_event(trigger)
+
+    assert event.payload["status"] == "success"
+    assert event.payload["polls"] == 101
+    loud = [entry["event"] for entry in logged if entry["log_level"] not in ("debug", "notset")]
+    own = [line for line in loud if "/accounts/123/balance" in line]
+    assert len(own) == len(expected), loud
+    assert all(word in line for word, line in zip(expected, own, strict=True)), own

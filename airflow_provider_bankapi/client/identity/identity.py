@@ -75,7 +75,15 @@ class ClientIdentity:
     connection id).
     """
 
-    __slots__ = ("_ca_certificates", "_chain", "_context", "_fingerprint", "_source_field", "_warnings")
+    __slots__ = (
+        "_ca_certificates",
+        "_chain",
+        "_context",
+        "_fingerprint",
+        "_private_key_digest",
+        "_source_field",
+        "_warnings",
+    )
 
     def __init__(
         self,
@@ -85,8 +93,10 @@ class ClientIdentity:
         ca_certificates: tuple[x509.Certificate, ...],
         warnings: tuple[str, ...],
         source_field: str,
+        private_key_digest: bytes = b"",
     ) -> None:
         self._chain = chain
+        self._private_key_digest = private_key_digest
         self._context = context
         self._ca_certificates = ca_certificates
         self._warnings = warnings
@@ -107,6 +117,13 @@ class ClientIdentity:
     def fingerprint_sha256(self) -> str:
         """Lowercase hex SHA-256 over the client certificate's DER (RFC 8705 thumbprint)."""
         return self._fingerprint
+
+    @property
+    def private_key_digest(self) -> bytes:
+        """A SHA-256 of the private key (domain-separated), as secret as the key itself: it keys the check
+        of the cache key's kept verifier. Never shown by ``repr``; empty when unknown.
+        """
+        return self._private_key_digest
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -199,7 +216,19 @@ def load_identity(
         ca_certificates=ca_certificates,
         warnings=tuple(warnings),
         source_field=pair.cert_field,
+        private_key_digest=private_key_digest(pair.private_key),
     )
+
+
+def private_key_digest(private_key: PrivateKeyTypes) -> bytes:
+    """SHA-256 of a private key's unencrypted PKCS#8 DER, with a label of its own (it is no fingerprint)."""
+    der = private_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(b"airflow-provider-bankapi/private-key-digest/1")
+    digest.update(der)
+    return digest.finalize()
 
 
 def _key_pair(values: dict[str, MaterialValue | None]) -> KeyPair:

@@ -8,6 +8,10 @@ A refusal is shared the same way: when the bank refuses the token request (crede
 source IP), that answer is this cache's for the credential for ``refusal_memory`` seconds, so the
 calls in flight (one per worker thread) fail with it instead of each asking the bank again.
 
+A token shared by several hosts (a store with ``spans_hosts``, the ``cluster`` one) is renewed by each
+host at its own moment inside the refresh margin (:func:`host_margin`): the first host to renew puts
+the new token in the shared store, and the others find it there instead of each fetching its own.
+
 A store is an optimisation, never a point of failure: whatever a store raises is logged (without
 secrets) and the call goes on without that store; the worst case is one more token fetch.
 
@@ -18,9 +22,11 @@ The values (:class:`AccessToken`, :func:`parse_token_response`, :func:`cache_key
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
 import os
+import socket
 import threading
 import time
 import weakref
@@ -56,6 +62,8 @@ class TokenStore(Protocol):
       guards the slower ones (the host file lock makes each machine fetch at most once, even over a
       cluster store that has none).
     - Anything a store raises is logged and that store is skipped for the rest of the call.
+    - A store shared by several hosts says so with a true ``spans_hosts`` attribute: the hosts then
+      renew at spread moments (see :func:`host_margin`).
     - Tokens are certificate-bound secrets: a store must keep them where only this credential's owner
       can read them, and must never log them (a repr of :class:`AccessToken` hides the token).
     """
@@ -158,6 +166,23 @@ def stores_for(
     return stores
 
 
+#: How much later than the refresh margin a host may renew a token it shares with other hosts, as a share
+#: of the margin: with the bank's 5 minutes, hosts renew between 5 and 2.5 minutes before expiry.
+HOST_SPREAD = 0.5
+
+
+def host_margin(margin: float, host: str) -> float:
+    """The refresh margin of ``host`` for a token shared by several hosts: between ``margin`` and
+    ``margin * (1 - HOST_SPREAD)``, fixed by a hash of the host name.
+
+    Hosts that renewed together would each fetch a token (a shared store has no compare-and-set); spread
+    over 2.5 minutes, the first host renews and the others, later, find its token in the shared store. The
+    same on every process of a host, so the host's own lock still makes it fetch once.
+    """
+    fraction = int.from_bytes(hashlib.sha256(host.encode("utf-8")).digest()[:8], "big") / 2**64
+    return margin * (1.0 - HOST_SPREAD * fraction)
+
+
 def _describe(exc: BaseException) -> str:
     # Our stores' messages hold paths and reasons only; cap a foreign store's message all the same.
     return f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -176,6 +201,8 @@ class TokenCache:
     :param refusal_memory: seconds during which a refused token request is the answer to every miss of
         its key, without asking the bank again. A refusal comes back the same until something changes
         at the bank (the credential reactivated, the IP allowed), which takes longer than a batch of calls.
+    :param host: this machine's name, which spreads the renewals of a token shared by several hosts
+        (default: ``socket.gethostname()``).
     """
 
     def __init__(
@@ -186,6 +213,7 @@ class TokenCache:
         clock: Callable[[], float] = time.time,
         on_secret: Callable[[str], None] | None = None,
         refusal_memory: float = DEFAULT_REFUSAL_MEMORY,
+        host: str | None = None,
     ) -> None:
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin):
             raise ValueError("margin must be a finite number of seconds.")
@@ -193,6 +221,8 @@ class TokenCache:
             raise ValueError("margin must be zero or more seconds.")
         self.stores: tuple[TokenStore, ...] = tuple(stores) or (MemoryTokenStore(),)
         self.margin = float(margin)
+        if any(getattr(store, "spans_hosts", False) for store in self.stores):
+            self.margin = host_margin(self.margin, socket.gethostname() if host is None else host)
         self.clock = clock
         self._on_secret = on_secret
         self._revealed: dict[str, str] = {}  # per key, the token last handed to on_secret

@@ -3,7 +3,8 @@
 Where: :func:`default_cache_dir`, that is ``$XDG_CACHE_HOME/airflow-provider-bankapi/tokens``, or
 ``~/.cache/airflow-provider-bankapi/tokens`` when ``XDG_CACHE_HOME`` is unset or not absolute (the XDG
 base directory rules). One ``<key>.json`` per cache key holds the token and its expiry; one ``<key>.lock``
-beside it is the cross-process lock (``flock``), so N processes on a cold cache fetch one token.
+beside it is the cross-process lock (``flock``), so N processes on a cold cache fetch one token. One
+``<name>.verifier`` per credential keeps the slow part of its cache key (see ``kept_key``).
 
 A file holds a live token, so it is treated like a private key:
 
@@ -199,6 +200,21 @@ class HostTokenStore:
         file's identity (to delete exactly that file).
         """
         name = _file_name(key, ".json")
+        raw, info = self._read_private(directory, name, "a token record")
+        if raw is None:
+            return None, info
+        try:
+            return token_from_record(key, raw), info
+        except ValueError as exc:  # its message never holds the token
+            self._ignore(name, str(exc), info)
+            return None, info
+
+    def _read_private(
+        self, directory: int, name: str, holding: str
+    ) -> tuple[bytes | None, os.stat_result | None]:
+        """The content of a private file of the directory (None when it is missing, or untrustworthy, with
+        a warning), and the file's identity.
+        """
         try:
             handle = os.open(
                 name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory
@@ -216,13 +232,9 @@ class HostTokenStore:
                 return None, info
             raw = stream.read(_MAX_RECORD_BYTES + 1)
         if len(raw) > _MAX_RECORD_BYTES:
-            self._ignore(name, "it is too large to be a token record", info)
+            self._ignore(name, f"it is too large to be {holding}", info)
             return None, info
-        try:
-            return token_from_record(key, raw), info
-        except ValueError as exc:  # its message never holds the token
-            self._ignore(name, str(exc), info)
-            return None, info
+        return raw, info
 
     def _ignore(self, name: str, reason: str, info: os.stat_result | None) -> None:
         version = None if info is None else (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
@@ -256,6 +268,19 @@ class HostTokenStore:
                 os.unlink(name, dir_fd=directory)
             except FileNotFoundError:
                 pass
+
+    def load_private(self, name: str) -> bytes | None:
+        """The content of the private file ``<name>.verifier`` (the cache key's kept derivation), or None.
+
+        :param name: 64 lowercase hex digits.
+        """
+        with self._opened() as directory:
+            return self._read_private(directory, _file_name(name, ".verifier"), "a kept verifier")[0]
+
+    def save_private(self, name: str, data: bytes) -> None:
+        """Atomically make ``<name>.verifier`` a new private file holding ``data``."""
+        with self._opened() as directory:
+            self._write(directory, _file_name(name, ".verifier"), data)
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:

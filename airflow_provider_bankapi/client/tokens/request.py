@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from airflow_provider_bankapi.client.tokens.values import parse_token_response
-from airflow_provider_bankapi.client.transport.adapter import send
+from airflow_provider_bankapi.client.transport.adapter import answer_of, send
 from airflow_provider_bankapi.client.transport.answers import raise_for_bank_status
 
 if TYPE_CHECKING:
@@ -61,7 +61,8 @@ class TokenRequest:
         # The bank wants JSON here, where most OAuth libraries send a form (docs/bank-contract.md).
         path = settings.auth_endpoint
         response = send(self._session, "POST", settings.token_url, path=path, json=body)
-        raise_for_bank_status(response, method="POST", path=path, redact=self._redact)
+        with answer_of(response):
+            raise_for_bank_status(response, method="POST", path=path, redact=self._redact)
         token = parse_token_response(response.content, now=self._clock())
         log.info(
             "Fetched a new access token for client_id %s (expires in %d s).",

@@ -220,10 +220,33 @@ def parse_token_response(body: bytes | str | Mapping[str, object], *, now: float
 
 
 @functools.lru_cache(maxsize=32)
-def _secret_verifier(client_secret: str, salt: bytes) -> bytes:
-    # Cached: a process derives it once per connection. The cache lives in this process's memory only,
-    # next to the secret it is derived from.
+def secret_verifier(client_secret: str, salt: bytes) -> bytes:
+    """The scrypt of the secret with the key's salt: the slow part of :func:`cache_key`.
+
+    Cached: a process derives it once per connection. The cache lives in this process's memory only, next
+    to the secret it is derived from (the host store can keep it too: see ``kept_key``).
+    """
     return hashlib.scrypt(client_secret.encode("utf-8"), salt=salt, dklen=32, **_SCRYPT_COST)
+
+
+def cache_salt(token_url: str, client_id: str, certificate_fingerprint: str) -> bytes:
+    """The salt of :func:`cache_key`: SHA-256 of the token URL, client_id and certificate, encoded as one
+    JSON array (so no two different triples share an encoding).
+
+    :raises ValueError: an empty part, or a fingerprint that is not 64 hex digits.
+    """
+    fingerprint = certificate_fingerprint.replace(":", "").lower()
+    if not _FINGERPRINT.fullmatch(fingerprint):
+        raise ValueError("certificate_fingerprint must be a SHA-256 fingerprint (64 hex digits).")
+    if not token_url or not client_id:
+        raise ValueError("token_url, client_id and client_secret must not be empty.")
+    material = json.dumps([_KEY_DOMAIN, token_url, client_id, fingerprint], separators=(",", ":"))
+    return hashlib.sha256(material.encode("utf-8")).digest()
+
+
+def key_of_verifier(salt: bytes, verifier: bytes) -> str:
+    """The cache key of a salt and the secret's verifier (:func:`secret_verifier`)."""
+    return hashlib.sha256(salt + verifier).hexdigest()
 
 
 def cache_key(token_url: str, client_id: str, certificate_fingerprint: str, client_secret: str) -> str:
@@ -242,14 +265,10 @@ def cache_key(token_url: str, client_id: str, certificate_fingerprint: str, clie
     :param client_secret: the credential's client_secret.
     :raises ValueError: an empty part, or a fingerprint that is not 64 hex digits.
     """
-    fingerprint = certificate_fingerprint.replace(":", "").lower()
-    if not _FINGERPRINT.fullmatch(fingerprint):
-        raise ValueError("certificate_fingerprint must be a SHA-256 fingerprint (64 hex digits).")
-    if not token_url or not client_id or not client_secret:
+    salt = cache_salt(token_url, client_id, certificate_fingerprint)
+    if not client_secret:
         raise ValueError("token_url, client_id and client_secret must not be empty.")
-    material = json.dumps([_KEY_DOMAIN, token_url, client_id, fingerprint], separators=(",", ":"))
-    salt = hashlib.sha256(material.encode("utf-8")).digest()
-    return hashlib.sha256(salt + _secret_verifier(client_secret, salt)).hexdigest()
+    return key_of_verifier(salt, secret_verifier(client_secret, salt))
 
 
 def token_record(key: str, token: AccessToken) -> str:

@@ -23,6 +23,10 @@ worker's shell (and ``.netrc`` cannot add credentials the connection did not ask
 No redirect is ever followed: a 3xx answer raises :class:`RedirectRefusedError` in the adapter,
 whatever ``allow_redirects`` the caller passed, so nothing sent to the bank is re-sent elsewhere.
 
+Every request carries ``User-Agent: airflow-provider-bankapi/<version>`` and a fresh UUID in the interaction
+id header (``x-fapi-interaction-id`` unless the connection names another; a caller's own id is kept), so
+that the bank's support desk can find any request, raw Sessions' included.
+
 Every request gets the (connect, read) timeouts of the settings unless it passes its own; an
 explicit ``timeout=None`` (or a ``None`` part) also gets them, so a call to the bank never waits
 forever. The read timeout bounds the whole answer (status, headers and body), not each read: a
@@ -38,6 +42,8 @@ refusal is raised by ``send`` for every caller, raw Sessions included.
 from __future__ import annotations
 
 import functools
+import uuid
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -45,18 +51,26 @@ import requests
 from requests.adapters import DEFAULT_POOLBLOCK, BaseAdapter, HTTPAdapter
 from urllib3 import PoolManager, proxy_from_url
 
+from airflow_provider_bankapi import __version__
 from airflow_provider_bankapi.client.settings import TOKEN_ANSWER_LIMIT, TransportSettings
 from airflow_provider_bankapi.client.transport.budget import BudgetedBody, declared_length, too_large
 from airflow_provider_bankapi.client.transport.deadline import use_answer_deadline
 from airflow_provider_bankapi.client.transport.failures import HINT_BAD_URL, map_transport_error
 from airflow_provider_bankapi.client.transport.retry import BankRetry
-from airflow_provider_bankapi.errors import HINT_REDIRECT, ConfigurationError, RedirectRefusedError
+from airflow_provider_bankapi.errors import (
+    HINT_REDIRECT,
+    BankingApiError,
+    ConfigurationError,
+    RedirectRefusedError,
+)
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Iterator
 
     from requests.models import PreparedRequest
 
+USER_AGENT = f"airflow-provider-bankapi/{__version__}"
 HINT_TLS_OWNED = (
     "Trust (ca_cert) and the client certificate come from the Airflow connection's identity; do not "
     "pass verify= or cert= to the session or to a request."
@@ -138,6 +152,9 @@ class BankingApiAdapter(HTTPAdapter):
             raise ConfigurationError(
                 f"{what} conflicts with the connection's TLS identity and is refused.", hint=HINT_TLS_OWNED
             )
+        name = self.settings.interaction_id_header
+        if name and not request.headers.get(name):
+            request.headers[name] = str(uuid.uuid4())
         response = super().send(
             request,
             stream=True,  # the body is read below, under its budget
@@ -150,7 +167,9 @@ class BankingApiAdapter(HTTPAdapter):
             # Refused here, below Session.request, so that no caller (allow_redirects=True included)
             # can follow it: a redirected request would carry the secret or the token elsewhere.
             response.close()
-            raise redirect_refused(response)
+            error = redirect_refused(response)
+            error.interaction_id = interaction_id_of(response)
+            raise error
         self._budget(request, response)
         if not stream:
             response.content  # noqa: B018 - read now, under the budget, as requests would have done
@@ -184,6 +203,26 @@ class BankingApiAdapter(HTTPAdapter):
                 self.settings.read_timeout if read is None else read,
             )
         return timeout  # a number (both parts) or a urllib3 Timeout, as requests takes them
+
+
+@contextmanager
+def answer_of(response: requests.Response) -> Iterator[None]:
+    """Errors raised about ``response`` carry the interaction id of its request."""
+    try:
+        yield
+    except BankingApiError as exc:
+        exc.interaction_id = exc.interaction_id or interaction_id_of(response)
+        raise
+
+
+def interaction_id_of(response: requests.Response) -> str | None:
+    """The interaction id of an answer: the one the bank echoed, else the one sent; None when none is sent."""
+    adapter = response.connection
+    name = adapter.settings.interaction_id_header if isinstance(adapter, BankingApiAdapter) else ""
+    if not name:
+        return None
+    sent = response.request.headers.get(name) if response.request is not None else None
+    return response.headers.get(name) or sent
 
 
 def redirect_refused(response: requests.Response) -> RedirectRefusedError:
@@ -249,6 +288,7 @@ def make_session(
     settings = settings or TransportSettings()
     session = requests.Session()
     session.trust_env = False  # see the module docstring: requests' variables change nothing
+    session.headers["User-Agent"] = USER_AGENT
     session.proxies = {"https": settings.proxy} if settings.proxy else {}
     session.mount("https://", adapter or BankingApiAdapter(ssl_context, settings, token_url=token_url))
     session.mount("http://", _PlainHttpRefused())

@@ -35,7 +35,8 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.client.transport.retry import parse_retry_after
+from airflow_provider_bankapi.client.transport.retry import SITE_OVERLOADED, parse_retry_after
+from airflow_provider_bankapi.documents import loads
 from airflow_provider_bankapi.errors import (
     HINT_FORBIDDEN,
     HINT_INVALID_CLIENT_CERTIFICATE,
@@ -266,9 +267,11 @@ def _status_label(status: int) -> str:
     try:
         return f"{status} {http.HTTPStatus(status).phrase}"
     except ValueError:
-        return {495: "495 SSL Certificate Error", 496: "496 SSL Certificate Required"}.get(
-            status, str(status)
-        )
+        return {
+            495: "495 SSL Certificate Error",
+            496: "496 SSL Certificate Required",
+            SITE_OVERLOADED: "529 Site is overloaded",
+        }.get(status, str(status))
 
 
 def _attempts(status: int, retries: int) -> str:
@@ -410,7 +413,8 @@ def raise_for_bank_status(
 def json_body(
     response: requests.Response, *, method: str, path: str, redact: Callable[[str], str] | None = None
 ) -> Any:
-    """The JSON body of a 2xx answer; a body that is not JSON is an :class:`ApiError`, not a JSONDecodeError.
+    """The JSON body of a 2xx answer, its numbers exact (``documents.loads``); a body that is not JSON is an
+    :class:`ApiError`, not a JSONDecodeError.
 
     :param response: a 2xx answer (call :func:`raise_for_bank_status` first).
     :param method: the HTTP method (for the message).
@@ -418,7 +422,7 @@ def json_body(
     :param redact: removes the caller's known secret values from the excerpt.
     """
     try:
-        return json.loads(response.content)
+        return loads(response.content)
     except (ValueError, RecursionError) as exc:
         path = path.split("?", 1)[0]
         content_type = printable(response.headers.get("Content-Type") or "none")

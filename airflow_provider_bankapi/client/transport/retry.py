@@ -10,7 +10,7 @@ failure                                    idempotent methods     POST (the toke
 =========================================  =====================  ==========================
 connect error (refused, connect timeout)   retried                retried (nothing was sent)
 read error (dropped, read timeout)         retried                never (it may have run)
-429, 503                                   retried                retried (the bank refused
+429, 503, 529                              retried                retried (the bank refused
                                                                   the request, it did not run)
 502, 504                                   retried                the token POST only (asking
                                                                   again only issues another
@@ -63,9 +63,12 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.settings import TransportSettings
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# 429 (RFC 6585) and 503 say the server refused the request without acting on it: safe for any method.
-NOT_PROCESSED_STATUSES = frozenset({429, 503})
+# 529 "Site is overloaded" is no standard status, but Open Finance gateways send it for what 503 means.
+SITE_OVERLOADED = 529
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, SITE_OVERLOADED})
+# 429 (RFC 6585), 503 and 529 say the server refused the request without acting on it: safe for any
+# method.
+NOT_PROCESSED_STATUSES = frozenset({429, 503, SITE_OVERLOADED})
 # A gateway's 502/504 may hide a request that ran. For the client-credentials token POST that is
 # harmless: running it twice only issues a second token, and the first is simply never used.
 TOKEN_REISSUE_STATUSES = frozenset({502, 504})

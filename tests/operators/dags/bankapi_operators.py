@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from airflow_provider_bankapi.client.api import next_cursor_params
 from airflow_provider_bankapi.operators.bankapi import BankingApiBalanceOperator, BankingApiOperator
@@ -127,3 +127,60 @@ with DAG("bankapi_raw_answers", schedule=None, start_date=START, catchup=False):
         asset_alias="bankapi_test_statement",
     )
     BankingApiOperator(task_id="without_accept", endpoint=STATEMENT, response_type="text")
+
+# An Open Finance-shaped bank (sandbox illustrations): the same transactions walked three ways, exact money.
+OPEN_FINANCE = "/open-banking/accounts/{{ dag_run.conf['account'] }}/transactions"
+with DAG(
+    "bankapi_bank_data", schedule=None, start_date=START, catchup=False, render_template_as_native_obj=True
+):
+    BankingApiOperator(
+        task_id="links_walk",
+        endpoint=OPEN_FINANCE,
+        query_params={"page-size": "{{ dag_run.conf['page_size'] }}"},
+        pagination="links",
+        records_path="data",
+        output_path=OUT + "/links.jsonl",
+    )
+    BankingApiOperator(
+        task_id="link_header_walk",
+        endpoint="/linked/accounts/{{ dag_run.conf['account'] }}/transactions",
+        query_params={"page-size": "{{ dag_run.conf['page_size'] }}"},
+        pagination="link_header",
+        output_path=OUT + "/link_header.jsonl",
+    )
+    BankingApiOperator(
+        task_id="page_walk",
+        endpoint=OPEN_FINANCE,
+        query_params={"page-size": "{{ dag_run.conf['page_size'] }}"},
+        pagination="page",
+        output_path=OUT + "/page.csv",
+    )
+    balances = BankingApiOperator(
+        task_id="balances", endpoint="/open-banking/accounts/{{ dag_run.conf['account'] }}/balances"
+    )
+    BankingApiOperator(
+        task_id="balances_file",
+        endpoint="/open-banking/accounts/{{ dag_run.conf['account'] }}/balances",
+        output_path=OUT + "/balances.jsonl",
+    )
+
+    @task
+    def amounts_downstream(balance: dict) -> dict:
+        # What a downstream task reads back from XCom: Decimals with the bank's digits.
+        data = balance["data"]
+        return {
+            "types": sorted({type(data[key]["amount"]).__name__ for key in data if key.endswith("Amount")}),
+            "available": str(data["availableAmount"]["amount"]),
+            "invested": str(data["automaticallyInvestedAmount"]["amount"]),
+        }
+
+    amounts_downstream(balances.output)
+
+with DAG("bankapi_foreign_next_link", schedule=None, start_date=START, catchup=False):
+    BankingApiOperator(
+        task_id="foreign_link",
+        endpoint="/open-banking/accounts/123/transactions",
+        query_params={"page-size": 10, "next-origin": "{{ dag_run.conf['foreign'] }}"},
+        pagination="links",
+        output_path=OUT + "/foreign.jsonl",
+    )

@@ -71,3 +71,15 @@ with DAG("bankapi_sensor_loses_its_credential", schedule=None, start_date=START,
         poke_interval=0.2,
         timeout=120,
     )
+
+with DAG("bankapi_sensor_defers_on_exact_money", schedule=None, start_date=START, catchup=False):
+    wait = BankingApiSensor(
+        task_id="wait",
+        endpoint="/open-banking/accounts/123/balances",
+        field="data.availableAmount.amount",  # 1000.0400, a JSON number
+        response_check="bankapi_test_checks.true_on_third_look",
+        deferrable=True,
+        poke_interval=0.2,
+        timeout=120,
+    )
+    seen.override(task_id="wait_seen")(wait.output)
