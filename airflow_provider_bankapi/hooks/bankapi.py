@@ -226,7 +226,7 @@ class BankingApiHook(BaseHook):
         """A requests Session with the mTLS identity and the Bearer token on every request, renewed once
         after a 401 as for the hook's own calls.
 
-        URLs must be absolute and under the Base URL (``hook.client.settings.url(path)`` makes one); any
+        URLs must be absolute and under the Base URL (``hook.url(path)`` makes one); any
         other URL is refused before a connection is made, so the token and the client certificate only
         ever go to the bank.
         """
@@ -250,6 +250,18 @@ class BankingApiHook(BaseHook):
 
     def request(self, method: str, endpoint: str, **kwargs: Any) -> requests.Response:
         return self.client.request(method, endpoint, **kwargs)
+
+    def url(self, endpoint: str) -> str:
+        """The absolute URL of ``endpoint`` under the Base URL, for :meth:`get_conn` Sessions; a path outside
+        the Base URL or onto the token endpoint is refused (a ``ConfigurationError``) before any call.
+        """
+        return self.client.settings.url(endpoint)
+
+    def json_of(self, response: requests.Response, *, method: str, path: str) -> Any:
+        """The JSON of a 2xx answer of :meth:`request`, numbers exact; a body that is not JSON is an ApiError
+        carrying the request's interaction id.
+        """
+        return self.client.json_of(response, method=method, path=path)
 
     def get_json(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.client.get_json(endpoint, params)

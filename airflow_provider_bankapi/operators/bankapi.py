@@ -189,7 +189,7 @@ class BankingApiOperator(BankingApiBaseOperator):
         if self.paginator is not None and method != "GET":
             raise ConfigurationError("pagination pages through GET answers only.", field="method")
         # The client's own rule, asked before any call: under the Base URL, never the token endpoint.
-        self.hook.client.settings.url(self.endpoint)
+        self.hook.url(self.endpoint)
         return method
 
     def _request(self, method: str) -> requests.Response:
@@ -202,7 +202,7 @@ class BankingApiOperator(BankingApiBaseOperator):
         response = self._request(method)
         if not response.content:
             return None  # 204 No Content and friends
-        return self.hook.client.json_of(response, method=method, path=str(self.endpoint))
+        return self.hook.json_of(response, method=method, path=str(self.endpoint))
 
     def _raw(self, context: Context, method: str) -> Any:
         """A text or bytes answer: returned (after the check and the filter), or written as it came."""
