@@ -105,7 +105,7 @@ class BankingApiClient:
         self._tokens = TokenCache(
             stores, margin=settings.refresh_margin, clock=clock, on_secret=self.redactor.add
         )
-        self._sessions: list[requests.Session] = []  # every Session this client made, closed by close()
+        self._all_sessions: list[requests.Session] = []  # every Session this client made, closed by close()
         self._sessions_lock = threading.Lock()
 
     # -- identity and token -------------------------------------------------------------------------
@@ -157,7 +157,7 @@ class BankingApiClient:
             self.identity.ssl_context(), self.settings.transport, token_url=self.token_url, adapter=adapter
         )
         with self._sessions_lock:
-            self._sessions.append(session)
+            self._all_sessions.append(session)
         return session
 
     @cached_property
@@ -313,9 +313,9 @@ class BankingApiClient:
 
     def close(self) -> None:
         with self._sessions_lock:
-            for session in self._sessions:
+            for session in self._all_sessions:
                 session.close()
-            self._sessions.clear()
+            self._all_sessions.clear()
 
     def __enter__(self) -> BankingApiClient:
         return self
