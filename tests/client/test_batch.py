@@ -76,15 +76,10 @@ def test_a_credential_refused_mid_stream_stops_the_calls_and_fails_the_accounts_
     bankapi_sandbox, client
 ):
     ids = [str(number) for number in range(100)]
-    stream = client.iter_balances(ids, max_workers=2)
-    first = next(stream)
-    bankapi_sandbox.core.deactivate(bankapi_sandbox.client_id)
-    bankapi_sandbox.revoke_tokens()
-
-    outcomes = [first, *stream]  # no raise: an account succeeded before the refusal
+    outcomes = _revoked_after_the_first(bankapi_sandbox, client, ids, workers=2)  # no raise: one succeeded
 
     assert [account for account, _ in outcomes] == ids
-    assert not isinstance(first[1], Exception)
+    assert not isinstance(outcomes[0][1], Exception)
     refused = next(n for n, (_, outcome) in enumerate(outcomes) if isinstance(outcome, Exception))
     error = outcomes[refused][1]
     assert isinstance(error, InvalidCredentialsError)
@@ -97,14 +92,17 @@ def test_a_credential_refused_mid_stream_stops_the_calls_and_fails_the_accounts_
 def test_a_credential_revoked_mid_batch_costs_one_refused_token_request_whatever_max_workers(
     bankapi_sandbox, client
 ):
-    ids = [str(number) for number in range(64)]
-    stream = client.iter_balances(ids, max_workers=16)
-    first = next(stream)
-    bankapi_sandbox.core.deactivate(bankapi_sandbox.client_id)
-    bankapi_sandbox.revoke_tokens()
-
-    outcomes = [first, *stream]
+    outcomes = _revoked_after_the_first(bankapi_sandbox, client, [str(n) for n in range(64)], workers=16)
 
     assert any(isinstance(outcome, InvalidCredentialsError) for _, outcome in outcomes)
     # Every worker thread got its 401 and asked for a renewal: they shared the one refused answer.
     assert sum(bankapi_sandbox.counters()["token_refused"].values()) == 1
+
+
+def _revoked_after_the_first(sandbox, client, ids, *, workers):
+    """Every outcome of a stream whose credential is deactivated (its tokens revoked) after the first one."""
+    stream = client.iter_balances(ids, max_workers=workers)
+    first = next(stream)
+    sandbox.core.deactivate(sandbox.client_id)
+    sandbox.revoke_tokens()
+    return [first, *stream]

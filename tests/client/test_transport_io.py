@@ -529,21 +529,13 @@ def test_probe_tunnels_through_the_proxy(bank, context, proxy):
 
 
 def test_the_connection_test_takes_the_tasks_route_through_the_proxy(bank, proxy):
+    from test_api import settings_for
+
     from airflow_provider_bankapi.client.api import BankingApiClient
-    from airflow_provider_bankapi.client.settings import ClientSettings
     from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
 
-    settings = ClientSettings(
-        base_url=bank.base_url,
-        client_id=bank.client_id,
-        client_secret=bank.connection["password"],
-        identity=IdentityMaterial(
-            client_cert=Path(bank.client_cert),
-            client_private_key=Path(bank.client_key),
-            ca_cert=Path(bank.ca_cert),
-        ),
-        transport=TransportSettings(connect_timeout=5, read_timeout=5, proxy=proxy.url),
-    )
+    transport = TransportSettings(connect_timeout=5, read_timeout=5, proxy=proxy.url)
+    settings = settings_for(bank, transport=transport)
     with BankingApiClient(settings, token_stores=[MemoryTokenStore()]) as client:
         report = client.probe()
     assert report.ok, report
