@@ -22,8 +22,8 @@ from airflow_provider_bankapi.operators.http_options import (
     text_body,
 )
 from airflow_provider_bankapi.operators.outputs import (
-    balance_rows,
-    counted_pages,
+    BalanceRows,
+    PageRecords,
     fetched_now,
     output_format,
     output_location,
@@ -267,17 +267,18 @@ class BankingApiOperator(BankingApiBaseOperator):
     def _write(self, context: Context, method: str) -> dict[str, Any]:
         path = output_location(str(self.output_path))
         fmt = output_format(path, self.output_format)
-        pages = [0]
         lines: Any
+        streamed: PageRecords | None = None
         if self.paginator is not None and self.response_filter is None:
-            lines = counted_pages(self._pages(), pages, self.records_path)  # streamed, page by page
+            lines = streamed = PageRecords(self._pages(), self.records_path)  # streamed, page by page
+            pages = 0
         else:
             if self.paginator is not None:
                 result: Any = list(self._pages())
-                pages[0] = len(result)
+                pages = len(result)
             else:
                 result = self._checked(self._call(method))
-                pages[0] = 1
+                pages = 1
             fetched_at = fetched_now()
             if self.response_filter is not None:
                 filtered = self.response_filter(result)
@@ -285,15 +286,17 @@ class BankingApiOperator(BankingApiBaseOperator):
                     stamped(r, fetched_at) for r in (filtered if isinstance(filtered, list) else [filtered])
                 ]
             else:
-                lines = counted_pages([result], [0], self.records_path)
+                lines = PageRecords([result], self.records_path)
         mode = self.output_file_mode
         if fmt == "csv":
             records = write_csv(path, [*lines], mode=mode)
         else:
             records = write_jsonl(path, lines, mode=mode)
-        summary = {"path": str(path), "records": records, "pages": pages[0]}
-        self.log.info("Wrote %d records from %d pages to %s (%s).", records, pages[0], path, fmt)
-        self._announce(context, path, {"records": records, "pages": pages[0]})
+        if streamed is not None:
+            pages = streamed.pages  # all read by now
+        summary = {"path": str(path), "records": records, "pages": pages}
+        self.log.info("Wrote %d records from %d pages to %s (%s).", records, pages, path, fmt)
+        self._announce(context, path, {"records": records, "pages": pages})
         return summary
 
 
@@ -413,9 +416,7 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
 
         path = output_location(str(self.output_path))
         fmt = output_format(path, self.output_format)
-        delivered: dict[str, Any] = {}  # the ids only (to None): their balances went to the file
-        failed: dict[str, BankingApiError] = {}
-        rows = balance_rows(self.hook.iter_balances(accounts, max_workers=workers), delivered, failed)
+        rows = BalanceRows(self.hook.iter_balances(accounts, max_workers=workers))
         as_csv = fmt == "csv"
         mode = self.output_file_mode
         if as_csv:
@@ -423,9 +424,10 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
         else:
             records = write_jsonl(path, rows, mode=mode)
         self.log.info("Wrote %d balances to %s (%s).", records, path, fmt)
-        if not failed:  # an asset event says "this file is complete"; a partial one is not
+        if not rows.failed:  # an asset event says "this file is complete"; a partial one is not
             self._announce(context, path, {"records": records, "format": fmt})
-        return {"path": str(path), "records": records, "format": fmt}, BatchResult(delivered, failed)
+        summary = {"path": str(path), "records": records, "format": fmt}
+        return summary, BatchResult(rows.delivered, rows.failed)
 
     def _partial_failure(
         self, accounts: list[str], batch: BatchResult, delivered_to: str
