@@ -17,7 +17,7 @@ from requests.auth import AuthBase
 from requests.utils import rewind_body
 
 from airflow_provider_bankapi.client.endpoints import endpoint_url, path_under_base
-from airflow_provider_bankapi.errors import ConfigurationError
+from airflow_provider_bankapi.errors import HINT_SESSION_URL, ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.settings import ClientSettings
     from airflow_provider_bankapi.client.tokens.cache import TokenCache
     from airflow_provider_bankapi.client.tokens.values import AccessToken
-
-HINT_SESSION_URL = "Build URLs with client.settings.url('/accounts/123/balance')."
 
 
 class BankTokenAuth(AuthBase):

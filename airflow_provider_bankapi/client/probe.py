@@ -20,15 +20,12 @@ from urllib3.util import make_headers
 
 from airflow_provider_bankapi.client.transport.answers import error_for_status
 from airflow_provider_bankapi.client.transport.deadline import AnswerDeadlineExceeded, time_left
-from airflow_provider_bankapi.client.transport.failures import (
-    HINT_BAD_URL,
-    HINT_PROXY,
-    PROBABLE_REJECTION,
-    classify_tls,
-)
+from airflow_provider_bankapi.client.transport.failures import PROBABLE_REJECTION, classify_tls
 from airflow_provider_bankapi.errors import (
+    HINT_BAD_URL,
     HINT_CLIENT_CERTIFICATE_REJECTED,
     HINT_CONNECTION_FAILED,
+    HINT_PROXY,
     ConfigurationError,
     ConnectionFailedError,
     InvalidClientCertificateError,

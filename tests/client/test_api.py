@@ -22,9 +22,9 @@ from airflow_provider_bankapi.client.probe import ProbeReport
 from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
 from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore
-from airflow_provider_bankapi.client.transport.answers import HINT_FRESH_TOKEN_REFUSED
 from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
+    HINT_FRESH_TOKEN_REFUSED,
     ApiError,
     ClientIdentityError,
     ConfigurationError,

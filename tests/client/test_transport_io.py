@@ -551,7 +551,7 @@ class _RefusingHandler(socketserver.BaseRequestHandler):
 
 def test_a_proxy_refusing_the_probes_tunnel_is_a_connection_failure_naming_the_proxy(bank, context):
     from airflow_provider_bankapi.client.probe import probe_tls
-    from airflow_provider_bankapi.client.transport.failures import HINT_PROXY
+    from airflow_provider_bankapi.errors import HINT_PROXY
 
     with socketserver.TCPServer(("127.0.0.1", 0), _RefusingHandler) as refusing:
         thread = threading.Thread(target=refusing.handle_request, daemon=True)

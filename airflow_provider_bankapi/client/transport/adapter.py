@@ -55,10 +55,12 @@ from airflow_provider_bankapi import __version__
 from airflow_provider_bankapi.client.settings import TOKEN_ANSWER_LIMIT, TransportSettings
 from airflow_provider_bankapi.client.transport.budget import BudgetedBody, declared_length, too_large
 from airflow_provider_bankapi.client.transport.deadline import use_answer_deadline
-from airflow_provider_bankapi.client.transport.failures import HINT_BAD_URL, map_transport_error
+from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.client.transport.retry import BankRetry
 from airflow_provider_bankapi.errors import (
+    HINT_BAD_URL,
     HINT_REDIRECT,
+    HINT_TLS_OWNED,
     BankingApiError,
     ConfigurationError,
     RedirectRefusedError,
@@ -71,10 +73,6 @@ if TYPE_CHECKING:
     from requests.models import PreparedRequest
 
 USER_AGENT = f"airflow-provider-bankapi/{__version__}"
-HINT_TLS_OWNED = (
-    "Trust (ca_cert) and the client certificate come from the Airflow connection's identity; do not "
-    "pass verify= or cert= to the session or to a request."
-)
 
 
 class BankingApiAdapter(HTTPAdapter):
