@@ -83,6 +83,61 @@ HINT_CONNECTION_FAILED = (
     "Check the Base URL (host and port), that this worker can reach it (DNS, firewall, the egress proxy "
     "setting), and that the bank's environment is up."
 )
+HINT_PAGINATION = (
+    "Give pagination='cursor', 'links', 'link_header' or 'page', a Cursor/Links/LinkHeader/PageNumbers "
+    "value (airflow_provider_bankapi.pagination) for other names, or a function "
+    "page -> params of the next page (None on the last)."
+)
+HINT_DROPPED = (
+    HINT_CONNECTION_FAILED + " If every call fails like this right after connecting, the bank may be "
+    "refusing the client certificate: run the connection test."
+)
+HINT_PROXY = (
+    "Check the egress proxy setting (URL, port, credentials) and that the proxy allows CONNECT to the bank."
+)
+HINT_BAD_URL = "Set the connection's Base URL to https://HOST[:PORT]/public/gw_banking/v1."
+HINT_HEADERS_TOO_LARGE = (
+    "No Banking API answer has headers that large: check the Base URL, and the egress proxy or gateway "
+    "on the way, which may answer in the bank's place."
+)
+HINT_TOKEN_REFUSED = (
+    "The bank refused the access token: it was revoked, expired early, or was fetched with another "
+    "client certificate. Fetch a new token and retry the call once."
+)
+HINT_FRESH_TOKEN_REFUSED = (
+    "A fresh token was fetched and was also refused, so the fault is not the token's age. "
+    + HINT_INVALID_CREDENTIALS
+    + " "
+    + HINT_INVALID_CLIENT_CERTIFICATE
+)
+HINT_UNAUTHENTICATED = HINT_INVALID_CREDENTIALS + " " + HINT_INVALID_CLIENT_CERTIFICATE
+HINT_NOT_FOUND = (
+    "Check the path and the identifiers in it: paths are relative to the Base URL (.../public/gw_banking/v1)."
+)
+HINT_NOT_JSON = "Check the endpoint path: it should name a JSON resource under the Base URL."
+HINT_CERTIFICATE_NOT_SENT = (
+    "The bank's gateway received no client certificate. Check that the connection's certificate and "
+    "key fields are set (client_cert + client_private_key, or client_pfx_secret) and that the private "
+    "key matches the certificate."
+)
+HINT_CERTIFICATE_NOT_VERIFIED = (
+    "The bank's gateway could not verify the client certificate: it is not issued by a CA the bank "
+    "trusts for this environment (a certificate from another environment's chain?), it has expired, or "
+    "client_cert lacks its intermediates (leaf first, then intermediates)."
+)
+HINT_TLS_OWNED = (
+    "Trust (ca_cert) and the client certificate come from the Airflow connection's identity; do not "
+    "pass verify= or cert= to the session or to a request."
+)
+HINT_ENDPOINT = (
+    "Give a path relative to the Base URL, such as /accounts/123/balance. Query parameters go in params "
+    "(query_params for the operator), never in the endpoint."
+)
+HINT_ACCOUNT_ID = (
+    "Give the account id as the bank lists it (GET /accounts), such as 123: it is one segment of the "
+    "path /accounts/{id}/balance, never a path of its own."
+)
+HINT_SESSION_URL = "Build URLs with client.settings.url('/accounts/123/balance')."
 
 
 def printable(text: str) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_bankapi.documents import at_path, records_of
-from airflow_provider_bankapi.errors import ConfigurationError
+from airflow_provider_bankapi.errors import HINT_PAGINATION, ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -29,11 +29,6 @@ if TYPE_CHECKING:
     import requests
 
 STYLES = ("cursor", "links", "link_header", "page")
-HINT_PAGINATION = (
-    "Give pagination='cursor', 'links', 'link_header' or 'page', a Cursor/Links/LinkHeader/PageNumbers "
-    "value (airflow_provider_bankapi.pagination) for other names, or a function "
-    "page -> params of the next page (None on the last)."
-)
 
 
 @dataclass(frozen=True)

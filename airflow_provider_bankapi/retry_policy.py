@@ -98,7 +98,7 @@ class BankingApiRetryPolicy(RetryPolicy):
         if error.transient:
             return RetryDecision.retry(reason=_reason(error, "transient: retried after the task's delay"))
         # Imported when a task fails, not when a DAG file is parsed: the client brings the HTTP stack.
-        from airflow_provider_bankapi.client.api import fails_every_account
+        from airflow_provider_bankapi.client.batch import fails_every_account
 
         if fails_every_account(error):
             return RetryDecision.fail(

@@ -7,100 +7,40 @@ RFC 8705: the token is bound to the certificate that fetched it).
 
 from __future__ import annotations
 
-import logging
-import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import cached_property
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
 from airflow_provider_bankapi.client.endpoints import checked_account_id
 from airflow_provider_bankapi.client.identity.identity import load_identity
-from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls
 from airflow_provider_bankapi.client.redaction import Redactor
-from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, ClientSettings
+from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, DEFAULT_MAX_WORKERS, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore
 from airflow_provider_bankapi.client.tokens.kept_key import kept_cache_key
-from airflow_provider_bankapi.client.tokens.values import cache_key, parse_token_response
-from airflow_provider_bankapi.client.transport.adapter import interaction_id_of, make_session
+from airflow_provider_bankapi.client.tokens.request import TokenRequest
+from airflow_provider_bankapi.client.tokens.values import cache_key
+from airflow_provider_bankapi.client.transport.adapter import answer_of, make_session, send
 from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
-from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.errors import (
     ApiError,
     BankingApiError,
-    ConfigurationError,
-    ForbiddenError,
-    InvalidClientCertificateError,
-    InvalidCredentialsError,
-    TlsHandshakeError,
     printable,
 )
 from airflow_provider_bankapi.pagination import NextRequest, pagination_style
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     import requests
+    from requests.adapters import BaseAdapter
 
+    from airflow_provider_bankapi.client.batch import BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription, ClientIdentity
+    from airflow_provider_bankapi.client.probe import ProbeReport
     from airflow_provider_bankapi.client.tokens.values import AccessToken
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """Every success and every failure of a call made for many keys (account ids)."""
-
-    succeeded: dict[str, Any]
-    failed: dict[str, BankingApiError]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def summary(self) -> str:
-        """One line for logs and errors: how many succeeded, and each failure by key with its error type."""
-        failures = "; ".join(
-            f"{key}: {type(error).__name__}: {error.message}" for key, error in self.failed.items()
-        )
-        text = f"{len(self.succeeded)} succeeded, {len(self.failed)} failed"
-        return f"{text} ({failures})" if failures else text
-
-
-def fails_every_account(error: BankingApiError) -> bool:
-    """Whether an error comes from the credential or this client's setup rather than from one account:
-    a refused client_id/secret or certificate, a refused source IP, a token still refused after the
-    renewal, a TLS failure or a configuration error. Every other account would fail the same way.
-    """
-    credential = (
-        ConfigurationError,
-        TlsHandshakeError,
-        InvalidCredentialsError,
-        InvalidClientCertificateError,
-        ForbiddenError,
-    )
-    # Any other 401 on a protected call came after the one renewal of the token: it is refused too.
-    return isinstance(error, credential) or (isinstance(error, ApiError) and error.status_code == 401)
-
-
-@contextmanager
-def answer_of(response: requests.Response) -> Iterator[None]:
-    """Errors raised about ``response`` carry the interaction id of its request."""
-    try:
-        yield
-    except BankingApiError as exc:
-        exc.interaction_id = exc.interaction_id or interaction_id_of(response)
-        raise
 
 
 def unexpected_failure(error: Exception, call: str, redact: Callable[[str], str]) -> BankingApiError:
@@ -153,30 +93,20 @@ class BankingApiClient:
         proxy = settings.transport.proxy
         self.redactor = Redactor(
             (
-                settings.client_secret,
                 settings.identity.client_private_key_password,
                 settings.identity.client_pfx_password,
                 urlsplit(proxy).password if proxy else None,
-            )
+            ),
+            reveal=on_secret,
         )
-        reveal = on_secret or (lambda value: None)
-
-        def known_secret(value: str) -> None:
-            self.redactor.add(value)
-            reveal(value)
-
-        self._on_secret = known_secret
-        self._on_secret(settings.client_secret)
+        self.redactor.add(settings.client_secret)  # known to the redactor and to on_secret
         stores = list(token_stores) if token_stores is not None else stores_for(DEFAULT_CACHE_SCOPE)
+        # The auth's alone (see :attr:`auth`); every token it hands out reaches the redactor and on_secret.
         self._tokens = TokenCache(
-            stores, margin=settings.refresh_margin, clock=clock, on_secret=self._on_secret
+            stores, margin=settings.refresh_margin, clock=clock, on_secret=self.redactor.add
         )
-        # A Session per thread at a time, all on one SSLContext: requests does not promise a Session is
-        # thread-safe, and idle sessions keep their keep-alive connection for the next borrower.
-        self._idle_sessions: queue.SimpleQueue[requests.Session] = queue.SimpleQueue()
-        self._all_sessions: list[requests.Session] = []
+        self._all_sessions: list[requests.Session] = []  # every Session this client made, closed by close()
         self._sessions_lock = threading.Lock()
-        self._borrowed = threading.local()  # the Session this thread is sending on, if any
 
     # -- identity and token -------------------------------------------------------------------------
 
@@ -204,73 +134,42 @@ class BankingApiClient:
     @cached_property
     def auth(self) -> BankTokenAuth:
         """The auth of every protected request, the client's own and raw Sessions': the token attached,
-        renewed once after a 401.
+        renewed once after a 401. It owns the token: the cache, and the token request on a Session of its
+        own, so that fetching a token never calls back into this client.
         """
-        return BankTokenAuth(self.settings, self._tokens, self._token_key, self._fetch_token)
+        return BankTokenAuth(self.settings, self._tokens, self._token_key, self._token_request)
+
+    @cached_property
+    def _token_request(self) -> TokenRequest:
+        # A Session of its own on the calls' adapter: its own headers and no auth, the calls' kept-alive
+        # connections (a cold call fetches its token and sends on one TLS connection).
+        session = self._new_session(adapter=self._http.get_adapter(self.settings.base_url))
+        return TokenRequest(self.settings, session, redact=self.redactor, clock=self._clock)
 
     def get_token(self) -> AccessToken:
         """A fresh access token: from the cache when one is fresh, else fetched once for all sharers."""
         return self.auth.token()
 
-    def _fetch_token(self) -> AccessToken:
-        body = {
-            "client_id": self.settings.client_id,
-            "client_secret": self.settings.client_secret,
-            "grant_type": "client_credentials",
-        }
-        # The bank wants JSON here, where most OAuth libraries send a form (docs/bank-contract.md).
-        response = self._send("POST", self.settings.token_url, path=self.settings.auth_endpoint, json=body)
-        with answer_of(response):
-            raise_for_bank_status(
-                response, method="POST", path=self.settings.auth_endpoint, redact=self.redactor
-            )
-        token = parse_token_response(response.content, now=self._clock())
-        log.info(
-            "Fetched a new access token for client_id %s (expires in %d s).",
-            self.settings.client_id,
-            token.expires_at - token.issued_at,
-        )
-        return token
-
     # -- transport --------------------------------------------------------------------------------
 
-    @contextmanager
-    def _session(self) -> Iterator[requests.Session]:
-        held: requests.Session | None = getattr(self._borrowed, "session", None)
-        if held is not None:
-            # The token fetched (or renewed after a 401) while this thread sends a call: one request after
-            # the other on the same Session and its kept-alive connection, not a second handshake.
-            yield held
-            return
-        try:
-            session = self._idle_sessions.get_nowait()
-        except queue.Empty:
-            session = make_session(
-                self.identity.ssl_context(), self.settings.transport, token_url=self.token_url
-            )
-            with self._sessions_lock:
-                self._all_sessions.append(session)
-        self._borrowed.session = session
-        try:
-            yield session
-        finally:
-            self._borrowed.session = None
-            self._idle_sessions.put(session)
+    def _new_session(self, adapter: BaseAdapter | None = None) -> requests.Session:
+        session = make_session(
+            self.identity.ssl_context(), self.settings.transport, token_url=self.token_url, adapter=adapter
+        )
+        with self._sessions_lock:
+            self._all_sessions.append(session)
+        return session
 
-    def _send(self, method: str, url: str, *, path: str, **kwargs: Any) -> requests.Response:
-        """Send on a borrowed Session; a failure with no answer becomes the error tree's, naming ``path``."""
-        import requests
+    @cached_property
+    def _http(self) -> requests.Session:
+        """The one Session of the client's own calls, shared by every thread (the workers of a batch).
 
-        headers = dict(kwargs.pop("headers", None) or {})
-        headers.setdefault("Accept", "application/json")
-        with self._session() as session:
-            try:
-                return session.request(method, url, headers=headers, **kwargs)
-            except requests.RequestException as exc:
-                # The bank's reason first: the three exceptions requests and urllib3 wrap a TLS failure in
-                # say nothing the error's fields (reason, verify_code) do not, and a task log would print
-                # them above it. The original stays on __context__ for a debugger.
-                raise map_transport_error(exc, method=method, path=path) from None
+        Safe to share here: what a call uses of it is the adapter and urllib3's connection pool, which is
+        thread-safe and holds ``pool_maxsize`` kept-alive connections (the most workers of a batch). No call
+        changes the Session itself: the auth, headers and timeouts are passed per request, never set on
+        it, and the bank sets no cookies (were one set, ``http.cookiejar`` takes its own lock to keep it).
+        """
+        return self._new_session()
 
     def session(self) -> requests.Session:
         """A new Session with this identity's TLS and the Bearer token on every request (renewed once after
@@ -278,10 +177,8 @@ class BankingApiClient:
         under the Base URL (``settings.url(path)`` makes one): any other is refused before a connection is
         made, so the token only ever goes to the bank.
         """
-        session = make_session(self.identity.ssl_context(), self.settings.transport, token_url=self.token_url)
+        session = self._new_session()
         session.auth = self.auth
-        with self._sessions_lock:
-            self._all_sessions.append(session)
         return session
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -291,7 +188,9 @@ class BankingApiClient:
         sends the request again, once (see ``auth.py``).
         """
         url = self.settings.url(path)  # a path outside the Base URL is refused before a token is fetched
-        response = self._send(method, url, path=path, auth=self.auth, **kwargs)
+        # The token first, then the call: a token request never starts inside the call's own send.
+        auth = self.auth.holding(self.auth.token())
+        response = send(self._http, method, url, path=path, auth=auth, **kwargs)
         with answer_of(response):
             raise_for_bank_status(
                 response,
@@ -317,94 +216,21 @@ class BankingApiClient:
         """The balance of one account (``GET /accounts/{id}/balance``, the bank's documented example)."""
         return self.get_json(balance_path(account_id))
 
-    def get_balances(self, account_ids: Sequence[str | int], *, max_workers: int = 4) -> BatchResult:
-        """Balances of many accounts, at most ``max_workers`` at once; every success and failure by id.
+    def get_balances(
+        self, account_ids: Sequence[str | int], *, max_workers: int = DEFAULT_MAX_WORKERS
+    ) -> BatchResult:
+        """Balances of many accounts, concurrently, every success and failure by id (``client/batch.py``)."""
+        from airflow_provider_bankapi.client.batch import get_balances
 
-        A failure of the credential itself (see :func:`fails_every_account`) stops the batch: the
-        accounts not yet asked for fail with it, and when no account succeeded it is raised, once.
-        """
-        succeeded: dict[str, Any] = {}
-        failed: dict[str, BankingApiError] = {}
-        for account_id, outcome in self.iter_balances(account_ids, max_workers=max_workers):
-            if isinstance(outcome, BankingApiError):
-                failed[account_id] = outcome
-            else:
-                succeeded[account_id] = outcome
-        return BatchResult(succeeded, failed)
+        return get_balances(self, account_ids, max_workers=max_workers)
 
     def iter_balances(
-        self, account_ids: Sequence[str | int], *, max_workers: int = 4
+        self, account_ids: Sequence[str | int], *, max_workers: int = DEFAULT_MAX_WORKERS
     ) -> Iterator[tuple[str, Any]]:
-        """``(account_id, balance or BankingApiError)`` for each account, in the order of the ids (without
-        duplicates), as the answers arrive: the same outcomes as :meth:`get_balances`, without holding them.
+        """``(account_id, balance or error)`` of many accounts as they arrive (``client/batch.py``)."""
+        from airflow_provider_bankapi.client.batch import iter_balances
 
-        At most ``max_workers`` calls run at once, and at most four times as many are asked for ahead of
-        the consumer, so memory stays flat whatever the number of accounts. The token is fetched here,
-        before any worker starts (a refused credential raises at once).
-        """
-        ids = list(dict.fromkeys(checked_account_id(account_id) for account_id in account_ids))
-        if not ids:
-            return iter(())
-        self.get_token()  # one token for the whole batch, fetched before the workers start
-        return self._balances_in_order(ids, max(1, min(max_workers, len(ids))))
-
-    def _balances_in_order(self, ids: list[str], workers: int) -> Iterator[tuple[str, Any]]:
-        # Yielded in the order of the ids (deterministic output), with a window of calls asked for ahead:
-        # one slow account holds back the yield, not the other workers, until the window is full.
-        pending = iter(ids)
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bankapi-balance")
-        try:
-            ahead = deque((i, pool.submit(self._balance_of_one, i)) for i in islice(pending, 4 * workers))
-            delivered = False
-            while ahead:
-                account_id, future = ahead.popleft()
-                outcome = self._outcome(future)
-                if isinstance(outcome, BankingApiError) and fails_every_account(outcome):
-                    yield from self._after_credential_failure(account_id, outcome, ahead, pending, delivered)
-                    return
-                ahead.extend((i, pool.submit(self._balance_of_one, i)) for i in islice(pending, 1))
-                delivered = delivered or not isinstance(outcome, BankingApiError)
-                yield account_id, outcome
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # a consumer that stops early: no queued call runs
-
-    def _balance_of_one(self, account_id: str) -> Any:
-        # Whatever one account's call raises is that account's failure, in the error tree: the batch keeps
-        # the balances it already has.
-        try:
-            return self.get_balance(account_id)
-        except BankingApiError:
-            raise
-        except Exception as exc:
-            raise unexpected_failure(exc, f"GET {balance_path(account_id)}", self.redactor) from exc
-
-    @staticmethod
-    def _outcome(future: Future[Any]) -> Any:
-        try:
-            return future.result()
-        except BankingApiError as exc:
-            return exc
-
-    @classmethod
-    def _after_credential_failure(
-        cls,
-        account_id: str,
-        error: BankingApiError,
-        ahead: deque[tuple[str, Future[Any]]],
-        pending: Iterator[str],
-        delivered: bool,
-    ) -> Iterator[tuple[str, Any]]:
-        # No further call: the calls not started are cancelled, those already running end as they end,
-        # and every account not asked for fails with the credential's error. When no account at all
-        # succeeded, that error is raised instead, once (the window is small: its answers are awaited).
-        for _, future in ahead:
-            future.cancel()
-        finished = [(i, error if future.cancelled() else cls._outcome(future)) for i, future in ahead]
-        if not delivered and all(isinstance(outcome, BankingApiError) for _, outcome in finished):
-            raise error
-        yield account_id, error
-        yield from finished
-        yield from ((i, error) for i in pending)
+        return iter_balances(self, account_ids, max_workers=max_workers)
 
     def paginate(
         self,
@@ -455,20 +281,26 @@ class BankingApiClient:
 
     def probe(self) -> ProbeReport:
         """Identity -> TLS handshake -> token, reporting the first step that fails and what to check."""
+        from airflow_provider_bankapi.client.probe import ProbeReport, probe_tls  # the connection test only
+
         step = "client identity"
         try:
             identity = self.identity
             description = identity.describe()
             step = "TLS handshake"
+            proxy = self.settings.transport.proxy
             tls = probe_tls(
                 identity.ssl_context(),
                 self.settings.base_url,
                 timeout=self.settings.transport.connect_timeout,
+                # The tasks' route: through the egress proxy. An https:// proxy would need TLS inside TLS,
+                # which a raw socket cannot do: the probe then goes straight to the bank, as it always did.
+                proxy=proxy if proxy and urlsplit(proxy).scheme == "http" else None,
                 answer_timeout=self.settings.transport.read_timeout,
             )
             step = "token"
-            token = self._fetch_token()  # not through the cache: the probe asks the bank itself
-            self._on_secret(token.access_token)
+            token = self._token_request()  # not through the cache: the probe asks the bank itself
+            self.redactor.add(token.access_token)
         except BankingApiError as exc:
             return ProbeReport(False, step, f"Failed at the {step} step: {exc.message}", exc.hint)
         warnings = " ".join(identity.warnings)

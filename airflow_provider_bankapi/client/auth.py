@@ -17,7 +17,7 @@ from requests.auth import AuthBase
 from requests.utils import rewind_body
 
 from airflow_provider_bankapi.client.endpoints import endpoint_url, path_under_base
-from airflow_provider_bankapi.errors import ConfigurationError
+from airflow_provider_bankapi.errors import HINT_SESSION_URL, ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.settings import ClientSettings
     from airflow_provider_bankapi.client.tokens.cache import TokenCache
     from airflow_provider_bankapi.client.tokens.values import AccessToken
-
-HINT_SESSION_URL = "Build URLs with client.settings.url('/accounts/123/balance')."
 
 
 class BankTokenAuth(AuthBase):
@@ -59,7 +57,16 @@ class BankTokenAuth(AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         self._check_url(request.url or "")
-        token = self.token()
+        return self._attach(request, self.token())
+
+    def holding(self, token: AccessToken) -> Callable[[requests.PreparedRequest], requests.PreparedRequest]:
+        """The auth of one request of the client's own, with its token already in hand: the client asks
+        for the token before it sends (so a token request never starts inside a call's send) and has
+        checked the URL itself. A 401 renews it as for every request.
+        """
+        return partial(self._attach, token=token)
+
+    def _attach(self, request: requests.PreparedRequest, token: AccessToken) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {token.access_token}"
         request.hooks["response"].append(partial(self._renew_after_401, token))
         return request

@@ -28,16 +28,12 @@ import re
 import string
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
-from airflow_provider_bankapi.errors import ConfigurationError, NextLinkRefusedError, printable
-
-HINT_ENDPOINT = (
-    "Give a path relative to the Base URL, such as /accounts/123/balance. Query parameters go in params "
-    "(query_params for the operator), never in the endpoint."
-)
-
-HINT_ACCOUNT_ID = (
-    "Give the account id as the bank lists it (GET /accounts), such as 123: it is one segment of the "
-    "path /accounts/{id}/balance, never a path of its own."
+from airflow_provider_bankapi.errors import (
+    HINT_ACCOUNT_ID,
+    HINT_ENDPOINT,
+    ConfigurationError,
+    NextLinkRefusedError,
+    printable,
 )
 
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")

@@ -9,28 +9,28 @@ recovered in 40 of 40 tries.
 
 from __future__ import annotations
 
-import base64
+import http.client
 import socket
 import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from urllib3.util import make_headers
+
 from airflow_provider_bankapi.client.transport.answers import error_for_status
 from airflow_provider_bankapi.client.transport.deadline import AnswerDeadlineExceeded, time_left
-from airflow_provider_bankapi.client.transport.failures import (
-    HINT_BAD_URL,
-    HINT_PROXY,
-    PROBABLE_REJECTION,
-    classify_tls,
-)
+from airflow_provider_bankapi.client.transport.failures import PROBABLE_REJECTION, classify_tls
 from airflow_provider_bankapi.errors import (
+    HINT_BAD_URL,
     HINT_CLIENT_CERTIFICATE_REJECTED,
     HINT_CONNECTION_FAILED,
+    HINT_PROXY,
     ConfigurationError,
     ConnectionFailedError,
     InvalidClientCertificateError,
     TlsHandshakeError,
+    printable,
 )
 
 PROBE_READ_LIMIT = 16 * 1024
@@ -107,6 +107,7 @@ def probe_tls(
 
 def _connect(host: str, port: int, *, timeout: float, proxy: str | None, during: str) -> socket.socket:
     target = (host, port)
+    connection: http.client.HTTPConnection | None = None
     if proxy is not None:
         proxy_parts = urlsplit(proxy)
         if proxy_parts.scheme != "http" or not proxy_parts.hostname:
@@ -114,59 +115,47 @@ def _connect(host: str, port: int, *, timeout: float, proxy: str | None, during:
                 "The probe tunnels through http:// proxies only.", field="proxy", hint=HINT_PROXY
             )
         target = (proxy_parts.hostname, proxy_parts.port or 80)
+        # http.client's own CONNECT tunnel, as urllib3 opens it for the calls: the same route as the tasks.
+        connection = http.client.HTTPConnection(*target, timeout=timeout)
+        credentials = None
+        if proxy_parts.username is not None:
+            credentials = f"{unquote(proxy_parts.username)}:{unquote(proxy_parts.password or '')}"
+        connection.set_tunnel(host, port, headers=make_headers(proxy_basic_auth=credentials))
     try:
-        sock = socket.create_connection(target, timeout=timeout)
+        if connection is None:
+            sock = socket.create_connection(target, timeout=timeout)
+        else:
+            connection.connect()
+            sock = connection.sock
+            connection.sock = None  # the socket is the probe's from here: closing the connection keeps it
     except socket.gaierror as exc:
         raise ConnectionFailedError(
             f"{during} failed: the host name {target[0]} could not be resolved.", hint=HINT_CONNECTION_FAILED
         ) from exc
     except TimeoutError as exc:
+        if connection is not None:
+            connection.close()  # a tunnel that timed out leaves its socket open
         raise ConnectionFailedError(
             f"{during} failed: connecting to {target[0]}:{target[1]} timed out.",
-            hint=HINT_CONNECTION_FAILED,
+            hint=HINT_PROXY if connection is not None else HINT_CONNECTION_FAILED,
             timed_out=True,
         ) from exc
     except OSError as exc:
+        if connection is not None and exc.errno is None:
+            # http.client refuses a tunnel with a bare OSError (the proxy's status in its text); a socket
+            # failure always carries an errno.
+            refusal = printable(str(exc))[:200]
+            raise ConnectionFailedError(
+                f"{during} failed: the egress proxy refused or dropped the tunnel ({refusal}).",
+                hint=HINT_PROXY,
+            ) from exc
         raise ConnectionFailedError(
             f"{during} failed: could not connect to {target[0]}:{target[1]} "
             f"({(exc.strerror or type(exc).__name__).lower()}).",
             hint=HINT_PROXY if proxy else HINT_CONNECTION_FAILED,
         ) from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if proxy is not None:
-        try:
-            _tunnel(sock, host, port, proxy, during)
-        except BaseException:
-            sock.close()
-            raise
     return sock
-
-
-def _tunnel(sock: socket.socket, host: str, port: int, proxy: str, during: str) -> None:
-    proxy_parts = urlsplit(proxy)
-    request = f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-    if proxy_parts.username is not None:
-        userinfo = f"{unquote(proxy_parts.username)}:{unquote(proxy_parts.password or '')}"
-        request += f"Proxy-Authorization: Basic {base64.b64encode(userinfo.encode()).decode()}\r\n"
-    try:
-        sock.sendall((request + "\r\n").encode("latin-1"))
-        answer = b""
-        while b"\r\n\r\n" not in answer and len(answer) < PROBE_READ_LIMIT:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
-    except OSError as exc:
-        raise ConnectionFailedError(
-            f"{during} failed: the egress proxy dropped the tunnel.", hint=HINT_PROXY
-        ) from exc
-    status_line = answer.split(b"\r\n", 1)[0].decode("latin-1", errors="replace")
-    fields = status_line.split(" ", 2)
-    if len(fields) < 2 or fields[1] != "200":
-        raise ConnectionFailedError(
-            f"{during} failed: the egress proxy refused the tunnel ({status_line.strip() or 'no answer'}).",
-            hint=HINT_PROXY,
-        )
 
 
 def _tls_failure(exc: BaseException, during: str) -> TlsHandshakeError | ConnectionFailedError:

@@ -20,7 +20,7 @@ from urllib.parse import quote, quote_plus
 from airflow_provider_bankapi.errors import printable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 REDACTED = "***"
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
@@ -54,14 +54,20 @@ class Redactor:
     before it.
 
     :param values: the secrets known from the start; empty and None values are ignored.
+    :param reveal: called with each value added later (each token), once, so that a host (Airflow's secret
+        masker) hides it from logs too; the values known from the start are the host's own already.
     """
 
-    def __init__(self, values: Iterable[str | bytes | None] = ()) -> None:
+    def __init__(
+        self, values: Iterable[str | bytes | None] = (), *, reveal: Callable[[str], None] | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._values: frozenset[str] = frozenset()
         self._pattern: re.Pattern[str] | None = None
+        self._reveal: Callable[[str], None] | None = None
         for value in values:
             self.add(value)
+        self._reveal = reveal
 
     def add(self, value: str | bytes | None) -> None:
         """Know one more secret value (bytes are read as UTF-8)."""
@@ -77,6 +83,8 @@ class Redactor:
             spellings = sorted(twice, key=len, reverse=True)
             self._pattern = re.compile("|".join(map(re.escape, spellings)))
             self._values = values
+        if self._reveal is not None:
+            self._reveal(value)
 
     def __call__(self, text: str) -> str:
         """``text`` with every known secret value replaced by ``***``."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from airflow_provider_bankapi.client.endpoints import endpoint_url, normalise_endpoint
@@ -31,13 +32,17 @@ DEFAULT_CACHE_SCOPE = "host"
 #: Warn when the client certificate expires within this many days.
 DEFAULT_EXPIRY_WARNING_DAYS = 30
 
+#: Balance calls at once in a batch unless the caller says otherwise.
+DEFAULT_MAX_WORKERS = 4
+#: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
+MAX_WORKERS = 16
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_BACKOFF_BASE = 0.5
 DEFAULT_BACKOFF_MAX = 30.0
 DEFAULT_MAX_TOTAL_WAIT = 120.0
-DEFAULT_POOL_MAXSIZE = 10
+DEFAULT_POOL_MAXSIZE = MAX_WORKERS  # one kept-alive connection per worker: a batch shares one Session
 #: The request header that carries a fresh UUID per request (Open Finance Brasil's name; the bank's support
 #: desk asks for it first). Empty sends none.
 DEFAULT_INTERACTION_ID_HEADER = "x-fapi-interaction-id"
@@ -249,15 +254,18 @@ class ClientSettings:
         """
         return endpoint_url(self.base_url, path, token_endpoint=self.auth_endpoint)
 
-    @property
+    @cached_property
     def token_url(self) -> str:
-        """The absolute URL of the token endpoint."""
+        """The absolute URL of the token endpoint (resolved once: the settings never change)."""
         return endpoint_url(self.base_url, self.auth_endpoint)
 
 
+# C0 and C1 controls, DEL and spaces: none belongs in a URL, and layers below cut or send them apart.
+_CONTROL_CHARACTER = re.compile("[\x00-\x20\x7f-\x9f]")
+
+
 def _has_control_character(text: str) -> bool:
-    # C0 and C1 controls, DEL and spaces: none belongs in a URL, and layers below cut or send them apart.
-    return any(ord(character) <= 0x20 or 0x7F <= ord(character) <= 0x9F for character in text)
+    return _CONTROL_CHARACTER.search(text) is not None
 
 
 def describe_range(name: str) -> str:

@@ -18,7 +18,12 @@ from airflow.sdk.serde import allow_class
 
 from airflow_provider_bankapi.airflow_version import require_supported_airflow
 from airflow_provider_bankapi.client.settings import (
+    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_INTERACTION_ID_HEADER,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_WORKERS,
+    DEFAULT_READ_TIMEOUT,
     DEFAULT_REFRESH_MARGIN,
     NO_INTERACTION_ID,
     TOKEN_PATH,
@@ -39,7 +44,8 @@ if TYPE_CHECKING:
     import requests
     from airflow.sdk import Connection
 
-    from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
+    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.client.batch import BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription
     from airflow_provider_bankapi.client.tokens.values import AccessToken
 
@@ -162,14 +168,13 @@ def settings_from_connection(
     extras = connection_extras(extra)
     scope = cache_scope(extras.get("cache_scope"))
     identity = IdentityMaterial.from_extra(extras)
-    transport_defaults = TransportSettings()
-    read_timeout = _number(extras, "timeout", transport_defaults.read_timeout, setting="read_timeout")
+    read_timeout = _number(extras, "timeout", DEFAULT_READ_TIMEOUT, setting="read_timeout")
     transport = TransportSettings(
-        connect_timeout=min(transport_defaults.connect_timeout, read_timeout),
+        connect_timeout=min(DEFAULT_CONNECT_TIMEOUT, read_timeout),
         read_timeout=read_timeout,
-        max_retries=_number(extras, "max_retries", transport_defaults.max_retries, setting="max_retries"),
+        max_retries=_number(extras, "max_retries", DEFAULT_MAX_RETRIES, setting="max_retries"),
         max_response_bytes=_number(
-            extras, "max_response_bytes", transport_defaults.max_response_bytes, setting="max_response_bytes"
+            extras, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, setting="max_response_bytes"
         ),
         proxy=_text(extras, "proxy"),
         interaction_id_header=_interaction_id_header(extras),
@@ -221,7 +226,7 @@ class BankingApiHook(BaseHook):
         """A requests Session with the mTLS identity and the Bearer token on every request, renewed once
         after a 401 as for the hook's own calls.
 
-        URLs must be absolute and under the Base URL (``hook.client.settings.url(path)`` makes one); any
+        URLs must be absolute and under the Base URL (``hook.url(path)`` makes one); any
         other URL is refused before a connection is made, so the token and the client certificate only
         ever go to the bank.
         """
@@ -233,16 +238,30 @@ class BankingApiHook(BaseHook):
     def get_balance(self, account_id: str | int) -> Any:
         return self.client.get_balance(account_id)
 
-    def get_balances(self, account_ids: Sequence[str | int], *, max_workers: int = 4) -> BatchResult:
+    def get_balances(
+        self, account_ids: Sequence[str | int], *, max_workers: int = DEFAULT_MAX_WORKERS
+    ) -> BatchResult:
         return self.client.get_balances(account_ids, max_workers=max_workers)
 
     def iter_balances(
-        self, account_ids: Sequence[str | int], *, max_workers: int = 4
+        self, account_ids: Sequence[str | int], *, max_workers: int = DEFAULT_MAX_WORKERS
     ) -> Iterator[tuple[str, Any]]:
         return self.client.iter_balances(account_ids, max_workers=max_workers)
 
     def request(self, method: str, endpoint: str, **kwargs: Any) -> requests.Response:
         return self.client.request(method, endpoint, **kwargs)
+
+    def url(self, endpoint: str) -> str:
+        """The absolute URL of ``endpoint`` under the Base URL, for :meth:`get_conn` Sessions; a path outside
+        the Base URL or onto the token endpoint is refused (a ``ConfigurationError``) before any call.
+        """
+        return self.client.settings.url(endpoint)
+
+    def json_of(self, response: requests.Response, *, method: str, path: str) -> Any:
+        """The JSON of a 2xx answer of :meth:`request`, numbers exact; a body that is not JSON is an ApiError
+        carrying the request's interaction id.
+        """
+        return self.client.json_of(response, method=method, path=path)
 
     def get_json(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.client.get_json(endpoint, params)

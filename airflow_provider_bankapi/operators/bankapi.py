@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bankapi.booking_window import BookingWindow as BookingWindow  # the operator's argument
+from airflow_provider_bankapi.client.settings import DEFAULT_MAX_WORKERS, MAX_WORKERS
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.base import BankingApiBaseOperator
@@ -27,8 +28,8 @@ from airflow_provider_bankapi.operators.http_options import (
     text_body,
 )
 from airflow_provider_bankapi.operators.outputs import (
-    balance_rows,
-    counted_pages,
+    BalanceRows,
+    PageRecords,
     fetched_now,
     output_format,
     output_location,
@@ -45,10 +46,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
 
     from airflow_provider_bankapi.booking_window import WrittenKeys
-    from airflow_provider_bankapi.client.api import BatchResult
+    from airflow_provider_bankapi.client.batch import BatchResult
 
-#: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
-MAX_WORKERS = 16
 #: The resource the balance operator reads, as lineage names it: one dataset for every account.
 BALANCE_ENDPOINT = "/accounts/{account_id}/balance"
 _ACCOUNT_SEPARATORS = re.compile(r"[\s,;]+")
@@ -256,7 +255,7 @@ class BankingApiOperator(BankingApiBaseOperator):
         if self.paginator is not None and method != "GET":
             raise ConfigurationError("pagination pages through GET answers only.", field="method")
         # The client's own rule, asked before any call: under the Base URL, never the token endpoint.
-        self.hook.client.settings.url(self.endpoint)
+        self.hook.url(self.endpoint)
         return method
 
     def _request(self, method: str) -> requests.Response:
@@ -269,7 +268,7 @@ class BankingApiOperator(BankingApiBaseOperator):
         response = self._request(method)
         if not response.content:
             return None  # 204 No Content and friends
-        return self.hook.client.json_of(response, method=method, path=str(self.endpoint))
+        return self.hook.json_of(response, method=method, path=str(self.endpoint))
 
     def _raw(self, context: Context, method: str) -> Any:
         """A text or bytes answer: returned (after the check and the filter), or written as it came."""
@@ -362,17 +361,18 @@ class BankingApiOperator(BankingApiBaseOperator):
     def _write(self, context: Context, method: str) -> dict[str, Any]:
         path = output_location(str(self.output_path))
         fmt = output_format(path, self.output_format)
-        pages = [0]
         lines: Any
+        streamed: PageRecords | None = None
         if self.paginator is not None and self.response_filter is None:
-            lines = counted_pages(self._pages(), pages, self.records_path)  # streamed, page by page
+            lines = streamed = PageRecords(self._pages(), self.records_path)  # streamed, page by page
+            pages = 0
         else:
             if self.paginator is not None:
                 result: Any = list(self._pages())
-                pages[0] = len(result)
+                pages = len(result)
             else:
                 result = self._checked(self._call(method))
-                pages[0] = 1
+                pages = 1
             fetched_at = fetched_now()
             if self.response_filter is not None:
                 filtered = self.response_filter(result)
@@ -380,7 +380,7 @@ class BankingApiOperator(BankingApiBaseOperator):
                     stamped(r, fetched_at) for r in (filtered if isinstance(filtered, list) else [filtered])
                 ]
             else:
-                lines = counted_pages([result], [0], self.records_path)
+                lines = PageRecords([result], self.records_path)
         written_keys = self._written_keys
         if written_keys is not None:
             lines = written_keys.fresh(lines)
@@ -396,9 +396,11 @@ class BankingApiOperator(BankingApiBaseOperator):
                 len(written_keys.written),
                 written_keys.skipped_earlier,
             )
-        summary = {"path": str(path), "records": records, "pages": pages[0]}
-        self.log.info("Wrote %d records from %d pages to %s (%s).", records, pages[0], path, fmt)
-        self._announce(context, path, {"records": records, "pages": pages[0]})
+        if streamed is not None:
+            pages = streamed.pages  # all read by now
+        summary = {"path": str(path), "records": records, "pages": pages}
+        self.log.info("Wrote %d records from %d pages to %s (%s).", records, pages, path, fmt)
+        self._announce(context, path, {"records": records, "pages": pages})
         return summary
 
 
@@ -441,7 +443,7 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
         account_ids: Sequence[str | int] | str | None = None,
         account_id: str | int | None = None,
         bankapi_conn_id: str = BankingApiHook.default_conn_name,
-        max_workers: int = 4,
+        max_workers: int = DEFAULT_MAX_WORKERS,
         output_path: str | None = None,
         output_format: str | None = None,
         asset_alias: str | None = None,
@@ -517,13 +519,11 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
         """JSON Lines: each balance written as it arrives, only the ids delivered and the failures kept.
         CSV gathers its rows first: its header names every field of every balance, known once all arrived.
         """
-        from airflow_provider_bankapi.client.api import BatchResult  # the client's imports, at run time
+        from airflow_provider_bankapi.client.batch import BatchResult  # the client's imports, at run time
 
         path = output_location(str(self.output_path))
         fmt = output_format(path, self.output_format)
-        delivered: dict[str, Any] = {}  # the ids only (to None): their balances went to the file
-        failed: dict[str, BankingApiError] = {}
-        rows = balance_rows(self.hook.iter_balances(accounts, max_workers=workers), delivered, failed)
+        rows = BalanceRows(self.hook.iter_balances(accounts, max_workers=workers))
         as_csv = fmt == "csv"
         mode = self.output_file_mode
         if as_csv:
@@ -531,9 +531,10 @@ class BankingApiBalanceOperator(BankingApiBaseOperator):
         else:
             records = write_jsonl(path, rows, mode=mode)
         self.log.info("Wrote %d balances to %s (%s).", records, path, fmt)
-        if not failed:  # an asset event says "this file is complete"; a partial one is not
+        if not rows.failed:  # an asset event says "this file is complete"; a partial one is not
             self._announce(context, path, {"records": records, "format": fmt})
-        return {"path": str(path), "records": records, "format": fmt}, BatchResult(delivered, failed)
+        summary = {"path": str(path), "records": records, "format": fmt}
+        return summary, BatchResult(rows.delivered, rows.failed)
 
     def _partial_failure(
         self, accounts: list[str], batch: BatchResult, delivered_to: str

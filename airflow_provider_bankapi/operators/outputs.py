@@ -325,31 +325,42 @@ def write_csv(
     return len(rows)
 
 
-def counted_pages(
-    pages: Iterable[Any], counter: list[int], records_path: str | None = None
-) -> Iterator[dict[str, Any]]:
-    """The records of each page (see ``documents.records_of``), stamped with the time the page came, counting
-    the pages into ``counter[0]`` as they go by.
+class PageRecords:
+    """The records of each page (see ``documents.records_of``) as the pages arrive, stamped with the time
+    their page came; :attr:`pages` counts the pages read so far.
     """
-    for page in pages:
-        fetched_at = fetched_now()
-        counter[0] += 1
-        for record in records_of(page, records_path):
-            yield stamped(record, fetched_at)
+
+    def __init__(self, pages: Iterable[Any], records_path: str | None = None) -> None:
+        self._pages = pages
+        self._records_path = records_path
+        self.pages = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for page in self._pages:
+            fetched_at = fetched_now()
+            self.pages += 1
+            for record in records_of(page, self._records_path):
+                yield stamped(record, fetched_at)
 
 
-def balance_rows(
-    outcomes: Iterable[tuple[str, Any]], delivered: dict[str, Any], failed: dict[str, BankingApiError]
-) -> Iterator[dict[str, Any]]:
-    """The row of each ``(account_id, balance or BankingApiError)`` as it arrives, noting on the way each
-    id delivered (to None: the balance goes to the file, not to memory) and each failure.
+class BalanceRows:
+    """The row of each ``(account_id, balance or BankingApiError)`` as it arrives; :attr:`delivered` holds
+    each id delivered so far (to None: the balance goes to the file, not to memory), :attr:`failed` each
+    failure.
     """
-    for account, outcome in outcomes:
-        if isinstance(outcome, BankingApiError):
-            failed[account] = outcome
-        else:
-            delivered[account] = None
-            yield {**balance_row(account, outcome), FETCHED_AT: fetched_now()}
+
+    def __init__(self, outcomes: Iterable[tuple[str, Any]]) -> None:
+        self._outcomes = outcomes
+        self.delivered: dict[str, Any] = {}
+        self.failed: dict[str, BankingApiError] = {}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for account, outcome in self._outcomes:
+            if isinstance(outcome, BankingApiError):
+                self.failed[account] = outcome
+            else:
+                self.delivered[account] = None
+                yield {**balance_row(account, outcome), FETCHED_AT: fetched_now()}
 
 
 def balance_row(account: str, balance: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.retry_policy import with_default_retry_policy
 from airflow_provider_bankapi.triggers.bankapi import (
-    DEFAULT_BACKOFF_MAX,
+    DEFAULT_POLL_BACKOFF_MAX,
     BankingApiTrigger,
     error_from_payload,
 )
@@ -82,7 +82,7 @@ class BankingApiSensor(BaseSensorOperator):
         response_check: Callable[[Any], Any] | str | None = None,
         bankapi_conn_id: str = BankingApiHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
+        backoff_max: float = DEFAULT_POLL_BACKOFF_MAX,
         waiting_statuses: Sequence[int] = (),
         **kwargs: Any,
     ) -> None:

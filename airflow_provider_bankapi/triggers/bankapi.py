@@ -56,7 +56,9 @@ if TYPE_CHECKING:
 require_supported_airflow()
 
 DEFAULT_POKE_INTERVAL = 60.0
-DEFAULT_BACKOFF_MAX = 600.0
+#: The cap of the wait between polls after transient errors (a wait of minutes), not the transport's
+#: ``DEFAULT_BACKOFF_MAX`` between the attempts of one call (seconds).
+DEFAULT_POLL_BACKOFF_MAX = 600.0
 
 
 class BankingApiTrigger(BaseTrigger):
@@ -82,7 +84,7 @@ class BankingApiTrigger(BaseTrigger):
         params: Mapping[str, Any] | None = None,
         condition: Mapping[str, Any] | None = None,
         poke_interval: float = DEFAULT_POKE_INTERVAL,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
+        backoff_max: float = DEFAULT_POLL_BACKOFF_MAX,
         deadline: float | None = None,
         next_poll_at: float | None = None,
     ) -> None:

@@ -38,8 +38,8 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_bankapi.errors import BankingApiError
 from airflow_provider_bankapi.triggers.bankapi import (
-    DEFAULT_BACKOFF_MAX,
     DEFAULT_POKE_INTERVAL,
+    DEFAULT_POLL_BACKOFF_MAX,
     BankingApiTrigger,
 )
 from airflow_provider_bankapi.triggers.clients import CLIENTS
@@ -76,7 +76,7 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
         params: Mapping[str, Any] | None = None,
         condition: Mapping[str, Any] | None = None,
         poke_interval: float = DEFAULT_POKE_INTERVAL,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
+        backoff_max: float = DEFAULT_POLL_BACKOFF_MAX,
     ) -> None:
         super().__init__(
             bankapi_conn_id=bankapi_conn_id,

@@ -14,10 +14,6 @@ from hypothesis import strategies as st
 from airflow_provider_bankapi.client.transport.answers import (
     BANK_PHRASES,
     EXCERPT_LIMIT,
-    HINT_CERTIFICATE_NOT_SENT,
-    HINT_CERTIFICATE_NOT_VERIFIED,
-    HINT_TOKEN_REFUSED,
-    HINT_UNAUTHENTICATED,
     SCAN_LIMIT,
     body_excerpt,
     error_for_status,
@@ -28,11 +24,15 @@ from airflow_provider_bankapi.client.transport.answers import (
     scrub,
 )
 from airflow_provider_bankapi.errors import (
+    HINT_CERTIFICATE_NOT_SENT,
+    HINT_CERTIFICATE_NOT_VERIFIED,
     HINT_FORBIDDEN,
     HINT_INVALID_CLIENT_CERTIFICATE,
     HINT_INVALID_CREDENTIALS,
     HINT_RATE_LIMITED,
     HINT_SERVER_ERROR,
+    HINT_TOKEN_REFUSED,
+    HINT_UNAUTHENTICATED,
     ApiError,
     ForbiddenError,
     InvalidClientCertificateError,

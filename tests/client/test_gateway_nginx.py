@@ -22,12 +22,12 @@ from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
 from airflow_provider_bankapi.client.transport.adapter import make_session
-from airflow_provider_bankapi.client.transport.answers import (
+from airflow_provider_bankapi.client.transport.answers import raise_for_bank_status
+from airflow_provider_bankapi.errors import (
     HINT_CERTIFICATE_NOT_SENT,
     HINT_CERTIFICATE_NOT_VERIFIED,
-    raise_for_bank_status,
+    InvalidClientCertificateError,
 )
-from airflow_provider_bankapi.errors import InvalidClientCertificateError
 from bankapi_sandbox import pki
 
 NGINX = shutil.which(

@@ -526,3 +526,40 @@ def test_probe_tunnels_through_the_proxy(bank, context, proxy):
     info = probe_tls(context, bank.base_url, timeout=5, proxy=proxy.url)
     assert info.version.startswith("TLSv1.")
     assert proxy.targets == [("CONNECT", bank.base_url.split("/")[2])]
+
+
+def test_the_connection_test_takes_the_tasks_route_through_the_proxy(bank, proxy):
+    from test_api import settings_for
+
+    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
+
+    transport = TransportSettings(connect_timeout=5, read_timeout=5, proxy=proxy.url)
+    settings = settings_for(bank, transport=transport)
+    with BankingApiClient(settings, token_stores=[MemoryTokenStore()]) as client:
+        report = client.probe()
+    assert report.ok, report
+    # The handshake step and the token step each through the proxy: none went straight to the bank.
+    assert proxy.targets == [("CONNECT", bank.base_url.split("/")[2])] * 2
+
+
+class _RefusingHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.recv(4096)
+        self.request.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_proxy_refusing_the_probes_tunnel_is_a_connection_failure_naming_the_proxy(bank, context):
+    from airflow_provider_bankapi.client.probe import probe_tls
+    from airflow_provider_bankapi.errors import HINT_PROXY
+
+    with socketserver.TCPServer(("127.0.0.1", 0), _RefusingHandler) as refusing:
+        thread = threading.Thread(target=refusing.handle_request, daemon=True)
+        thread.start()
+        with pytest.raises(ConnectionFailedError) as caught:
+            probe_tls(
+                context, bank.base_url, timeout=5, proxy=f"http://127.0.0.1:{refusing.server_address[1]}"
+            )
+        thread.join(timeout=10)
+    assert "407" in caught.value.message
+    assert caught.value.hint == HINT_PROXY

@@ -15,10 +15,10 @@ from loopback_https import BASE_PATH, TOKEN, Answer, LoopbackHttps, redirect
 from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
-from airflow_provider_bankapi.client.transport.answers import HINT_TOKEN_REFUSED
 from airflow_provider_bankapi.errors import (
     HINT_INVALID_CLIENT_CERTIFICATE,
     HINT_INVALID_CREDENTIALS,
+    HINT_TOKEN_REFUSED,
     ApiError,
     ConfigurationError,
     RedirectRefusedError,

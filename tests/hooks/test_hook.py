@@ -12,7 +12,9 @@ import pytest
 from airflow.sdk.log import redact
 from bank_day import BankDay
 
-from airflow_provider_bankapi.client.api import BankingApiClient, BatchResult
+from airflow_provider_bankapi.client.api import BankingApiClient
+from airflow_provider_bankapi.client.batch import BatchResult
+from airflow_provider_bankapi.client.settings import TOKEN_PATH
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore, default_cache_dir
 from airflow_provider_bankapi.client.tokens.values import AccessToken
 from airflow_provider_bankapi.errors import ApiError, ConfigurationError
@@ -450,3 +452,12 @@ def test_no_short_value_reaches_airflows_masker_so_no_task_log_says_it_skipped_o
         assert BankingApiHook(bankapi_conn_id="bankapi_short").client.settings.transport.proxy
 
     assert "too short" not in caplog.text
+
+
+def test_the_hook_makes_the_urls_of_its_sessions_and_refuses_the_token_endpoint(bankapi_sandbox, connect):
+    hook = connect()
+    url = hook.url("/accounts/9/balance")
+    assert url == bankapi_sandbox.base_url.rstrip("/") + "/accounts/9/balance"
+    assert hook.get_conn().get(url, timeout=10).json()["account_id"] == "9"
+    with pytest.raises(ConfigurationError):
+        hook.url(TOKEN_PATH)  # the token endpoint: never a protected call

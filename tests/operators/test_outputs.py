@@ -22,8 +22,8 @@ from airflow_provider_bankapi.documents import loads
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.operators.outputs import (
     STALE_TEMPORARY_SECONDS,
+    PageRecords,
     asset_uri,
-    counted_pages,
     output_format,
     output_location,
     write_csv,
@@ -124,17 +124,17 @@ def test_json_lines_keep_the_banks_digits(tmp_path):
 
 
 def test_pages_are_counted_as_their_records_stream_by_each_stamped_with_fetched_at():
-    counter = [0]
     pages = [{"items": [{"n": 1}, 2]}, {"data": [{"n": 3}]}, {"items": []}]
 
-    records = list(counted_pages(pages, counter))
+    streamed = PageRecords(pages)
+    records = list(streamed)
 
     assert [{k: v for k, v in r.items() if k != "fetched_at"} for r in records] == [
         {"n": 1},
         {"value": 2},
         {"n": 3},
     ]
-    assert counter == [3]
+    assert streamed.pages == 3
     stamps = [datetime.datetime.fromisoformat(r["fetched_at"]) for r in records]
     assert all(stamp.utcoffset() == datetime.timedelta(0) for stamp in stamps)
 
@@ -142,7 +142,7 @@ def test_pages_are_counted_as_their_records_stream_by_each_stamped_with_fetched_
 def test_a_records_path_picks_the_records_of_each_page():
     pages = [{"result": {"entries": [{"n": 1}]}}, {"result": {"entries": {"n": 2}}}, {"result": {}}]
 
-    records = list(counted_pages(pages, [0], "result.entries"))
+    records = list(PageRecords(pages, "result.entries"))
 
     assert [r["n"] for r in records] == [1, 2]
 

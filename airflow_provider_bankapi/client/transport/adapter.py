@@ -43,31 +43,36 @@ from __future__ import annotations
 
 import functools
 import uuid
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
+from requests.adapters import DEFAULT_POOLBLOCK, BaseAdapter, HTTPAdapter
 from urllib3 import PoolManager, proxy_from_url
 
 from airflow_provider_bankapi import __version__
 from airflow_provider_bankapi.client.settings import TOKEN_ANSWER_LIMIT, TransportSettings
 from airflow_provider_bankapi.client.transport.budget import BudgetedBody, declared_length, too_large
 from airflow_provider_bankapi.client.transport.deadline import use_answer_deadline
-from airflow_provider_bankapi.client.transport.failures import HINT_BAD_URL
+from airflow_provider_bankapi.client.transport.failures import map_transport_error
 from airflow_provider_bankapi.client.transport.retry import BankRetry
-from airflow_provider_bankapi.errors import HINT_REDIRECT, ConfigurationError, RedirectRefusedError
+from airflow_provider_bankapi.errors import (
+    HINT_BAD_URL,
+    HINT_REDIRECT,
+    HINT_TLS_OWNED,
+    BankingApiError,
+    ConfigurationError,
+    RedirectRefusedError,
+)
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Iterator
 
     from requests.models import PreparedRequest
 
 USER_AGENT = f"airflow-provider-bankapi/{__version__}"
-HINT_TLS_OWNED = (
-    "Trust (ca_cert) and the client certificate come from the Airflow connection's identity; do not "
-    "pass verify= or cert= to the session or to a request."
-)
 
 
 class BankingApiAdapter(HTTPAdapter):
@@ -198,6 +203,16 @@ class BankingApiAdapter(HTTPAdapter):
         return timeout  # a number (both parts) or a urllib3 Timeout, as requests takes them
 
 
+@contextmanager
+def answer_of(response: requests.Response) -> Iterator[None]:
+    """Errors raised about ``response`` carry the interaction id of its request."""
+    try:
+        yield
+    except BankingApiError as exc:
+        exc.interaction_id = exc.interaction_id or interaction_id_of(response)
+        raise
+
+
 def interaction_id_of(response: requests.Response) -> str | None:
     """The interaction id of an answer: the one the bank echoed, else the one sent; None when none is sent."""
     adapter = response.connection
@@ -250,22 +265,44 @@ class _PlainHttpRefused(HTTPAdapter):
 
 
 def make_session(
-    ssl_context: ssl.SSLContext, settings: TransportSettings | None = None, *, token_url: str | None = None
+    ssl_context: ssl.SSLContext,
+    settings: TransportSettings | None = None,
+    *,
+    token_url: str | None = None,
+    adapter: BaseAdapter | None = None,
 ) -> requests.Session:
     """A Session for the bank: TLS from ``ssl_context`` only, retries, timeouts, the egress proxy.
 
-    One Session keeps its connections alive (one TLS handshake for many calls); requests does not
-    promise a Session is thread-safe, so give each thread its own, all sharing one context.
+    One Session keeps its connections alive (one TLS handshake for many calls), in urllib3's pool, which
+    is thread-safe: threads may share a Session that no call changes (auth and headers passed per
+    request; ``http.cookiejar`` locks its own jar).
 
     :param ssl_context: the client identity's context (``ClientIdentity.ssl_context()``).
     :param settings: timeouts, retries, pool size, proxy (defaults when None).
     :param token_url: the token endpoint's URL: its POST is also retried after 502/504.
+    :param adapter: another Session's adapter, to share its connections (made from the other arguments
+        when None).
     """
     settings = settings or TransportSettings()
     session = requests.Session()
     session.trust_env = False  # see the module docstring: requests' variables change nothing
     session.headers["User-Agent"] = USER_AGENT
     session.proxies = {"https": settings.proxy} if settings.proxy else {}
-    session.mount("https://", BankingApiAdapter(ssl_context, settings, token_url=token_url))
+    session.mount("https://", adapter or BankingApiAdapter(ssl_context, settings, token_url=token_url))
     session.mount("http://", _PlainHttpRefused())
     return session
+
+
+def send(session: requests.Session, method: str, url: str, *, path: str, **kwargs: Any) -> requests.Response:
+    """``session.request`` with JSON asked for; a failure with no answer becomes the error tree's, naming
+    ``path`` (the one place where a request to the bank is sent, the token request's and the calls').
+    """
+    headers = dict(kwargs.pop("headers", None) or {})
+    headers.setdefault("Accept", "application/json")
+    try:
+        return session.request(method, url, headers=headers, **kwargs)
+    except requests.RequestException as exc:
+        # The bank's reason first: the three exceptions requests and urllib3 wrap a TLS failure in say
+        # nothing the error's fields (reason, verify_code) do not, and a task log would print them above
+        # it. The original stays on __context__ for a debugger.
+        raise map_transport_error(exc, method=method, path=path) from None

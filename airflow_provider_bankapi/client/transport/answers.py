@@ -38,11 +38,18 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_bankapi.client.transport.retry import SITE_OVERLOADED, parse_retry_after
 from airflow_provider_bankapi.documents import loads
 from airflow_provider_bankapi.errors import (
+    HINT_CERTIFICATE_NOT_SENT,
+    HINT_CERTIFICATE_NOT_VERIFIED,
     HINT_FORBIDDEN,
+    HINT_FRESH_TOKEN_REFUSED,
     HINT_INVALID_CLIENT_CERTIFICATE,
     HINT_INVALID_CREDENTIALS,
+    HINT_NOT_FOUND,
+    HINT_NOT_JSON,
     HINT_RATE_LIMITED,
     HINT_SERVER_ERROR,
+    HINT_TOKEN_REFUSED,
+    HINT_UNAUTHENTICATED,
     ApiError,
     ForbiddenError,
     InvalidClientCertificateError,
@@ -62,22 +69,6 @@ INVALID_CLIENT_CERTIFICATE = "Invalid Client Certificate"
 INVALID_CREDENTIALS = "Invalid Credentials"
 FORBIDDEN = "Forbidden"
 BANK_PHRASES = (INVALID_CLIENT_CERTIFICATE, INVALID_CREDENTIALS, FORBIDDEN)
-
-HINT_TOKEN_REFUSED = (
-    "The bank refused the access token: it was revoked, expired early, or was fetched with another "
-    "client certificate. Fetch a new token and retry the call once."
-)
-HINT_FRESH_TOKEN_REFUSED = (
-    "A fresh token was fetched and was also refused, so the fault is not the token's age. "
-    + HINT_INVALID_CREDENTIALS
-    + " "
-    + HINT_INVALID_CLIENT_CERTIFICATE
-)
-HINT_UNAUTHENTICATED = HINT_INVALID_CREDENTIALS + " " + HINT_INVALID_CLIENT_CERTIFICATE
-HINT_NOT_FOUND = (
-    "Check the path and the identifiers in it: paths are relative to the Base URL (.../public/gw_banking/v1)."
-)
-HINT_NOT_JSON = "Check the endpoint path: it should name a JSON resource under the Base URL."
 
 EXCERPT_LIMIT = 300  # characters kept of a body on an error
 SCAN_LIMIT = 64 * 1024  # bytes of a body read to look for a phrase (a gateway page can be large)
@@ -99,17 +90,6 @@ _UNVERIFIED_CERTIFICATE_PAGE = re.compile(
 )
 _CERTIFICATE_PAGE = re.compile(r"ssl certificate|tls certificate|client certificate")
 CERTIFICATE_PAGE_STATUSES = frozenset({400, 401, 495, 496})
-
-HINT_CERTIFICATE_NOT_SENT = (
-    "The bank's gateway received no client certificate. Check that the connection's certificate and "
-    "key fields are set (client_cert + client_private_key, or client_pfx_secret) and that the private "
-    "key matches the certificate."
-)
-HINT_CERTIFICATE_NOT_VERIFIED = (
-    "The bank's gateway could not verify the client certificate: it is not issued by a CA the bank "
-    "trusts for this environment (a certificate from another environment's chain?), it has expired, or "
-    "client_cert lacks its intermediates (leaf first, then intermediates)."
-)
 
 _SECRET_NAME = r"(?:token|secret|password|passwd|authorization|api_?key|private_?key)"
 _SECRET_KEY = re.compile(_SECRET_NAME, re.IGNORECASE)

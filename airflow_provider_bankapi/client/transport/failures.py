@@ -30,8 +30,12 @@ from urllib3 import exceptions as urllib3_errors
 
 from airflow_provider_bankapi.client.transport.deadline import AnswerDeadlineExceeded
 from airflow_provider_bankapi.errors import (
+    HINT_BAD_URL,
     HINT_CLIENT_CERTIFICATE_REJECTED,
     HINT_CONNECTION_FAILED,
+    HINT_DROPPED,
+    HINT_HEADERS_TOO_LARGE,
+    HINT_PROXY,
     HINT_SERVER_NOT_TRUSTED,
     HINT_TLS_HANDSHAKE,
     ApiError,
@@ -98,18 +102,6 @@ _OTHER_TLS = {
     "UNSUPPORTED_PROTOCOL": "no TLS version in common with the bank (this client offers TLS 1.2+)",
     "NO_PROTOCOLS_AVAILABLE": "no TLS version in common with the bank (this client offers TLS 1.2+)",
 }
-HINT_DROPPED = (
-    HINT_CONNECTION_FAILED + " If every call fails like this right after connecting, the bank may be "
-    "refusing the client certificate: run the connection test."
-)
-HINT_PROXY = (
-    "Check the egress proxy setting (URL, port, credentials) and that the proxy allows CONNECT to the bank."
-)
-HINT_BAD_URL = "Set the connection's Base URL to https://HOST[:PORT]/public/gw_banking/v1."
-HINT_HEADERS_TOO_LARGE = (
-    "No Banking API answer has headers that large: check the Base URL, and the egress proxy or gateway "
-    "on the way, which may answer in the bank's place."
-)
 
 
 def _headers_too_large(error: BaseException) -> bool:
@@ -294,3 +286,4 @@ def map_transport_error(exc: BaseException, *, method: str, path: str) -> Bankin
     if isinstance(exc, requests.RequestException):
         return failed(f"no answer from {where} ({type(exc).__name__})", request_sent=True)
     return BankingApiError(f"{during} failed: {type(exc).__name__}.")
+

@@ -275,32 +275,17 @@ class BankRetry(Retry):
         )
 
     def new(self, **kw: Any) -> BankRetry:
-        options: dict[str, Any] = {
-            "total": self.total,
-            "connect": self.connect,
-            "read": self.read,
-            "redirect": self.redirect,
-            "status": self.status,
-            "other": self.other,
-            "allowed_methods": self.allowed_methods,
-            "status_forcelist": self.status_forcelist,
-            "backoff_max": self.backoff_max,
-            "raise_on_redirect": self.raise_on_redirect,
-            "raise_on_status": self.raise_on_status,
-            "history": self.history,
-            "respect_retry_after_header": self.respect_retry_after_header,
-            "remove_headers_on_redirect": self.remove_headers_on_redirect,
-            "backoff_base": self.backoff_base,
-            "max_total_wait": self.max_total_wait,
-            "token_path": self.token_path,
-            "waited": self.waited,
-            "planned_wait": self.planned_wait,
-            "uniform": self._uniform,
-            "clock": self._clock,
-            "sleep": self._sleep,
-        }
-        options.update(kw)
-        return type(self)(**options)
+        # urllib3 copies its own fields (backoff_factor, backoff_jitter, retry_after_max... whatever its
+        # version has); this class adds its own, as urllib3 asks of a subclass.
+        kw.setdefault("backoff_base", self.backoff_base)
+        kw.setdefault("max_total_wait", self.max_total_wait)
+        kw.setdefault("token_path", self.token_path)
+        kw.setdefault("waited", self.waited)
+        kw.setdefault("planned_wait", self.planned_wait)
+        kw.setdefault("uniform", self._uniform)
+        kw.setdefault("clock", self._clock)
+        kw.setdefault("sleep", self._sleep)
+        return super().new(**kw)
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         # urllib3 does not pass the URL here: a status only the token POST may repeat passes this
