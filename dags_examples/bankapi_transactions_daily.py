@@ -17,6 +17,10 @@ What it shows
     transactions a day and the one of each day posted the next morning are the provider's sandbox bank's,
     made up to show booking windows; they are not the bank's documented contract.
 
+To run it by hand, give the run a logical date (the trigger form's Logical date, or ``"logical_date"`` in
+the REST API): the run then covers the business date before it. A run without one has no data interval,
+and the task fails saying so.
+
 How to adapt it
     - Connection ``bankapi_default`` (type "Banking API"): see ``bankapi_hourly_balances``.
     - ``BookingWindow(from_param=..., to_param=..., timezone=..., lookback=...)``: your bank's parameter
@@ -41,8 +45,12 @@ from airflow_provider_bankapi.operators.bankapi import BankingApiOperator, Booki
 AIRFLOW_HOME = os.path.expanduser(os.environ.get("AIRFLOW_HOME", "~/airflow"))
 DEFAULT_OUTPUT_BASE = f"file://{AIRFLOW_HOME}/bankapi-output"
 OUTPUT_BASE = f"{{{{ var.value.get('bankapi_output_base', {DEFAULT_OUTPUT_BASE!r}) }}}}"
-# The business date a run covers: its data interval's start, in São Paulo.
-BUSINESS_DATE = "{{ data_interval_start.in_timezone('America/Sao_Paulo') | ds }}"
+# The business date a run covers: its data interval's start, in São Paulo. A run triggered by hand without
+# a logical date has no data interval: the window then fails the task saying so (not this template).
+BUSINESS_DATE = (
+    "{{ data_interval_start.in_timezone('America/Sao_Paulo') | ds "
+    "if data_interval_start is defined and data_interval_start else 'no-data-interval' }}"
+)
 
 
 with DAG(

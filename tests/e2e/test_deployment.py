@@ -70,7 +70,12 @@ def test_every_example_dag_succeeds_with_one_token(deployment, bank, output):
     # defers, and the triggerer's first poll sees the funds.
     bank.inject_fault(f"/accounts/{FUNDS_ACCOUNT}/balance", "503", count=4, retry_after=0)
     confs = {"bankapi_wait_for_funds": {"account_id": FUNDS_ACCOUNT}}
-    run_ids = {dag_id: deployment.trigger(dag_id, confs.get(dag_id)) for dag_id in EXAMPLE_DAGS}
+    # A daily window reads the business date before the run's logical date: by hand, as in the trigger form.
+    logical_dates = {"bankapi_transactions_daily": "2026-12-05T03:00:00+00:00"}
+    run_ids = {
+        dag_id: deployment.trigger(dag_id, confs.get(dag_id), logical_date=logical_dates.get(dag_id))
+        for dag_id in EXAMPLE_DAGS
+    }
     results = {dag_id: deployment.wait_for_run(dag_id, run_id) for dag_id, run_id in run_ids.items()}
 
     states = {dag_id: result.state for dag_id, result in results.items()}
@@ -90,6 +95,10 @@ def test_every_example_dag_succeeds_with_one_token(deployment, bank, output):
     assert [row["transactionId"] for row in rows(exported["path"])] == [f"123-{i:05d}" for i in range(total)]
 
     assert xcom(results["bankapi_certificate_check"], "check_client_certificate")["status"] == "ok"
+
+    daily = xcom(results["bankapi_transactions_daily"], "export_transactions")
+    assert daily["path"].endswith("/transactions-daily/123/2026-12-04.jsonl")  # the São Paulo business date
+    assert daily["records"] == len(rows(daily["path"])) > 0
 
     funds = results["bankapi_wait_for_funds"]
     assert xcom(funds, "payout")["available_when_checked"] == data.balance(FUNDS_ACCOUNT)["available"]
