@@ -8,6 +8,7 @@ Run: ``python -m benchmarks call_path``.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import tempfile
@@ -21,7 +22,7 @@ ABOUT = """
 What one cold `hook.get_balance("123")` runs of the provider's own code: a new process, an empty host
 token cache (so the token is fetched), the sandbox bank in a process of its own. `sys.setprofile` sees
 every Python function the call enters; only the provider's are counted (requests', urllib3's and
-Airflow's are not, nor the import-time code of modules the call imports lazily). A **re-entry** is a
+Airflow's are not, nor the bodies of modules and classes the call imports lazily). A **re-entry** is a
 call into a provider module that is already on the stack below a different provider module: control
 went down into another module and came back up into the first through a callback (a loop in the
 layers), which one straight call does not do.
@@ -56,8 +57,8 @@ def trace(call: object) -> dict[str, object]:
         module = cache.get(filename, "?")
         if module == "?":
             module = cache[filename] = module_of(filename)
-        if module is None or frame.f_code.co_name == "<module>":
-            return  # not the provider's, or a module's import-time code (a lazy import), not the call
+        if module is None or not frame.f_code.co_flags & inspect.CO_OPTIMIZED:
+            return  # not the provider's, or the body of a module or class run by a lazy import, not the call
         if event == "call":
             caller = stack[-1] if stack else None
             if caller is not None and caller != module and module in stack:
