@@ -198,17 +198,9 @@ def install_dag(dag_file: str | os.PathLike[str]) -> Path:
     :param dag_file: a Python file defining one or more DAGs.
     :return: the path of the copy.
     """
-    source = Path(dag_file).resolve()
-    target = DAGS_FOLDER / source.name
-    for stale in DAGS_FOLDER.iterdir():
-        if stale != target:
-            if stale.is_dir():
-                shutil.rmtree(stale)
-            else:
-                stale.unlink()
-    if source != target:
-        shutil.copyfile(source, target)
-    return target
+    from bankapi_sandbox.dag_test import install_dag_file
+
+    return install_dag_file(dag_file, DAGS_FOLDER)
 
 
 @dataclass(frozen=True)
@@ -300,42 +292,22 @@ def run_dag(
         schedule gives a manual run at that time. Running a date again clears and reruns it.
     """
     ensure_db()
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import Trigger
     from airflow.utils.session import create_session
     from sqlalchemy import func, select
+
+    from bankapi_sandbox.dag_test import run_dag_file
 
     target = install_dag(dag_file)
     with create_session() as session:
         first_trigger_id = (session.scalar(select(func.max(Trigger.id))) or 0) + 1
     with patched_environ({**connection_env(connections), **(env or {})}):
-        bag = DagBag(str(target))
-        if bag.import_errors:
-            raise AssertionError(f"{target.name} does not parse: {bag.import_errors}")
-        if dag_id is None:
-            if len(bag.dag_ids) != 1:
-                raise AssertionError(f"{target.name} defines {bag.dag_ids}: pass dag_id")
-            dag_id = bag.dag_ids[0]
-        dag = bag.get_dag(dag_id)
-        if dag is None:
-            raise AssertionError(f"{target.name} defines no DAG {dag_id!r} (it defines {bag.dag_ids})")
-        dated = {} if logical_date is None else {"logical_date": logical_date}
-        dag_run = dag.test(
-            run_conf=dict(conf) if conf is not None else None, use_executor=use_executor, **dated
-        )
-    with create_session() as session:
-        instances = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == dag_run.run_id)
-        ).all()
-        task_states = {
-            (ti.task_id, ti.map_index): None if ti.state is None else str(ti.state) for ti in instances
-        }
+        ran = run_dag_file(target, dag_id, conf=conf, logical_date=logical_date, use_executor=use_executor)
     return DagRunResult(
-        dag_id=dag_id,
-        run_id=dag_run.run_id,
-        state=str(dag_run.state),
-        task_states=task_states,
+        dag_id=ran.dag_id,
+        run_id=ran.run_id,
+        state=ran.state,
+        task_states=ran.task_states,
         first_trigger_id=first_trigger_id,
     )
 

@@ -95,12 +95,12 @@ class DagTest:
     ) -> DagRunResult:
         """Run one DAG of ``dag_file`` once; task logs go to the console (pytest's ``capfd`` reads them)."""
         self._migrate()
-        target = self._install(Path(dag_file))
+        target = install_dag_file(dag_file, self.home / "dags")
         variable = f"AIRFLOW_CONN_{self.conn_id.upper()}"
         saved = os.environ.get(variable)
         os.environ[variable] = json.dumps(self.sandbox.connection)
         try:
-            return self._run(target, dag_id, conf, logical_date)
+            return run_dag_file(target, dag_id, conf=conf, logical_date=logical_date)
         finally:
             if saved is None:
                 os.environ.pop(variable, None)
@@ -114,40 +114,53 @@ class DagTest:
             db.upgradedb()
             DagTest._migrated.add(self.home)
 
-    def _install(self, source: Path) -> Path:
-        # Alone in the DAGs folder: dag.test() parses the whole folder.
-        folder = self.home / "dags"
-        for stale in folder.iterdir():
+
+def install_dag_file(source: str | os.PathLike[str], folder: Path) -> Path:
+    """Copy a DAG file into a DAGs folder, alone in it (``dag.test()`` parses the whole folder)."""
+    source = Path(source).resolve()
+    target = folder / source.name
+    for stale in folder.iterdir():
+        if stale != target:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-        target = folder / source.name
+    if source != target:
         shutil.copyfile(source, target)
-        return target
+    return target
 
-    def _run(
-        self,
-        target: Path,
-        dag_id: str | None,
-        conf: Mapping[str, Any] | None,
-        logical_date: datetime.datetime | None,
-    ) -> DagRunResult:
-        from airflow.dag_processing.dagbag import DagBag
-        from airflow.models.taskinstance import TaskInstance
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
 
-        bag = DagBag(str(target))
-        if bag.import_errors:
-            raise AssertionError(f"{target.name} does not parse: {bag.import_errors}")
-        if dag_id is None:
-            if len(bag.dag_ids) != 1:
-                raise AssertionError(f"{target.name} defines {bag.dag_ids}: pass dag_id")
-            dag_id = bag.dag_ids[0]
-        dag = bag.get_dag(dag_id)
-        if dag is None:
-            raise AssertionError(f"{target.name} defines no DAG {dag_id!r} (it defines {bag.dag_ids})")
-        dag_run = dag.test(run_conf=dict(conf) if conf is not None else None, logical_date=logical_date)
-        of_the_run = (TaskInstance.dag_id == dag_id) & (TaskInstance.run_id == dag_run.run_id)
-        with create_session() as session:
-            instances = session.scalars(select(TaskInstance).where(of_the_run)).all()
-            states = {(ti.task_id, ti.map_index): ti.state and str(ti.state) for ti in instances}
-        return DagRunResult(dag_id, dag_run.run_id, str(dag_run.state), states)
+def run_dag_file(
+    target: Path,
+    dag_id: str | None = None,
+    *,
+    conf: Mapping[str, Any] | None = None,
+    logical_date: datetime.datetime | None = None,
+    use_executor: bool = False,
+) -> DagRunResult:
+    """One DAG of a file in the DAGs folder, run once with ``dag.test()``; its state and its tasks'.
+
+    :param use_executor: each task in a process of its own through the executor (needs an API server).
+    """
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    bag = DagBag(str(target))
+    if bag.import_errors:
+        raise AssertionError(f"{target.name} does not parse: {bag.import_errors}")
+    if dag_id is None:
+        if len(bag.dag_ids) != 1:
+            raise AssertionError(f"{target.name} defines {bag.dag_ids}: pass dag_id")
+        dag_id = bag.dag_ids[0]
+    dag = bag.get_dag(dag_id)
+    if dag is None:
+        raise AssertionError(f"{target.name} defines no DAG {dag_id!r} (it defines {bag.dag_ids})")
+    run_conf = dict(conf) if conf is not None else None
+    # Not passed at all when not given: dag.test()'s own default is a logical date of now, while an
+    # explicit None makes a run without one (and without a data interval).
+    dated = {} if logical_date is None else {"logical_date": logical_date}
+    dag_run = dag.test(run_conf=run_conf, use_executor=use_executor, **dated)
+    of_the_run = (TaskInstance.dag_id == dag_id) & (TaskInstance.run_id == dag_run.run_id)
+    with create_session() as session:
+        instances = session.scalars(select(TaskInstance).where(of_the_run)).all()
+        states = {(ti.task_id, ti.map_index): ti.state and str(ti.state) for ti in instances}
+    return DagRunResult(dag_id, dag_run.run_id, str(dag_run.state), states)
