@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from written import jsonl_records
 
 from bankapi_sandbox import data
 from demos.airflow_demo import demo_environment
@@ -38,11 +39,12 @@ def test_the_demo_runs_the_hourly_dag_against_a_sandbox_it_starts_and_stops(tmp_
     assert result.returncode == 0, result.stdout + result.stderr
     assert not stale.exists()  # re-runnable: the previous run's state is gone
     (written,) = (state / "output").rglob("*.jsonl")
-    rows = [json.loads(line) for line in written.read_text().splitlines()]
+    rows = jsonl_records(written.read_text())
     assert rows == [data.balance(account) for account in ("123", "456", "789")]
     printed = result.stdout.splitlines()
     assert f"[4/4] It wrote 3 balances to {written}:" in printed
-    assert [json.loads(line) for line in printed if line.startswith("      {")] == rows
+    shown = "\n".join(line.strip() for line in printed if line.startswith("      {"))
+    assert jsonl_records(shown) == rows
     assert "      The bank issued 1 token(s) for 3 balance calls." in printed
     assert printed[-1].startswith("Sandbox stopped.")
     assert not (state / "bank" / "sandbox.json").exists()  # the server stopped cleanly (it removes this)
