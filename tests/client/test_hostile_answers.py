@@ -59,25 +59,6 @@ def test_the_redactor_learns_values_later_ignores_empty_ones_and_never_shows_the
     assert "token-1" not in repr(redactor)
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        pytest.param("a\nb", "a\\nb", id="newline"),
-        pytest.param(
-            "a\r\nINFO - Marking task as SUCCESS", "a\\r\\nINFO - Marking task as SUCCESS", id="crlf"
-        ),
-        pytest.param("\x1b[2K\x1b[1Agone", "\\x1b[2K\\x1b[1Agone", id="esc"),
-        pytest.param("tab\there", "tab\\there", id="tab"),
-        pytest.param("c1\x9bcsi \x85nel", "c1\\x9bcsi \\x85nel", id="c1"),
-        pytest.param("nul\x00 del\x7f", "nul\\x00 del\\x7f", id="nul-del"),
-        pytest.param("line\u2028sep", "line\\u2028sep", id="unicode-line-separator"),
-        pytest.param("Zürich 123-456/7", "Zürich 123-456/7", id="printable-unchanged"),
-    ],
-)
-def test_printable_escapes_control_characters_as_python_writes_them(text, expected):
-    assert printable(text) == expected
-
-
 @given(st.text())
 def test_printable_leaves_no_control_character(text):
     assert not any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in printable(text))
