@@ -29,7 +29,6 @@ from benchmarks._sandbox import serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from multiprocessing.sharedctypes import Synchronized
 
     from bankapi_sandbox import Sandbox
 
@@ -80,7 +79,7 @@ BLOCKED = "async thread was blocked"
 START_TIMEOUT = 600.0
 REPOSITORY = Path(__file__).resolve().parents[1]
 
-DAG_FILE = '''
+DAG_FILE = """
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, AssetWatcher
 
@@ -113,7 +112,7 @@ assets = [
 probe = Asset("lag_probe", watchers=[AssetWatcher(name="lag_probe", trigger=LagProbe(path=PROBE))])
 with DAG(dag_id="triggerer_bench", schedule=[*assets, probe], catchup=False):
     EmptyOperator(task_id="noop")
-'''
+"""
 
 
 # -- the http provider's endpoint: server TLS only ---------------------------------------------------
@@ -259,9 +258,7 @@ def _lags(probe: Path, start: float, end: float) -> list[float]:
     return lags
 
 
-def _run(
-    template: Path, kind: str, size: int, env: dict[str, str], counters: Any
-) -> dict[str, Any]:
+def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: Any) -> dict[str, Any]:
     """One triggerer carrying ``size`` triggers of ``kind``; ``counters()`` -> (TLS connections, requests)."""
     with tempfile.TemporaryDirectory(prefix="bankapi-bench-triggerer-") as directory:
         home = Path(directory)
@@ -269,8 +266,13 @@ def _run(
         (home / "airflow.db").write_bytes(template.read_bytes())
         probe = home / "lag-probe.txt"
         text = DAG_FILE.format(
-            kind=kind, size=size, interval=INTERVAL, never=NEVER, probe=str(probe),
-            bank_conn=BANK_CONN, http_conn=HTTP_CONN,
+            kind=kind,
+            size=size,
+            interval=INTERVAL,
+            never=NEVER,
+            probe=str(probe),
+            bank_conn=BANK_CONN,
+            http_conn=HTTP_CONN,
         )
         (home / "dags" / "triggerer_bench.py").write_text(text)
         environment = _environment(home, size, env)
@@ -278,14 +280,15 @@ def _run(
         processor = _start(home, "dag-processor", ["dag-processor"], environment)
         triggerer = _start(home, "triggerer", ["triggerer", "--skip-serve-logs"], environment)
         try:
-            deadline = time.monotonic() + START_TIMEOUT
+            began = time.monotonic()
             while _assigned(home) < size + 1:
                 for process, name in ((processor, "dag-processor"), (triggerer, "triggerer")):
                     if process.poll() is not None:
                         log = (home / f"{name}.log").read_text(errors="replace")[-3000:]
                         raise RuntimeError(f"airflow {name} exited {process.returncode}:\n{log}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{_assigned(home)} of {size + 1} triggers assigned in {START_TIMEOUT:g} s")
+                if time.monotonic() - began > START_TIMEOUT:
+                    assigned = _assigned(home)
+                    raise RuntimeError(f"{assigned} of {size + 1} triggers assigned in {START_TIMEOUT:g} s")
                 time.sleep(0.5)
             _stop(processor)  # the triggers are in the DB; its re-parsing would only add load
             assigned_at = time.monotonic()
@@ -295,7 +298,8 @@ def _run(
             supervisor = triggerer.pid
             runner = max(_children(supervisor), key=_rss_mib)
             log_path = home / "triggerer.log"
-            log_start, blocked_start = log_path.stat().st_size, log_path.read_text(errors="replace").count(BLOCKED)
+            log_start = log_path.stat().st_size
+            blocked_start = log_path.read_text(errors="replace").count(BLOCKED)
             cpu_start = (cpu_seconds(supervisor), cpu_seconds(runner))
             start = time.monotonic()
             polls = []
@@ -305,6 +309,7 @@ def _run(
                 polls.append(counters()[1] - before)
             wall = time.monotonic() - start
             cpu_end = (cpu_seconds(supervisor), cpu_seconds(runner))
+            time.sleep(1.5)  # the probe writes its ticks once a second: the window's last reach its file
             log_text = log_path.read_text(errors="replace")
             result = {
                 "lags": _lags(probe, start, start + wall),
@@ -316,7 +321,7 @@ def _run(
                 "tls": counters()[0] - connections_before,
                 "first_interval": first_interval,
                 "polls": polls,
-                "start_seconds": assigned_at - (deadline - START_TIMEOUT),
+                "start_seconds": assigned_at - began,
                 "load": os.getloadavg()[0],
             }
         finally:
@@ -325,8 +330,8 @@ def _run(
             if KEEP_LOGS:
                 kept = Path(KEEP_LOGS, f"{kind}-{size}")
                 kept.mkdir(parents=True, exist_ok=True)
-                for log in home.glob("*.log"):
-                    log.replace(kept / log.name)
+                for path in home.glob("*.log"):
+                    path.replace(kept / path.name)
         return result
 
 
@@ -346,10 +351,10 @@ def _migrated(directory: Path) -> Path:
 
 def _row(kind: str, size: int, r: dict[str, Any]) -> str:
     lags = r["lags"]
-    p50, p99 = (percentile(lags, p) * 1000 for p in (50, 99))
+    lag = " | ".join(f"{ms * 1000:.0f}" for ms in (percentile(lags, 50), percentile(lags, 99), max(lags)))
     polls = r["polls"] or [0]
     return (
-        f"| {kind} | {size:,} | {p50:.0f} | {p99:.0f} | {max(lags, default=float('nan')) * 1000:.0f} | "
+        f"| {kind} | {size:,} | {lag if lags else '- | - | -'} | "
         f"{r['blocked']} | {r['supervisor_cpu']:.1%} | {r['runner_cpu']:.0%} | {r['runner_rss']:.0f} | "
         f"{r['tls']:,} | {r['first_interval']:,} | {sorted(polls)[len(polls) // 2]:,} / {min(polls):,} | "
         f"{r['log_rate'] / 1024:.1f} | {r['start_seconds']:.0f} | {r['load']:.1f} |"
@@ -364,7 +369,7 @@ def main() -> None:
         f"each run a triggerer of its own.\n"
     )
     print(
-        "| triggers | N | loop lag p50 ms | p99 ms | max ms | \"blocked\" warnings | supervisor CPU | "
+        '| triggers | N | loop lag p50 ms | p99 ms | max ms | "blocked" warnings | supervisor CPU | '
         "runner CPU | runner RSS MiB | TLS connections | polls in the first interval | "
         "polls per interval (median / least) | log KiB/s | start s | load average |"
     )
