@@ -352,11 +352,11 @@ def _migrated(directory: Path) -> Path:
 
 def _row(kind: str, size: int, r: dict[str, Any]) -> str:
     lags = r["lags"]  # none when the probe never ran in the window (a loop blocked throughout)
-    lag = [f"{percentile(lags, 50) * 1000:.0f}", f"{percentile(lags, 99) * 1000:.0f}"] if lags else []
-    lag += [f"{max(lags) * 1000:.0f}"] if lags else []
+    figures = (percentile(lags, 50), percentile(lags, 99), max(lags)) if lags else ()
+    lag = " | ".join(f"{seconds * 1000:.0f}" for seconds in figures) or "- | - | -"
     polls = r["polls"] or [0]
     return (
-        f"| {kind} | {size:,} | {' | '.join(lag or ['-'] * 3)} | "
+        f"| {kind} | {size:,} | {lag} | "
         f"{r['blocked']} | {r['supervisor_cpu']:.1%} | {r['runner_cpu']:.0%} | {r['runner_rss']:.0f} | "
         f"{r['tls']:,} | {r['first_interval']:,} | {sorted(polls)[len(polls) // 2]:,} / {min(polls):,} | "
         f"{r['log_rate'] / 1024:.1f} | {r['start_seconds']:.0f} | {r['load']:.1f} |"
