@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from benchmarks._measure import cpu_seconds, machine, percentile
 from benchmarks._sandbox import serving
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from bankapi_sandbox import Sandbox
 
@@ -233,6 +234,26 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=20)
 
 
+def _registered(home: Path) -> int:
+    """Trigger rows in the metadata DB (read straight from the SQLite file)."""
+    with contextlib.closing(sqlite3.connect(home / "airflow.db", timeout=60)) as db:
+        return int(db.execute("SELECT count(*) FROM trigger").fetchone()[0])
+
+
+def _wait(
+    home: Path, process: subprocess.Popen[bytes], name: str, count: Callable[[], int], want: int
+) -> None:
+    """Wait until ``count()`` reaches ``want``; an error with the log's end if the process exits first."""
+    began = time.monotonic()
+    while count() < want:
+        if process.poll() is not None:
+            log = (home / f"{name}.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"airflow {name} exited {process.returncode}:\n{log}")
+        if time.monotonic() - began > START_TIMEOUT:
+            raise RuntimeError(f"airflow {name}: {count()} of {want} triggers in {START_TIMEOUT:g} s")
+        time.sleep(0.5)
+
+
 def _started(home: Path) -> int:
     """Triggers the runner has started ("trigger ID <n> starting" in the triggerer's log)."""
     return len(STARTED.findall((home / "triggerer.log").read_text(errors="replace")))
@@ -279,19 +300,15 @@ def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: An
         environment = _environment(home, size, env)
         connections_before, _ = counters()
         processor = _start(home, "dag-processor", ["dag-processor"], environment)
-        triggerer = _start(home, "triggerer", ["triggerer", "--skip-serve-logs"], environment)
+        triggerer: subprocess.Popen[bytes] | None = None
         try:
             began = time.monotonic()
-            while _started(home) < size + 1:
-                for process, name in ((processor, "dag-processor"), (triggerer, "triggerer")):
-                    if process.poll() is not None:
-                        log = (home / f"{name}.log").read_text(errors="replace")[-3000:]
-                        raise RuntimeError(f"airflow {name} exited {process.returncode}:\n{log}")
-                if time.monotonic() - began > START_TIMEOUT:
-                    started = _started(home)
-                    raise RuntimeError(f"{started} of {size + 1} triggers started in {START_TIMEOUT:g} s")
-                time.sleep(0.5)
+            # One after the other: SQLite takes one writer at a time, and a triggerer whose heartbeat
+            # waits too long on the dag-processor's writes of thousands of triggers exits.
+            _wait(home, processor, "dag-processor", lambda: _registered(home), size + 1)
             _stop(processor)  # the triggers are in the DB; its re-parsing would only add load
+            triggerer = _start(home, "triggerer", ["triggerer", "--skip-serve-logs"], environment)
+            _wait(home, triggerer, "triggerer", lambda: _started(home), size + 1)
             started_at = time.monotonic()
             _, requests = counters()
             time.sleep(INTERVAL)
@@ -327,7 +344,8 @@ def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: An
             }
         finally:
             _stop(processor)
-            _stop(triggerer)
+            if triggerer is not None:
+                _stop(triggerer)
             if KEEP_LOGS:
                 kept = Path(KEEP_LOGS, f"{kind}-{size}")
                 kept.mkdir(parents=True, exist_ok=True)
