@@ -26,6 +26,7 @@ ORDER = (
     "token_day",
     "throughput",
     "triggerer_capacity",
+    "triggerer_real",
     "cold_start",
     "memory",
     "page_walk_memory",

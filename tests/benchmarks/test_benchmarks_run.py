@@ -17,7 +17,7 @@ from benchmarks.__main__ import available, section
 
 ROOT = Path(__file__).resolve().parents[2]
 # The http provider comes with the bench extra (`make bench`), not with the test install.
-NEEDS_PEER = {"versus_http", "import_cost"}
+NEEDS_PEER = {"versus_http", "import_cost", "triggerer_real"}
 TINY = {
     "SANDBOX_BENCH_SECONDS": "0.2",
     "VERSUS_BENCH_TASKS": "4",
@@ -32,6 +32,9 @@ TINY = {
     "TRIGGERER_BENCH_SIZES": "3",
     "TRIGGERER_BENCH_INTERVAL": "0.3",
     "TRIGGERER_BENCH_SECONDS": "1",
+    "TRIGGERER_REAL_SIZES": "2",
+    "TRIGGERER_REAL_INTERVAL": "1",
+    "TRIGGERER_REAL_SECONDS": "1",
     "MEMORY_BENCH_ACCOUNTS": "8,16",
     "PAGE_WALK_PAGES": "1,2",
 }
