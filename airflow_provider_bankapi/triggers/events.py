@@ -87,6 +87,7 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
             backoff_max=backoff_max,
         )
         self._held_in_memory: bool | None = None
+        self._state_read = False  # the asset state is read at the first answer only (see _held_before)
 
     @classmethod
     def for_balance(
@@ -122,14 +123,20 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
         return f"{STATE_KEY_PREFIX}:{hashlib.sha256(kwargs.encode()).hexdigest()[:16]}"
 
     async def _held_before(self) -> bool | None:
-        store = self.asset_state_store
-        if store is not None:
-            try:
-                held = await store.aget(self._state_key())
-            except ValueError:  # watching several assets: no single state to keep it in
-                self.asset_state_store = None
-            else:
-                return None if held is None else bool(held)
+        # The asset's state is read once, at the first answer: after a restart it says whether the last
+        # poll saw the condition hold. From then on this trigger is its only writer, so memory knows, and
+        # a poll costs the triggerer's supervisor nothing (each read is a request to it: a read per poll
+        # of a thousand watchers kept it busy at a whole core).
+        if not self._state_read:
+            self._state_read = True
+            store = self.asset_state_store
+            if store is not None:
+                try:
+                    held = await store.aget(self._state_key())
+                except ValueError:  # watching several assets: no single state to keep it in
+                    self.asset_state_store = None
+                else:
+                    self._held_in_memory = None if held is None else bool(held)
         return self._held_in_memory
 
     async def _remember(self, held: bool) -> None:

@@ -28,11 +28,14 @@ class AssetState:
 
     def __init__(self) -> None:
         self.values: dict[str, object] = {}
+        self.reads = self.writes = 0
 
     async def aget(self, key, default=None):
+        self.reads += 1
         return self.values.get(key, default)
 
     async def aset(self, key, value):
+        self.writes += 1
         self.values[key] = value
 
 
@@ -88,6 +91,22 @@ def test_one_event_each_time_the_balance_comes_to_cross_the_threshold(bank):
 
     assert [(event["status"], event["value"]) for event in events] == [("met", "2000.00"), ("met", "1500.00")]
     assert all(event["endpoint"] == f"/accounts/{ACCOUNT}/balance" for event in events)
+
+
+def test_polls_ask_the_asset_state_once_and_write_it_only_when_the_condition_changes(bank):
+    # Each read or write of the asset state is a request to the triggerer's supervisor: a read per poll of
+    # a thousand watchers kept it busy at a whole core.
+    trigger = BankingApiEventTrigger.for_balance(ACCOUNT, "1500.00", poke_interval=0.1)
+    trigger.asset_state_store = state = AssetState()
+
+    def set_to(amount):
+        return lambda: bank.set_available_balance(ACCOUNT, amount)
+
+    events = asyncio.run(_events_while(trigger, [(set_to("100.00"), 5), (set_to("2000.00"), 5)], bank))
+
+    assert len(events) == 1
+    assert state.reads == 1
+    assert state.writes == 2  # below (first seen), then above
 
 
 def test_a_restarted_trigger_does_not_fire_again_for_a_balance_that_stayed_above(bank):
