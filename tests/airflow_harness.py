@@ -426,8 +426,11 @@ def _forget_finished_triggers() -> None:
         TaskInstance.state == TaskInstanceState.DEFERRED, TaskInstance.trigger_id.is_not(None)
     )
     watching = select(AssetWatcherModel.trigger_id)
+    # No RETURNING (the ORM's default way to synchronise the session): SQLite 3.40 answered this DELETE
+    # with "database disk image is malformed" once a deployment had left asset watchers' rows behind.
+    leftovers = delete(Trigger).where(Trigger.id.not_in(waiting), Trigger.id.not_in(watching))
     with create_session() as session:
-        session.execute(delete(Trigger).where(Trigger.id.not_in(waiting), Trigger.id.not_in(watching)))
+        session.execute(leftovers.execution_options(synchronize_session=False))
 
 
 class ApiServer(AirflowService):

@@ -231,6 +231,7 @@ class Deployment:
             self.redis.stop()
         self._keep_logs()
         shutil.rmtree(self._scratch, ignore_errors=True)
+        _pause_every_dag()
 
     def __enter__(self) -> Deployment:
         self.start()
@@ -274,7 +275,13 @@ class Deployment:
 
     def create_connection(self, conn_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /api/v2/connections``, replacing any of that id; ``fields`` as the form saves them."""
-        self.api.request("DELETE", f"/api/v2/connections/{conn_id}")
+        # SQLite serialises every writer of the deployment: a DELETE may time out on its lock while the
+        # scheduler writes, and is asked again rather than leave the old connection in place.
+        deadline = time.monotonic() + 60
+        while self.api.request("DELETE", f"/api/v2/connections/{conn_id}").status_code >= 500:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"DELETE of connection {conn_id} kept failing\n{self.where_logs_are()}")
+            time.sleep(1)
         return self.call("POST", "/api/v2/connections", 201, json={"connection_id": conn_id, **fields})
 
     def test_on_worker(self, conn_id: str, fields: Mapping[str, Any], timeout: float = 120) -> dict[str, Any]:
@@ -419,3 +426,15 @@ def report_deployment(request: pytest.FixtureRequest, deployment: Deployment, st
     """What a deployment cost (wall time, from start to stop) and where its logs are."""
     report(request, f"{deployment.name}: {time.monotonic() - started:.0f} s in all, components ready in "
                     f"{deployment.startup_seconds or 0:.0f} s; logs kept in {deployment.kept_logs}")
+
+
+def _pause_every_dag() -> None:
+    """Pause the DAGs a deployment unpaused: they stay in the session's metadata DB, and the next
+    deployment's scheduler (with its job schedule on) would start their scheduled runs at once, all
+    competing for SQLite with the runs that deployment's tests make."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    with create_session() as session:
+        session.execute(update(DagModel).values(is_paused=True).execution_options(synchronize_session=False))
