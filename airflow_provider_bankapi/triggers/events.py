@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -52,6 +53,20 @@ if TYPE_CHECKING:
 
 #: The asset state key under which the trigger remembers whether its condition held at the last poll.
 STATE_KEY_PREFIX = "bankapi_condition_held"
+_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _state_turn() -> asyncio.Lock:
+    """One asset-state request at a time from this process's event triggers: the supervisor serves its
+    runner's requests one by one, and its own (new triggers, events) wait behind whatever is queued.
+    """
+    loop = asyncio.get_running_loop()
+    lock = _TURNS.get(loop)
+    if lock is None:
+        lock = _TURNS[loop] = asyncio.Lock()
+    return lock
+
+
 # Failures counted for an error waiting cannot fix: enough doublings that the backoff is at its cap.
 _REFUSED = 62
 
@@ -86,8 +101,8 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
             poke_interval=poke_interval,
             backoff_max=backoff_max,
         )
-        self._held_in_memory: bool | None = None
-        self._state_read = False  # the asset state is read at the first answer only (see _held_before)
+        self._held: bool | None = None  # whether the condition held at the last poll, once known
+        self._settling: asyncio.Task[None] | None = None  # the first state read, when it can wait
 
     @classmethod
     def for_balance(
@@ -122,27 +137,42 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
         kwargs = json.dumps(self.serialize()[1], sort_keys=True, default=str)
         return f"{STATE_KEY_PREFIX}:{hashlib.sha256(kwargs.encode()).hexdigest()[:16]}"
 
-    async def _held_before(self) -> bool | None:
-        # The asset's state is read once, at the first answer: after a restart it says whether the last
-        # poll saw the condition hold. From then on this trigger is its only writer, so memory knows, and
-        # a poll costs the triggerer's supervisor nothing (each read is a request to it: a read per poll
-        # of a thousand watchers kept it busy at a whole core).
-        if not self._state_read:
-            self._state_read = True
-            store = self.asset_state_store
-            if store is not None:
-                try:
-                    held = await store.aget(self._state_key())
-                except ValueError:  # watching several assets: no single state to keep it in
-                    self.asset_state_store = None
-                else:
-                    self._held_in_memory = None if held is None else bool(held)
-        return self._held_in_memory
+    async def _held_before(self) -> bool:
+        # The asset's state is read once: after a restart it says whether the last poll saw the condition
+        # hold. From then on this trigger is its only writer, so memory knows, and a poll costs the
+        # triggerer's supervisor nothing (each read is a request to it: a read per poll of a thousand
+        # watchers kept it busy at a whole core).
+        if self._settling is not None:
+            await self._settling  # it reads the state (see _settle)
+        elif self._held is None:
+            self._held = await self._read_state()
+        return bool(self._held)
+
+    async def _read_state(self) -> bool:
+        store = self.asset_state_store
+        if store is None:
+            return False
+        async with _state_turn():
+            try:
+                return bool(await store.aget(self._state_key()))
+            except ValueError:  # watching several assets: no single state to keep it in, memory only
+                self.asset_state_store = None
+                return False
+
+    async def _settle(self) -> None:
+        # The first answer did not meet the condition. Only a state left at "held" by an earlier trigger
+        # needs a write (else its successor would take the next crossing for the old one); reading it can
+        # wait its turn, off the poll loop, so that a thousand watchers starting together neither delay
+        # their polls nor queue ahead of the triggerer's own requests to its supervisor.
+        self._held = await self._read_state()
+        if self._held:
+            await self._remember(False)
 
     async def _remember(self, held: bool) -> None:
-        self._held_in_memory = held
+        self._held = held
         if self.asset_state_store is not None:
-            await self.asset_state_store.aset(self._state_key(), held)
+            async with _state_turn():
+                await self.asset_state_store.aset(self._state_key(), held)
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -171,10 +201,8 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
                         failures = _REFUSED  # the longest backoff: only a change at the bank can help
                 else:
                     failures = 0
-                    held_before = await self._held_before()
-                    if outcome.met != held_before:
-                        await self._remember(outcome.met)
-                    if outcome.met and not held_before:
+                    if outcome.met and not await self._held_before():
+                        await self._remember(True)
                         self.log.info(
                             "Poll %d of %s: %s holds.", polls, self.endpoint, self.condition.describe()
                         )
@@ -186,12 +214,18 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
                                 "polls": polls,
                             }
                         )
+                    elif not outcome.met and self._held is None and self._settling is None:
+                        self._settling = asyncio.create_task(self._settle())
+                    elif not outcome.met and self._held:
+                        await self._remember(False)
                 await asyncio.sleep(
                     wait_before_next_poll(
                         self.poke_interval, failures, backoff_max=self.backoff_max, retry_after=retry_after
                     )
                 )
         finally:
+            if self._settling is not None:
+                self._settling.cancel()
             if shared is not None:
                 CLIENTS.release(shared)
 

@@ -106,7 +106,7 @@ def test_polls_ask_the_asset_state_once_and_write_it_only_when_the_condition_cha
 
     assert len(events) == 1
     assert state.reads == 1
-    assert state.writes == 2  # below (first seen), then above
+    assert state.writes == 1  # above; below was already what no state means
 
 
 def test_a_restarted_trigger_does_not_fire_again_for_a_balance_that_stayed_above(bank):
@@ -119,6 +119,28 @@ def test_a_restarted_trigger_does_not_fire_again_for_a_balance_that_stayed_above
     restarted = BankingApiEventTrigger(**first.serialize()[1])  # as the triggerer rebuilds it
     restarted.asset_state_store = state
     assert asyncio.run(_events_while(restarted, [(lambda: None, 3)], bank)) == []
+
+
+def test_a_trigger_restarted_below_the_threshold_fires_at_the_next_crossing(bank):
+    # The first trigger fired and stopped while the balance was above: the state says "held". Its successor
+    # sees the balance below: it must record that, or a third trigger would take the next crossing for
+    # the old one and stay silent.
+    state = AssetState()
+    bank.set_available_balance(ACCOUNT, "2000.00")
+    first = BankingApiEventTrigger.for_balance(ACCOUNT, "1500.00", poke_interval=0.1)
+    first.asset_state_store = state
+    assert len(asyncio.run(_events_while(first, [(lambda: None, 3)], bank))) == 1
+
+    bank.set_available_balance(ACCOUNT, "100.00")
+    second = BankingApiEventTrigger(**first.serialize()[1])
+    second.asset_state_store = state
+    assert asyncio.run(_events_while(second, [(lambda: None, 3)], bank)) == []
+
+    bank.set_available_balance(ACCOUNT, "2000.00")  # the third's first answer: above, as after a restart
+    third = BankingApiEventTrigger(**first.serialize()[1])
+    third.asset_state_store = state
+    events = asyncio.run(_events_while(third, [(lambda: None, 3)], bank))
+    assert [event["value"] for event in events] == ["2000.00"]
 
 
 def test_a_refused_credential_is_not_polled_at_the_interval(bank, monkeypatch):
