@@ -62,7 +62,7 @@ Measured over the window, which starts one poke interval after the runner has st
 from the probe (a trigger that sleeps 100 ms again and again, as the runner's watchdog does, and writes
 its overshoots), p50/p99/max; the runner's "async thread was blocked" warnings (above 0.2 s) in the
 triggerer's log; CPU time of the supervisor and of the runner (`/proc/<pid>/stat`) over wall time, 100 % =
-one core; the runner's RSS at the end; the triggerer's log bytes per second; TLS connections accepted by
+one core (the supervisor's also over the window's last interval alone, once start-up work has drained); the runner's RSS at the end; the triggerer's log bytes per second; TLS connections accepted by
 the server over the whole run (start-up included); polls per interval: requests the server answered in
 each poke interval of the window (median and least), and in the first interval after all triggers started.
 The load average is the machine's at the end of each run (2 cores shared with other work: above 2, other
@@ -320,11 +320,14 @@ def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: An
             blocked_start = log_path.read_text(errors="replace").count(BLOCKED)
             cpu_start = (cpu_seconds(supervisor), cpu_seconds(runner))
             start = time.monotonic()
-            polls = []
+            polls, supervisor_by_interval = [], []
             while time.monotonic() - start < SECONDS - INTERVAL / 2:
-                before = counters()[1]
+                before, cpu_before, at = counters()[1], cpu_seconds(supervisor), time.monotonic()
                 time.sleep(INTERVAL)
                 polls.append(counters()[1] - before)
+                supervisor_by_interval.append(
+                    (cpu_seconds(supervisor) - cpu_before) / (time.monotonic() - at)
+                )
             wall = time.monotonic() - start
             cpu_end = (cpu_seconds(supervisor), cpu_seconds(runner))
             time.sleep(1.5)  # the probe writes its ticks once a second: the window's last reach its file
@@ -333,6 +336,7 @@ def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: An
                 "lags": _lags(probe, start, start + wall),
                 "blocked": log_text.count(BLOCKED) - blocked_start,
                 "supervisor_cpu": (cpu_end[0] - cpu_start[0]) / wall,
+                "supervisor_last": supervisor_by_interval[-1],
                 "runner_cpu": (cpu_end[1] - cpu_start[1]) / wall,
                 "runner_rss": _rss_mib(runner),
                 "log_rate": (log_path.stat().st_size - log_start) / wall,
@@ -375,7 +379,8 @@ def _row(kind: str, size: int, r: dict[str, Any]) -> str:
     polls = r["polls"] or [0]
     return (
         f"| {kind} | {size:,} | {lag} | "
-        f"{r['blocked']} | {r['supervisor_cpu']:.1%} | {r['runner_cpu']:.0%} | {r['runner_rss']:.0f} | "
+        f"{r['blocked']} | {r['supervisor_cpu']:.1%} / {r['supervisor_last']:.1%} | "
+        f"{r['runner_cpu']:.0%} | {r['runner_rss']:.0f} | "
         f"{r['tls']:,} | {r['first_interval']:,} | {sorted(polls)[len(polls) // 2]:,} / {min(polls):,} | "
         f"{r['log_rate'] / 1024:.1f} | {r['start_seconds']:.0f} | {r['load']:.1f} |"
     )
@@ -389,7 +394,8 @@ def main() -> None:
         f"each run a triggerer of its own.\n"
     )
     print(
-        '| triggers | N | loop lag p50 ms | p99 ms | max ms | "blocked" warnings | supervisor CPU | '
+        '| triggers | N | loop lag p50 ms | p99 ms | max ms | "blocked" warnings | '
+        "supervisor CPU (window / last interval) | "
         "runner CPU | runner RSS MiB | TLS connections | polls in the first interval | "
         "polls per interval (median / least) | log KiB/s | start s | load average |"
     )
