@@ -18,7 +18,6 @@ it exists (a statement not yet ready) is a "not yet", an unmet condition like an
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import operator
@@ -139,18 +138,15 @@ def field_value(document: Any, path: str) -> Any:
 
 def import_check(dotted_path: str) -> Callable[[Any], Any]:
     """The function named ``"package.module.function"`` (importable wherever the check runs)."""
-    module_name, _, name = dotted_path.rpartition(".")
-    if not module_name or not name:
-        raise _condition_error(
-            f"check {dotted_path!r} is not a dotted path such as 'my_package.checks.funds_arrived'."
-        )
+    from airflow.sdk.module_loading import import_string  # type: ignore[attr-defined]  # re-exported there
+
     try:
-        function = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as exc:
+        function = import_string(dotted_path)
+    except ImportError as exc:  # also a path with no dot, and a module without that name
         raise _condition_error(
             f"check {dotted_path!r} cannot be imported: {type(exc).__name__}: {exc}",
-            hint="The function must live in a module importable by the workers and the triggerer "
-            "(a package on their Python path, not the DAG file).",
+            hint="A dotted path such as 'my_package.checks.funds_arrived', to a function in a module "
+            "importable by the workers and the triggerer (a package on their Python path, not the DAG file).",
         ) from exc
     if not callable(function):
         raise _condition_error(f"check {dotted_path!r} is not callable.")

@@ -129,6 +129,7 @@ def test_a_check_function_by_dotted_path_and_both_parts_must_hold():
         pytest.param("nowhere_at_all.check", id="no-module"),
         pytest.param("operator.no_such_function", id="no-attribute"),
         pytest.param("math.pi", id="not-callable"),
+        pytest.param("no_dot_at_all", id="not-a-dotted-path"),
     ],
 )
 def test_a_check_that_cannot_be_imported_is_a_configuration_error(path):
