@@ -13,7 +13,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS, get_provider_info
+from airflow_provider_bankapi.client.fields import EXTRA_KEYS
+from airflow_provider_bankapi.get_provider_info import get_provider_info
 
 # The schema files ship with Airflow; found without importing it (its import costs seconds).
 AIRFLOW_DIR = Path(importlib.metadata.distribution("apache-airflow-core").locate_file("airflow"))
