@@ -41,6 +41,8 @@ from airflow_provider_bankapi.errors import ConfigurationError
 
 #: Balance calls at once in a batch unless the caller says otherwise.
 DEFAULT_MAX_WORKERS = 4
+# C0 and C1 controls, DEL and spaces: none belongs in a URL, and layers below cut or send them apart.
+_CONTROL_CHARACTER = re.compile("[\x00-\x20\x7f-\x9f]")
 # An HTTP header name is an RFC 9110 token.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: The largest token answer, in bytes: a token answer is a few hundred bytes; a megabyte is a wrong
@@ -61,7 +63,7 @@ def check_base_url(base_url: str) -> None:
     query or fragment would be glued onto every endpoint.
     """
     parts = urlsplit(base_url or "")
-    if _has_control_character(base_url or ""):
+    if _CONTROL_CHARACTER.search(base_url or ""):
         # A NUL or a line break would be cut, or sent, by some layer below and not by another.
         raise ConfigurationError(
             "The Base URL holds a control character or a space: give the bank's API URL only, such as "
@@ -99,7 +101,7 @@ def check_proxy(proxy: str) -> None:
         usable = (
             parts.scheme in ("http", "https")
             and bool(parts.hostname)
-            and not _has_control_character(proxy)
+            and not _CONTROL_CHARACTER.search(proxy)
             and parts.port != 0  # reading the port also refuses one that is not a number from 0 to 65535
         )
     except ValueError:  # a port that is not a number, an unclosed [IPv6 address
@@ -223,14 +225,6 @@ class ClientSettings:
     def token_url(self) -> str:
         """The absolute URL of the token endpoint (resolved once: the settings never change)."""
         return endpoint_url(self.base_url, self.auth_endpoint)
-
-
-# C0 and C1 controls, DEL and spaces: none belongs in a URL, and layers below cut or send them apart.
-_CONTROL_CHARACTER = re.compile("[\x00-\x20\x7f-\x9f]")
-
-
-def _has_control_character(text: str) -> bool:
-    return _CONTROL_CHARACTER.search(text) is not None
 
 
 def check_range(name: str, value: object, *, where: str | None = None) -> None:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 # The error of a problem with each field: the server's CA is configuration, the others the client identity.
 _ERRORS: dict[str, type[ConfigurationError]] = {name: FIELD[name].error for name in IDENTITY_FIELDS}
 
-# No file path is this long or spans lines; such a value can only be (broken) content.
+# The longest text taken as a file path (Linux's PATH_MAX).
 _MAX_PATH_CHARS = 4096
 # Text that can only be meant as a path (never PEM, nor the base64 of DER, which starts with "M"):
 # when nothing is there, the message says so and shows it (a path is not a secret).
@@ -159,7 +159,9 @@ def read_field(name: str, value: MaterialValue, *, base64_text: bool = False) ->
     text = value.strip()
     if "-----BEGIN" in text:
         return FieldContent(name, text.encode("utf-8", "replace"), from_file=False)
-    if _could_be_path(text):
+    # No file path is that long or spans lines; such a value can only be (broken) content.
+    could_be_path = 0 < len(text) <= _MAX_PATH_CHARS and "\n" not in text and "\x00" not in text
+    if could_be_path:
         data = _read_file(name, text, must_exist=False)
         if data is not None:
             return FieldContent(name, data, from_file=True)
@@ -167,7 +169,7 @@ def read_field(name: str, value: MaterialValue, *, base64_text: bool = False) ->
         decoded = decode_base64(_unescape_json(text))
         if decoded is not None:
             return FieldContent(name, decoded, from_file=False)
-    if _could_be_path(text) and _PATH_LIKE.search(text):
+    if could_be_path and _PATH_LIKE.search(text):
         raise _missing_file(name, text)
     if base64_text:
         raise error(
@@ -196,10 +198,6 @@ def _unescape_json(text: str) -> str:
     if "\\/" in text:
         text = text.replace("\\/", "/")
     return text
-
-
-def _could_be_path(text: str) -> bool:
-    return 0 < len(text) <= _MAX_PATH_CHARS and "\n" not in text and "\x00" not in text
 
 
 def _missing_file(name: str, path: str) -> ConfigurationError:
