@@ -23,7 +23,6 @@ import os
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow_provider_bankapi.errors import ClientIdentityError, ConfigurationError
 
@@ -209,12 +208,6 @@ class ConnectionField:
             )
         return parsed
 
-    def secret_of(self, value: object) -> object:
-        """The part of the field's value that is secret: all of it, or a URL's password; None if none."""
-        if not self.secret or not value:
-            return None
-        return urlsplit(str(value)).password if self.kind == URL else value
-
 
 _PEM_OR_PATH = "PEM text or a file path on the workers"
 
@@ -377,8 +370,11 @@ FIELD: Mapping[str, ConnectionField] = MappingProxyType({field.key: field for fi
 EXTRA_KEYS: tuple[str, ...] = tuple(field.key for field in EXTRA_FIELDS)
 #: The extras that make up a client identity, named exactly as the Airflow extras.
 IDENTITY_FIELDS: tuple[str, ...] = tuple(field.key for field in FIELDS if field.identity)
-#: The fields whose values are secret.
-SECRET_FIELDS: frozenset[str] = frozenset(field.key for field in FIELDS if field.secret)
+#: The secret fields that hold key material (a private key, a PKCS#12 bundle): never sent anywhere, so never
+#: echoed back, and large; the other secrets are short values a server might echo.
+KEY_MATERIAL_FIELDS: frozenset[str] = frozenset(
+    field.key for field in FIELDS if field.secret and field.kind in (MATERIAL, BUNDLE)
+)
 
 
 def limit_of(name: str) -> int:

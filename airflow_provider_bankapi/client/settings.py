@@ -30,7 +30,9 @@ from airflow_provider_bankapi.client.fields import (
     DEFAULT_POOL_MAXSIZE,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_REFRESH_MARGIN,
+    EXTRA_FIELDS,
     FIELD,
+    KEY_MATERIAL_FIELDS,
     MAX_WORKERS,
     NUMBERS,
     PRODUCTION_BASE_URL,
@@ -220,6 +222,22 @@ class ClientSettings:
         A path that resolves outside the Base URL's path or onto the token endpoint is refused.
         """
         return endpoint_url(self.base_url, path, token_endpoint=self.auth_endpoint)
+
+    def secrets(self, *, key_material: bool = False) -> list[str | bytes]:
+        """The secret values of the settings besides the client_secret, as the table of connection fields
+        marks them: the key and PKCS#12 passwords and the proxy's password, and with ``key_material`` the
+        private key and the PKCS#12 bundle too. Unset ones and paths are left out.
+        """
+        proxy = self.transport.proxy
+        # Where each secret extra lands in the settings: the identity's under their own names.
+        landed = {"proxy": urlsplit(proxy).password if proxy else None}
+        found: list[str | bytes] = []
+        for extra in EXTRA_FIELDS:
+            if extra.secret and (key_material or extra.key not in KEY_MATERIAL_FIELDS):
+                value = landed[extra.key] if extra.key in landed else getattr(self.identity, extra.key)
+                if isinstance(value, (str, bytes)) and value:
+                    found.append(value)
+        return found
 
     @cached_property
     def token_url(self) -> str:

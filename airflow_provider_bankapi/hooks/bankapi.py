@@ -308,13 +308,9 @@ def client_from_connection(
     if max_response_bytes is not None:
         transport = replace(settings.transport, max_response_bytes=max_response_bytes)
         settings = replace(settings, transport=transport)
-    # Every secret extra, as the table marks them (the client_secret is the connection's password, which
-    # Airflow masks itself); a new secret extra fails here until it is given its setting.
-    settings_of = {"proxy": settings.transport.proxy}
-    for field in EXTRA_FIELDS:
-        if field.secret:
-            value = getattr(settings.identity, field.key) if field.identity else settings_of[field.key]
-            _mask(field.secret_of(value))
+    # The client_secret is the connection's password, which Airflow masks itself.
+    for secret in settings.secrets(key_material=True):
+        _mask(secret)
     # Every token the client's cache hands out reaches the masker, including one another task left in
     # a file or a Variable; the cluster store exists only inside a task.
     stores = stores_for(scope, cluster=cluster_store)

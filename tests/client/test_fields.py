@@ -118,3 +118,41 @@ def test_a_number_field_takes_numeric_text_and_whole_numbers_as_int():
 
     assert retries.read("3") == 3
     assert isinstance(retries.read(3.0), int)
+
+
+def test_the_settings_know_their_secrets_from_the_table():
+    identity = IdentityMaterial(
+        client_cert="certificate-is-public",
+        client_private_key="private-key-text",
+        client_private_key_password="key-password",
+        client_pfx_secret="bundle-base64",
+        client_pfx_password="bundle-password",
+        ca_cert="ca-is-public",
+    )
+    settings = ClientSettings(
+        base_url="https://bank.example/v1",
+        client_id="client-id",
+        client_secret="client-secret",
+        identity=identity,
+        transport=TransportSettings(proxy="http://user:proxy-password@proxy.internal:3128"),
+    )
+
+    # What a server might echo: the redactor's (the client_secret is added apart: it reaches the masker).
+    assert settings.secrets() == ["key-password", "bundle-password", "proxy-password"]
+    # What the host's masker hides from logs as well.
+    assert settings.secrets(key_material=True) == [
+        "private-key-text",
+        "key-password",
+        "bundle-base64",
+        "bundle-password",
+        "proxy-password",
+    ]
+
+
+def test_paths_and_unset_secrets_are_not_secrets(tmp_path: Path):
+    identity = IdentityMaterial(client_private_key=tmp_path / "client.key", client_pfx_password="")
+    settings = ClientSettings(
+        base_url="https://bank.example/v1", client_id="c", client_secret="s", identity=identity
+    )
+
+    assert settings.secrets(key_material=True) == []
