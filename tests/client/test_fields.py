@@ -122,29 +122,25 @@ def test_a_number_field_takes_numeric_text_and_whole_numbers_as_int():
 
 def test_the_settings_know_their_secrets_from_the_table():
     identity = IdentityMaterial(
-        client_cert="certificate-is-public",
-        client_private_key="private-key-text",
-        client_private_key_password="key-password",
-        client_pfx_secret="bundle-base64",
-        client_pfx_password="bundle-password",
-        ca_cert="ca-is-public",
+        **{key: f"{key}-value" for key in IDENTITY_FIELDS} | {"client_cert": "public", "ca_cert": "public"}
     )
+    proxy = TransportSettings(proxy="http://user:proxy-password@proxy.internal:3128")
     settings = ClientSettings(
-        base_url="https://bank.example/v1",
-        client_id="client-id",
-        client_secret="client-secret",
-        identity=identity,
-        transport=TransportSettings(proxy="http://user:proxy-password@proxy.internal:3128"),
+        "https://bank.example/v1", "client-id", "client-secret", identity, transport=proxy
     )
 
     # What a server might echo: the redactor's (the client_secret is added apart: it reaches the masker).
-    assert settings.secrets() == ["key-password", "bundle-password", "proxy-password"]
+    assert settings.secrets() == [
+        "client_private_key_password-value",
+        "client_pfx_password-value",
+        "proxy-password",
+    ]
     # What the host's masker hides from logs as well.
     assert settings.secrets(key_material=True) == [
-        "private-key-text",
-        "key-password",
-        "bundle-base64",
-        "bundle-password",
+        "client_private_key-value",
+        "client_private_key_password-value",
+        "client_pfx_secret-value",
+        "client_pfx_password-value",
         "proxy-password",
     ]
 
