@@ -128,7 +128,8 @@ class ConnectionField:
 
     :param key: ``host``, ``login`` or ``password`` (the Base URL, the client_id and the client_secret), or
         the key of the extra, as users write it in the connection's extra JSON (public API).
-    :param label: the form's label; ``description`` its help text.
+    :param label: the form's label; ``description`` its help text (for Airflow's standard fields, the
+        placeholder).
     :param kind: what it holds (``TEXT``, ``MATERIAL``, ``BUNDLE``, ``PASSWORD``, ``URL``, ``NUMBER``,
         ``CHOICE``).
     :param limit: the largest value, in bytes, inline or as the content of the file it names.
@@ -179,7 +180,7 @@ class ConnectionField:
             return choice
         if isinstance(value, str) or (self.identity and isinstance(value, (bytes, os.PathLike))):
             return value
-        if kind == PASSWORD and isinstance(value, int):
+        if kind == PASSWORD and isinstance(value, int) and not isinstance(value, bool):
             return str(value)  # a numeric password typed into JSON extras without quotes
         if self.identity:
             raise ClientIdentityError(
@@ -208,8 +209,6 @@ class ConnectionField:
             )
         return parsed
 
-
-_PEM_OR_PATH = "PEM text or a file path on the workers"
 
 #: The connection's fields: ``host``, ``login`` and ``password``, then the extras in the order the form
 #: shows them: identity first (PEM pair or PKCS#12 bundle, then the bank's CA), then the token, then the
@@ -243,7 +242,8 @@ FIELDS: tuple[ConnectionField, ...] = (
     ConnectionField(
         "client_private_key",
         "Client private key",
-        f"The private key of the client certificate: {_PEM_OR_PATH}. Masked by Airflow.",
+        "The private key of the client certificate: PEM text or a file path on the workers. "
+        "Masked by Airflow.",
         kind=MATERIAL,
         limit=64 * KIB,
         secret=True,

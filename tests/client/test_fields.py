@@ -102,6 +102,8 @@ def test_identity_material_is_normalised_when_it_is_made(tmp_path: Path):
     assert material.client_cert is None
     assert material.client_private_key is None
     assert material.client_pfx_password == "1234"  # a numeric password typed into JSON without quotes
+    with pytest.raises(ClientIdentityError, match="must be text"):
+        IdentityMaterial(client_pfx_password=True)  # JSON true is no password
     assert material.ca_cert == tmp_path / "ca.pem"  # a path stays a path
 
 
