@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from airflow_provider_bankapi.client.fields import amount, limit_of
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
-from airflow_provider_bankapi.client.limits import amount, limit_of
 from airflow_provider_bankapi.errors import BankingApiError
 from bankapi_sandbox import pki
 from benchmarks._measure import in_processes, machine

@@ -12,7 +12,7 @@ import json
 import pytest
 from airflow_harness import run_airflow
 
-from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
+from airflow_provider_bankapi.client.fields import EXTRA_KEYS
 
 pytestmark = pytest.mark.airflow
 

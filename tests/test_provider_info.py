@@ -13,7 +13,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS, get_provider_info
+from airflow_provider_bankapi.client.fields import EXTRA_KEYS
+from airflow_provider_bankapi.get_provider_info import get_provider_info
 
 # The schema files ship with Airflow; found without importing it (its import costs seconds).
 AIRFLOW_DIR = Path(importlib.metadata.distribution("apache-airflow-core").locate_file("airflow"))
@@ -208,7 +209,8 @@ def test_standard_fields():
 @pytest.mark.slow  # a fresh interpreter, so that what the import pulls in is all that is loaded
 def test_module_imports_no_airflow():
     # Loaded by provider discovery in every Airflow component: the standard library and the provider's
-    # own standard-library-only settings, nothing else (no Airflow, requests or cryptography).
+    # own standard-library-only table of connection fields, nothing else (no Airflow, requests or
+    # cryptography).
     code = (
         "import json, sys; before = set(sys.modules); import airflow_provider_bankapi.get_provider_info; "
         "print(json.dumps(sorted(set(sys.modules) - before)))"
@@ -216,7 +218,7 @@ def test_module_imports_no_airflow():
     added = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout)
     packages = {name.split(".")[0] for name in added}
     assert packages - set(sys.stdlib_module_names) == {"airflow_provider_bankapi"}
-    assert "airflow_provider_bankapi.client.settings" in added  # where the form's defaults come from
+    assert "airflow_provider_bankapi.client.fields" in added  # where the form and its defaults come from
 
 
 def test_the_readme_names_the_form_fields_as_the_ui_labels_them():

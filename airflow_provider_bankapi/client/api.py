@@ -90,15 +90,7 @@ class BankingApiClient:
     ) -> None:
         self.settings = settings
         self._clock = clock
-        proxy = settings.transport.proxy
-        self.redactor = Redactor(
-            (
-                settings.identity.client_private_key_password,
-                settings.identity.client_pfx_password,
-                urlsplit(proxy).password if proxy else None,
-            ),
-            reveal=on_secret,
-        )
+        self.redactor = Redactor(settings.secrets(), reveal=on_secret)
         self.redactor.add(settings.client_secret)  # known to the redactor and to on_secret
         stores = list(token_stores) if token_stores is not None else stores_for(DEFAULT_CACHE_SCOPE)
         # The auth's alone (see :attr:`auth`); every token it hands out reaches the redactor and on_secret.

@@ -1,9 +1,7 @@
-"""What the client needs to reach the bank, and every default, defined once.
+"""What the client needs to reach the bank: the settings, checked once when they are made.
 
-The connection form (``get_provider_info``), the hook (a Connection turned into settings) and the client
-all read the defaults from here, so the form, the hook and the client never disagree. Standard library
-only (and the connection's identity fields, themselves plain values): ``get_provider_info`` runs in every
-Airflow component during provider discovery.
+Their defaults and ranges are the table of connection fields' (``fields.py``), as the form and the hook
+read them; everything below the settings takes them as they are and checks nothing again.
 
 The Base URL is a plain https URL: no ``user:password@`` (requests would send it as
 ``Authorization: Basic`` in place of the Bearer token), no query and no fragment. Where an endpoint
@@ -18,74 +16,45 @@ from functools import cached_property
 from urllib.parse import urlsplit
 
 from airflow_provider_bankapi.client.endpoints import endpoint_url, normalise_endpoint
+from airflow_provider_bankapi.client.fields import (
+    CACHE_SCOPES,
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_CACHE_SCOPE,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_EXPIRY_WARNING_DAYS,
+    DEFAULT_INTERACTION_ID_HEADER,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_TOTAL_WAIT,
+    DEFAULT_POOL_MAXSIZE,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_REFRESH_MARGIN,
+    EXTRA_FIELDS,
+    FIELD,
+    KEY_MATERIAL_FIELDS,
+    MAX_WORKERS,
+    NUMBERS,
+    PRODUCTION_BASE_URL,
+    TOKEN_PATH,
+)
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.errors import ConfigurationError
 
-PRODUCTION_BASE_URL = "https://api.bancodigital.com/public/gw_banking/v1"
-#: The token endpoint's path under the Base URL.
-TOKEN_PATH = "/auth/token-v2"
-#: The bank's sample client renews its token 5 minutes before expiry.
-DEFAULT_REFRESH_MARGIN = 300.0
-#: Where tokens are shared: every process of a host, every worker (an Airflow Variable), one process, none.
-CACHE_SCOPES = ("host", "cluster", "process", "off")
-DEFAULT_CACHE_SCOPE = "host"
-#: Warn when the client certificate expires within this many days.
-DEFAULT_EXPIRY_WARNING_DAYS = 30
-
 #: Balance calls at once in a batch unless the caller says otherwise.
 DEFAULT_MAX_WORKERS = 4
-#: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
-MAX_WORKERS = 16
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_READ_TIMEOUT = 30.0
-DEFAULT_MAX_RETRIES = 3
-DEFAULT_BACKOFF_BASE = 0.5
-DEFAULT_BACKOFF_MAX = 30.0
-DEFAULT_MAX_TOTAL_WAIT = 120.0
-DEFAULT_POOL_MAXSIZE = MAX_WORKERS  # one kept-alive connection per worker: a batch shares one Session
-#: The request header that carries a fresh UUID per request (Open Finance Brasil's name; the bank's support
-#: desk asks for it first). Empty sends none.
-DEFAULT_INTERACTION_ID_HEADER = "x-fapi-interaction-id"
-#: The connection's ``interaction_id_header`` value that sends no interaction id.
-NO_INTERACTION_ID = "none"
+# C0 and C1 controls, DEL and spaces: none belongs in a URL, and layers below cut or send them apart.
+_CONTROL_CHARACTER = re.compile("[\x00-\x20\x7f-\x9f]")
 # An HTTP header name is an RFC 9110 token.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-#: The largest answer of a protected call, in bytes, on the wire and once inflated (gzip/deflate): a
-#: balance is a few hundred bytes, a page of statements some kilobytes. Raise it per connection or per
-#: operator (``max_response_bytes``) for a resource that is legitimately larger.
-DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 #: The largest token answer, in bytes: a token answer is a few hundred bytes; a megabyte is a wrong
 #: endpoint, not a token. Not configurable (a lower ``max_response_bytes`` lowers it too).
 TOKEN_ANSWER_LIMIT = 1024 * 1024
 
-#: The range each number of the settings may take, ``(least, largest)``, both included unless the
-#: field is in :data:`ABOVE_ZERO`. Far beyond any real need, and small enough that sockets, sleeps and
-#: clocks take them: ``timeout=1e10`` used to pass and fail every call with a bare OverflowError.
-RANGES: dict[str, tuple[float, float]] = {
-    "connect_timeout": (0, 3600),
-    "read_timeout": (0, 3600),
-    "max_retries": (0, 100),
-    "backoff_base": (0, 3600),
-    "backoff_max": (0, 3600),
-    "max_total_wait": (0, 86400),
-    "pool_maxsize": (1, 1000),
-    "max_response_bytes": (1024, 1024**3),
-    "refresh_margin": (0, 86400),
-    "expiry_warning_days": (0, 3650),
-}
-ABOVE_ZERO = frozenset({"connect_timeout", "read_timeout"})
-WHOLE_NUMBERS = frozenset({"max_retries", "pool_maxsize", "max_response_bytes", "expiry_warning_days"})
-
 
 def cache_scope(value: object) -> str:
     """The cache scope a connection asks for (``None`` is the default), or a ConfigurationError naming it."""
-    if value is None:
-        return DEFAULT_CACHE_SCOPE
-    scope = value.strip().lower() if isinstance(value, str) else repr(value)
-    if scope not in CACHE_SCOPES:
-        raise ConfigurationError(
-            f"cache_scope must be one of {', '.join(CACHE_SCOPES)}; got {scope!r}.", field="cache_scope"
-        )
+    scope: str = FIELD["cache_scope"].read(value)
     return scope
 
 
@@ -96,7 +65,7 @@ def check_base_url(base_url: str) -> None:
     query or fragment would be glued onto every endpoint.
     """
     parts = urlsplit(base_url or "")
-    if _has_control_character(base_url or ""):
+    if _CONTROL_CHARACTER.search(base_url or ""):
         # A NUL or a line break would be cut, or sent, by some layer below and not by another.
         raise ConfigurationError(
             "The Base URL holds a control character or a space: give the bank's API URL only, such as "
@@ -134,7 +103,7 @@ def check_proxy(proxy: str) -> None:
         usable = (
             parts.scheme in ("http", "https")
             and bool(parts.hostname)
-            and not _has_control_character(proxy)
+            and not _CONTROL_CHARACTER.search(proxy)
             and parts.port != 0  # reading the port also refuses one that is not a number from 0 to 65535
         )
     except ValueError:  # a port that is not a number, an unclosed [IPv6 address
@@ -254,45 +223,59 @@ class ClientSettings:
         """
         return endpoint_url(self.base_url, path, token_endpoint=self.auth_endpoint)
 
+    def secrets(self, *, key_material: bool = False) -> list[str | bytes]:
+        """The secret values of the settings besides the client_secret, as the table of connection fields
+        marks them: the key and PKCS#12 passwords and the proxy's password, and with ``key_material`` the
+        private key and the PKCS#12 bundle too. Unset ones and paths are left out.
+        """
+        proxy = self.transport.proxy
+        # Where each secret extra lands in the settings: the identity's under their own names.
+        landed = {"proxy": urlsplit(proxy).password if proxy else None}
+        found: list[str | bytes] = []
+        for extra in EXTRA_FIELDS:
+            if extra.secret and (key_material or extra.key not in KEY_MATERIAL_FIELDS):
+                value = landed[extra.key] if extra.key in landed else getattr(self.identity, extra.key)
+                if isinstance(value, (str, bytes)) and value:
+                    found.append(value)
+        return found
+
     @cached_property
     def token_url(self) -> str:
         """The absolute URL of the token endpoint (resolved once: the settings never change)."""
         return endpoint_url(self.base_url, self.auth_endpoint)
 
 
-# C0 and C1 controls, DEL and spaces: none belongs in a URL, and layers below cut or send them apart.
-_CONTROL_CHARACTER = re.compile("[\x00-\x20\x7f-\x9f]")
-
-
-def _has_control_character(text: str) -> bool:
-    return _CONTROL_CHARACTER.search(text) is not None
-
-
-def describe_range(name: str) -> str:
-    """``name``'s range in words, for an error: "a whole number from 0 to 100"."""
-    least, largest = RANGES[name]
-    if name in WHOLE_NUMBERS:
-        return f"a whole number from {int(least)} to {int(largest)}"
-    if name in ABOVE_ZERO:
-        return f"a number above {least:g} and at most {largest:g}"
-    return f"a number from {least:g} to {largest:g}"
-
-
-def in_range(name: str, value: object) -> bool:
-    """Whether ``value`` is a number of the kind and range :data:`RANGES` gives ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False  # JSON true is not 1 second
-    if name in WHOLE_NUMBERS and not isinstance(value, int):
-        return False
-    least, largest = RANGES[name]
-    # NaN fails both comparisons; infinity fails the upper bound.
-    return (least < value if name in ABOVE_ZERO else least <= value) and value <= largest
-
-
 def check_range(name: str, value: object, *, where: str | None = None) -> None:
-    """Refuse a number out of ``name``'s range, naming the field (``where``, else ``name``) and the range."""
-    if not in_range(name, value):
+    """Refuse a number out of the range :data:`~.fields.NUMBERS` gives the setting ``name``, naming the field
+    (``where``, else ``name``) and the range.
+    """
+    number = NUMBERS[name]
+    if not number.accepts(value):
         shown = repr(value) if isinstance(value, (int, float)) else type(value).__name__
         raise ConfigurationError(
-            f"{where or name} must be {describe_range(name)}; got {shown}.", field=where or name
+            f"{where or name} must be {number.describe()}; got {shown}.", field=where or name
         )
+
+
+__all__ = [
+    # The defaults of the settings are defined in the table of connection fields; the client's modules
+    # read them here, with the settings they fill.
+    "CACHE_SCOPES",
+    "DEFAULT_BACKOFF_BASE",
+    "DEFAULT_BACKOFF_MAX",
+    "DEFAULT_CACHE_SCOPE",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MAX_TOTAL_WAIT",
+    "DEFAULT_MAX_WORKERS",
+    "DEFAULT_REFRESH_MARGIN",
+    "MAX_WORKERS",
+    "TOKEN_ANSWER_LIMIT",
+    "TOKEN_PATH",
+    "ClientSettings",
+    "TransportSettings",
+    "cache_scope",
+    "check_base_url",
+    "check_proxy",
+    "check_range",
+]

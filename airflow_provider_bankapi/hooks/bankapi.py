@@ -17,26 +17,16 @@ from airflow.sdk import BaseHook
 from airflow.sdk.serde import allow_class
 
 from airflow_provider_bankapi.airflow_version import require_supported_airflow
-from airflow_provider_bankapi.client.settings import (
+from airflow_provider_bankapi.client.fields import (
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_INTERACTION_ID_HEADER,
-    DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_WORKERS,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_REFRESH_MARGIN,
+    EXTRA_FIELDS,
+    EXTRA_KEYS,
+    FIELD,
     NO_INTERACTION_ID,
-    TOKEN_PATH,
-    WHOLE_NUMBERS,
-    ClientSettings,
-    TransportSettings,
-    cache_scope,
-    describe_range,
-    in_range,
 )
+from airflow_provider_bankapi.client.settings import DEFAULT_MAX_WORKERS, ClientSettings, TransportSettings
 from airflow_provider_bankapi.documents import BankDecimal
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
-from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -61,8 +51,6 @@ _LEGACY_PREFIX = "extra__bankapi__"
 
 def connection_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
     """The connection's extras by their plain key; an unknown key is an error, never an HTTP header."""
-    from airflow_provider_bankapi.client.limits import check_size, size_of
-
     extras: dict[str, Any] = {}
     for raw_key, value in extra.items():
         key = raw_key.removeprefix(_LEGACY_PREFIX)
@@ -73,47 +61,12 @@ def connection_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
                 field=key,
                 hint="Remove it or fix its spelling; this provider never turns extras into HTTP headers.",
             )
-        check_size(key, size_of(value))
-        if value is None or (isinstance(value, str) and not value.strip()):
-            continue  # the UI saves an untouched field as an empty string
         extras[key] = value
     return extras
 
 
-def _number(extras: Mapping[str, Any], key: str, default: float, *, setting: str) -> Any:
-    """A numeric extra (JSON number or numeric text) in the range of the setting it fills, checked here so
-    that the error names the extra key and the range.
-    """
-    value = extras.get(key, default)
-    number: float | None
-    try:
-        if isinstance(value, bool):
-            raise TypeError  # JSON true is not 1 second
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        number = None
-    if number is not None and setting in WHOLE_NUMBERS and number.is_integer():
-        number = int(number)  # "3" or 3.0 retries
-    if number is None or not in_range(setting, number):
-        raise ConfigurationError(f"The extra field {key!r} must be {describe_range(setting)}.", field=key)
-    return number
-
-
-def _text(extras: Mapping[str, Any], key: str) -> str | None:
-    """A text extra, or None when unset; JSON that is not a string is refused by the extra's name."""
-    value = extras.get(key)
-    if value is not None and not isinstance(value, str):
-        # Never echoed: the proxy URL may hold a password.
-        raise ConfigurationError(f"The extra field {key!r} must be text.", field=key)
-    return value
-
-
-def _interaction_id_header(extras: Mapping[str, Any]) -> str:
-    """The interaction id header's name; ``none`` sends none. Empty is unset, as for every field: the form
-    saves an untouched field as an empty string, which must not silently turn the ids off.
-    """
-    name = (_text(extras, "interaction_id_header") or DEFAULT_INTERACTION_ID_HEADER).strip()
-    return "" if name.lower() == NO_INTERACTION_ID else name
+# The extras read here; the identity's are read by IdentityMaterial.
+_SETTING_FIELDS = tuple(field for field in EXTRA_FIELDS if not field.identity)
 
 
 def base_url_with_port(host: str | None, port: int | str | None = None) -> str:
@@ -159,36 +112,44 @@ def settings_from_connection(
     extra: Mapping[str, Any],
     port: int | str | None = None,
 ) -> tuple[ClientSettings, str]:
-    """``ClientSettings`` and the cache scope from a connection's fields."""
-    from airflow_provider_bankapi.client.identity.material import IdentityMaterial
-    from airflow_provider_bankapi.client.limits import check_size, size_of
+    """``ClientSettings`` and the cache scope from a connection's fields.
 
-    for name, value in (("host", host), ("login", login), ("password", password)):
-        check_size(name, size_of(value))
+    Each field is read, and its size, type and range checked, once, by its row of the table of connection
+    fields; an error names the field as the connection names it.
+    """
+    from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+
+    host, login, password = (
+        FIELD["host"].read(host),
+        FIELD["login"].read(login),
+        FIELD["password"].read(password),
+    )
     extras = connection_extras(extra)
-    scope = cache_scope(extras.get("cache_scope"))
-    identity = IdentityMaterial.from_extra(extras)
-    read_timeout = _number(extras, "timeout", DEFAULT_READ_TIMEOUT, setting="read_timeout")
+    values = {}
+    for field in _SETTING_FIELDS:
+        values[field.key] = field.read(extras.get(field.key))
+    read_timeout = values["timeout"]
+    header = values["interaction_id_header"].strip()
     transport = TransportSettings(
         connect_timeout=min(DEFAULT_CONNECT_TIMEOUT, read_timeout),
         read_timeout=read_timeout,
-        max_retries=_number(extras, "max_retries", DEFAULT_MAX_RETRIES, setting="max_retries"),
-        max_response_bytes=_number(
-            extras, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, setting="max_response_bytes"
-        ),
-        proxy=_text(extras, "proxy"),
-        interaction_id_header=_interaction_id_header(extras),
+        max_retries=values["max_retries"],
+        max_response_bytes=values["max_response_bytes"],
+        proxy=values["proxy"],
+        # "none" sends none; empty is unset, as for every field: the form saves an untouched field as an empty
+        # string, which must not silently turn the ids off.
+        interaction_id_header="" if header.lower() == NO_INTERACTION_ID else header,
     )
     settings = ClientSettings(
         base_url=base_url_with_port(host, port),
         client_id=(login or "").strip(),
         client_secret=password or "",
-        identity=identity,
-        auth_endpoint=str(extras.get("auth_endpoint", TOKEN_PATH)),
-        refresh_margin=_number(extras, "refresh_margin", DEFAULT_REFRESH_MARGIN, setting="refresh_margin"),
+        identity=IdentityMaterial.from_extra(extras),
+        auth_endpoint=values["auth_endpoint"],
+        refresh_margin=values["refresh_margin"],
         transport=transport,
     )
-    return settings, scope
+    return settings, values["cache_scope"]
 
 
 class BankingApiHook(BaseHook):
@@ -347,15 +308,9 @@ def client_from_connection(
     if max_response_bytes is not None:
         transport = replace(settings.transport, max_response_bytes=max_response_bytes)
         settings = replace(settings, transport=transport)
-    for secret in (
-        settings.identity.client_private_key,
-        settings.identity.client_private_key_password,
-        settings.identity.client_pfx_secret,
-        settings.identity.client_pfx_password,
-    ):
+    # The client_secret is the connection's password, which Airflow masks itself.
+    for secret in settings.secrets(key_material=True):
         _mask(secret)
-    if settings.transport.proxy:
-        _mask(urlsplit(settings.transport.proxy).password)
     # Every token the client's cache hands out reaches the masker, including one another task left in
     # a file or a Variable; the cluster store exists only inside a task.
     stores = stores_for(scope, cluster=cluster_store)

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from airflow_provider_bankapi.client.settings import RANGES, ClientSettings, TransportSettings
+from airflow_provider_bankapi.client.fields import NUMBERS
+from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
 from airflow_provider_bankapi.errors import ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import settings_from_connection
 
@@ -29,7 +30,7 @@ def client(**fields):
 
 
 def out_of_range(name):
-    least, largest = RANGES[name]
+    least, largest = NUMBERS[name].least, NUMBERS[name].largest
     return [
         pytest.param(name, 1e10, id=f"{name}-1e10"),
         pytest.param(name, int(largest) + 1, id=f"{name}-above"),
@@ -51,7 +52,8 @@ def test_a_transport_number_out_of_its_range_is_refused_naming_the_field_and_the
     assert refused.value.field == name
     assert refused.value.message.startswith(f"{name} must be a ")
     assert (
-        f"{RANGES[name][1]:g}" in refused.value.message or str(int(RANGES[name][1])) in refused.value.message
+        f"{NUMBERS[name].largest:g}" in refused.value.message
+        or str(int(NUMBERS[name].largest)) in refused.value.message
     )
 
 
@@ -65,7 +67,7 @@ def test_a_client_number_out_of_its_range_is_refused_naming_the_field(name, valu
 
 @pytest.mark.parametrize("name", [pytest.param(name, id=name) for name in TRANSPORT_NUMBERS])
 def test_the_ends_of_each_transport_range_are_taken(name):
-    least, largest = RANGES[name]
+    least, largest = NUMBERS[name].least, NUMBERS[name].largest
     TransportSettings(**{name: int(largest)})
     if least > 0:
         TransportSettings(**{name: int(least)})

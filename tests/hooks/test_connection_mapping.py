@@ -12,12 +12,11 @@ import pytest
 import requests
 
 from airflow_provider_bankapi.client.api import BankingApiClient
+from airflow_provider_bankapi.client.fields import EXTRA_KEYS, limit_of
 from airflow_provider_bankapi.client.identity.identity import load_identity
-from airflow_provider_bankapi.client.limits import limit_of
 from airflow_provider_bankapi.client.settings import TransportSettings
 from airflow_provider_bankapi.client.transport.adapter import USER_AGENT
 from airflow_provider_bankapi.errors import ConfigurationError
-from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
 from airflow_provider_bankapi.hooks.bankapi import connection_extras, settings_from_connection
 from bankapi_sandbox import pki
 

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_connection_mapping import LOGIN, PASSWORD, PFX_PASSWORD, material  # noqa: F401 - the fixture
 
+from airflow_provider_bankapi.client.fields import EXTRA_KEYS
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.errors import ConfigurationError
-from airflow_provider_bankapi.get_provider_info import EXTRA_KEYS
 from airflow_provider_bankapi.hooks.bankapi import settings_from_connection
 
 # No deadline: the machine is shared; the bound asserted below is a generous one.

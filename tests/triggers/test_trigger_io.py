@@ -19,7 +19,7 @@ import airflow_harness
 import pytest
 import structlog.testing
 
-from airflow_provider_bankapi.client.limits import limit_of
+from airflow_provider_bankapi.client.fields import limit_of
 from airflow_provider_bankapi.errors import ResponseTooLargeError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.triggers.bankapi import BankingApiTrigger, error_from_payload

@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ...errors import ClientIdentityError, ConfigurationError
-from ..settings import DEFAULT_EXPIRY_WARNING_DAYS
+from ..fields import DEFAULT_EXPIRY_WARNING_DAYS
 from .keypair import KeyPair, pem_pair, pkcs12_pair, split_blocks
-from .material import IDENTITY_FIELDS, IdentityMaterial, MaterialValue, password_bytes, present, read_field
+from .material import IdentityMaterial, MaterialValue, password_bytes, read_field
 from .tls import build_ssl_context
 
 if TYPE_CHECKING:
@@ -194,13 +194,12 @@ def load_identity(
     if expiry_warning_days < 0:
         raise ValueError("expiry_warning_days must be zero or more")
     moment = _utc(now)
-    values = {name: present(name, getattr(material, name)) for name in IDENTITY_FIELDS}
-    pair = _key_pair(values)
+    pair = _key_pair(material)  # the material's fields were checked when it was made
     chain = _chain(pair)
     warnings = [*pair.warnings, *_validity(chain, pair.cert_field, moment, expiry_warning_days)]
     ca_certificates: tuple[x509.Certificate, ...] = ()
-    if values["ca_cert"] is not None:
-        ca_certificates = _ca_certificates(values["ca_cert"])
+    if material.ca_cert is not None:
+        ca_certificates = _ca_certificates(material.ca_cert)
         warnings.extend(_ca_warnings(ca_certificates, chain[0], moment))
     context = build_ssl_context(
         chain=chain,
@@ -231,9 +230,9 @@ def private_key_digest(private_key: PrivateKeyTypes) -> bytes:
     return digest.finalize()
 
 
-def _key_pair(values: dict[str, MaterialValue | None]) -> KeyPair:
-    pem = values["client_cert"] is not None or values["client_private_key"] is not None
-    pfx = values["client_pfx_secret"] is not None
+def _key_pair(material: IdentityMaterial) -> KeyPair:
+    pem = material.client_cert is not None or material.client_private_key is not None
+    pfx = material.client_pfx_secret is not None
     if pem and pfx:
         raise ClientIdentityError(
             "Both a PEM pair (client_cert/client_private_key) and a PKCS#12 bundle (client_pfx_secret) "
@@ -244,13 +243,13 @@ def _key_pair(values: dict[str, MaterialValue | None]) -> KeyPair:
                 "client_cert, client_private_key and client_private_key_password to use the PKCS#12."
             ),
         )
-    if pfx and values["client_private_key_password"] is not None:
+    if pfx and material.client_private_key_password is not None:
         raise ClientIdentityError(
             "client_private_key_password is set, but the identity is the PKCS#12 in client_pfx_secret.",
             field="client_private_key_password",
             hint="Remove client_private_key_password; the PKCS#12 password goes in client_pfx_password.",
         )
-    if not pfx and values["client_pfx_password"] is not None:
+    if not pfx and material.client_pfx_password is not None:
         raise ClientIdentityError(
             "client_pfx_password is set, but client_pfx_secret is not.",
             field="client_pfx_password",
@@ -259,10 +258,8 @@ def _key_pair(values: dict[str, MaterialValue | None]) -> KeyPair:
                 "passphrase goes in client_private_key_password)."
             ),
         )
-    if pfx:
-        pfx_value = values["client_pfx_secret"]
-        assert pfx_value is not None  # for mypy
-        return pkcs12_pair(pfx_value, password_bytes(values["client_pfx_password"]))
+    if material.client_pfx_secret is not None:
+        return pkcs12_pair(material.client_pfx_secret, password_bytes(material.client_pfx_password))
     if not pem:
         raise ClientIdentityError(
             "No client certificate is configured: the Banking API only accepts mutual TLS.",
@@ -270,9 +267,9 @@ def _key_pair(values: dict[str, MaterialValue | None]) -> KeyPair:
             hint="Set client_cert and client_private_key (PEM text or file paths), or client_pfx_secret.",
         )
     return pem_pair(
-        values["client_cert"],
-        values["client_private_key"],
-        password_bytes(values["client_private_key_password"]),
+        material.client_cert,
+        material.client_private_key,
+        password_bytes(material.client_private_key_password),
     )
 
 

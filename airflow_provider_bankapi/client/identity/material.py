@@ -20,23 +20,15 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 from ...errors import ClientIdentityError, ConfigurationError
-from ..limits import check_size, limit_of, size_of
+from ..fields import FIELD, IDENTITY_FIELDS, too_large
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-#: The connection extras that make up a client identity, named exactly as the Airflow extras.
-IDENTITY_FIELDS = (
-    "client_cert",
-    "client_private_key",
-    "client_private_key_password",
-    "client_pfx_secret",
-    "client_pfx_password",
-    "ca_cert",
-)
-PASSWORD_FIELDS = frozenset({"client_private_key_password", "client_pfx_password"})
+# The error of a problem with each field: the server's CA is configuration, the others the client identity.
+_ERRORS: dict[str, type[ConfigurationError]] = {name: FIELD[name].error for name in IDENTITY_FIELDS}
 
-# No file path is this long or spans lines; such a value can only be (broken) content.
+# The longest text taken as a file path (Linux's PATH_MAX).
 _MAX_PATH_CHARS = 4096
 # Text that can only be meant as a path (never PEM, nor the base64 of DER, which starts with "M"):
 # when nothing is there, the message says so and shows it (a path is not a secret).
@@ -59,6 +51,8 @@ _PEM_BOUNDARY = re.compile(r"-----(BEGIN|END) ([A-Z0-9 #._-]{1,64}?)-----")
 # RFC 1421 headers of OpenSSL's "traditional" encrypted keys; rebuilt so that a key whose line
 # breaks were lost (pasted into a one-line field) still parses.
 _PEM_HEADERS = re.compile(r"^\s*Proc-Type:\s*(\S+)\s+DEK-Info:\s*(\S+)(.*)$", re.DOTALL)
+# RFC 7468: the base64 of a block in lines of 64 characters.
+_PEM_LINE = re.compile(".{1,64}")
 
 MaterialValue = str | bytes | os.PathLike[str]
 
@@ -69,7 +63,8 @@ class IdentityMaterial:
 
     Field names are the Airflow connection extras. ``bytes`` are taken as the content itself (PEM,
     DER or PKCS#12), never as a path; an ``os.PathLike`` is always a path. Empty strings count as
-    unset, as an Airflow form sends them.
+    unset, as an Airflow form sends them. Each field's type and size are checked here, once, when the
+    material is made (a file's content when it is read); a numeric password becomes its digits.
 
     :param client_cert: the client certificate (and intermediates), PEM or DER.
     :param client_private_key: its private key, PEM or DER, optionally encrypted.
@@ -92,7 +87,11 @@ class IdentityMaterial:
 
         :param extra: the connection's extra dict.
         """
-        return cls(**{name: extra.get(name) for name in IDENTITY_FIELDS})  # type: ignore[arg-type]
+        return cls(*map(extra.get, IDENTITY_FIELDS))  # type: ignore[arg-type]  # checked by __post_init__
+
+    def __post_init__(self) -> None:
+        for name in IDENTITY_FIELDS:
+            object.__setattr__(self, name, FIELD[name].read(getattr(self, name)))
 
     def __repr__(self) -> str:
         # Says which fields are set and nothing else: even client_cert may hold a pasted key.
@@ -127,32 +126,6 @@ class FieldContent:
         return f"the file named in {self.name}" if self.from_file else f"the text in {self.name}"
 
 
-def present(name: str, value: object) -> MaterialValue | None:
-    """The field's value if it is set, None if empty; a clear error for a value of the wrong type.
-
-    :param name: the connection extra key, for the error.
-    :param value: what the caller gave.
-    """
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)):
-        check_size(name, size_of(value), error=_error_class(name))
-    if isinstance(value, str):
-        return value if value.strip() else None
-    if isinstance(value, bytes):
-        return value if value.strip() else None
-    if isinstance(value, os.PathLike):
-        return value
-    if name in PASSWORD_FIELDS and isinstance(value, int) and not isinstance(value, bool):
-        # A numeric password typed into JSON extras without quotes.
-        return str(value)
-    raise ClientIdentityError(
-        f"{name} must be text (PEM, base64 or a file path), not {type(value).__name__}.",
-        field=name,
-        hint=f"Set {name} to a single string in the connection's extras.",
-    )
-
-
 def password_bytes(value: str | bytes | os.PathLike[str] | None) -> bytes | None:
     """A password as bytes (UTF-8 for text), or None when unset."""
     if value is None:
@@ -169,24 +142,26 @@ def read_field(name: str, value: MaterialValue, *, base64_text: bool = False) ->
     Text with a ``-----BEGIN`` line is PEM; otherwise text naming an existing file is a path;
     otherwise, when ``base64_text`` is set (PKCS#12), base64. Anything else is an error that names
     the field and never quotes the value (a path that does not exist is shown: it is no secret).
-    The content, inline or read from the file, is capped by the field's size limit.
+    The content read from a file is capped by the field's size limit (inline content was measured when
+    the material was made).
 
     :param name: the connection extra key.
     :param value: the field's (present) value.
     :param base64_text: whether text may be base64 of a binary file (the PKCS#12 field).
     """
-    error = _error_class(name)
+    error = _ERRORS[name]
     if isinstance(value, os.PathLike):
         data = _read_file(name, os.fspath(value), must_exist=True)
         assert data is not None  # for mypy: must_exist raises instead
         return FieldContent(name, data, from_file=True)
-    # Inline content was measured against its limit by present(), which every value here went through.
     if isinstance(value, bytes):
         return FieldContent(name, value, from_file=False)
     text = value.strip()
     if "-----BEGIN" in text:
         return FieldContent(name, text.encode("utf-8", "replace"), from_file=False)
-    if _could_be_path(text):
+    # No file path is that long or spans lines; such a value can only be (broken) content.
+    could_be_path = 0 < len(text) <= _MAX_PATH_CHARS and "\n" not in text and "\x00" not in text
+    if could_be_path:
         data = _read_file(name, text, must_exist=False)
         if data is not None:
             return FieldContent(name, data, from_file=True)
@@ -194,7 +169,7 @@ def read_field(name: str, value: MaterialValue, *, base64_text: bool = False) ->
         decoded = decode_base64(_unescape_json(text))
         if decoded is not None:
             return FieldContent(name, decoded, from_file=False)
-    if _could_be_path(text) and _PATH_LIKE.search(text):
+    if could_be_path and _PATH_LIKE.search(text):
         raise _missing_file(name, text)
     if base64_text:
         raise error(
@@ -215,11 +190,6 @@ def read_field(name: str, value: MaterialValue, *, base64_text: bool = False) ->
     )
 
 
-def _error_class(name: str) -> type[ConfigurationError]:
-    # The server's CA is configuration; every other identity field is the client identity.
-    return ConfigurationError if name == "ca_cert" else ClientIdentityError
-
-
 def _unescape_json(text: str) -> str:
     # PEM or base64 copied out of a JSON document keeps its escapes ("\n", "\/"): neither contains
     # a backslash legitimately, so undoing them is safe (a path may, so paths are never unescaped).
@@ -230,12 +200,8 @@ def _unescape_json(text: str) -> str:
     return text
 
 
-def _could_be_path(text: str) -> bool:
-    return 0 < len(text) <= _MAX_PATH_CHARS and "\n" not in text and "\x00" not in text
-
-
 def _missing_file(name: str, path: str) -> ConfigurationError:
-    return _error_class(name)(
+    return _ERRORS[name](
         f"{name} names the file {path!r}, which does not exist on this machine.",
         field=name,
         hint=(
@@ -257,15 +223,17 @@ def _read_file(name: str, path: str, *, must_exist: bool) -> bytes | None:
     :param must_exist: when False, None means nothing is at ``path`` (the caller takes the text as
         content); when True that is an error.
     """
-    error = _error_class(name)
+    error = _ERRORS[name]
+    limit = FIELD[name].limit
     expanded = os.path.expanduser(path)
     try:
         with open(expanded, "rb", opener=_nonblocking) as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise _not_a_regular_file(name, path, info.st_mode)
-            check_size(name, info.st_size, where=f"The file named in {name}", error=error)
-            data = handle.read(limit_of(name) + 1)
+            if info.st_size > limit:  # refused before it is read
+                raise too_large(name, info.st_size, limit, where=f"The file named in {name}", error=error)
+            data = handle.read(limit + 1)
     except OSError as exc:
         if exc.errno in _NOTHING_THERE and not must_exist:
             return None
@@ -279,14 +247,14 @@ def _read_file(name: str, path: str, *, must_exist: bool) -> bytes | None:
             field=name,
             hint="Check that the file exists on this worker and is readable by the user running the task.",
         ) from None
-    # A file that grew since fstat (or reports no size, as /proc files do) is capped all the same.
-    check_size(name, len(data), where=f"The file named in {name}", error=error)
+    if len(data) > limit:  # a file that grew since fstat (or reports no size, as /proc files do)
+        raise too_large(name, len(data), limit, where=f"The file named in {name}", error=error)
     return data
 
 
 def _not_a_regular_file(name: str, path: str, mode: int) -> ConfigurationError:
     kind = next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
-    return _error_class(name)(
+    return _ERRORS[name](
         f"{name} names {path!r}, which is {kind}, not a regular file.",
         field=name,
         hint=f"Point {name} at the certificate or key file itself, or paste its content into the field.",
@@ -365,12 +333,11 @@ def _canonical_block(content: FieldContent, label: str, body: str) -> PemBlock:
                 "line breaks as \\n escapes."
             ),
         )
-    lines = "\n".join(compact[i : i + 64] for i in range(0, len(compact), 64))
+    lines = "\n".join(_PEM_LINE.findall(compact))
     return PemBlock(label, der, f"-----BEGIN {label}-----\n{headers}{lines}\n-----END {label}-----\n")
 
 
 __all__ = [
-    "IDENTITY_FIELDS",
     "FieldContent",
     "IdentityMaterial",
     "MaterialValue",
@@ -378,6 +345,5 @@ __all__ = [
     "decode_base64",
     "password_bytes",
     "pem_blocks",
-    "present",
     "read_field",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bankapi.client.limits import amount
+from airflow_provider_bankapi.client.fields import amount
 from airflow_provider_bankapi.errors import (
     HINT_RESPONSE_TOO_LARGE,
     HINT_TOKEN_ANSWER_TOO_LARGE,
