@@ -64,8 +64,9 @@ its overshoots), p50/p99/max; the runner's "async thread was blocked" warnings (
 triggerer's log; CPU time of the supervisor and of the runner (`/proc/<pid>/stat`) over wall time, 100 % =
 one core (the supervisor's also over the window's last interval alone: what is left once start-up
 requests have drained); the runner's RSS at the end; the triggerer's log bytes per second; TLS
-connections accepted by the server over the whole run (start-up included); polls per interval: requests the server answered in
-each poke interval of the window (median and least), and in the first interval after all triggers started.
+connections accepted by the server over the whole run (start-up included); polls per interval: requests
+the server answered in each poke interval of the window (median and least), and in the first interval
+after all triggers started.
 The load average is the machine's at the end of each run (2 cores shared with other work: above 2, other
 work took CPU time).
 """
