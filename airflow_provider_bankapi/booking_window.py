@@ -38,7 +38,7 @@ HINT_SCHEDULE = (
     "Give the DAG a schedule whose runs cover an interval, e.g. CronTriggerTimetable('0 0 * * *', "
     "timezone='America/Sao_Paulo', interval=timedelta(days=1)) or CronDataIntervalTimetable: Airflow 3's "
     "plain cron schedules give runs an empty data interval. A run triggered by hand needs a logical date "
-    "(the trigger form's Logical date, or \"logical_date\" in the REST API): without one it has no data "
+    '(the trigger form\'s Logical date, or "logical_date" in the REST API): without one it has no data '
     "interval at all."
 )
 

@@ -50,6 +50,7 @@ DEFAULT_REFRESH_MARGIN = 300.0
 DEFAULT_EXPIRY_WARNING_DAYS = 30
 #: The most balance calls one task makes at once: beyond it the bank's rate limit answers, not the bank.
 MAX_WORKERS = 16
+DEFAULT_MAX_WORKERS = 4  # concurrent balance calls of one batch
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 3
@@ -432,3 +433,15 @@ def _amount(size: int, *, exact: bool = True) -> str:
                 return f"{size // factor} {unit}"
             return f"{size / factor:.1f} {unit}"
     return f"{size} bytes"
+
+
+def check_range(name: str, value: object, *, where: str | None = None) -> None:
+    """Refuse a number out of the range :data:`~.fields.NUMBERS` gives the setting ``name``, naming the field
+    (``where``, else ``name``) and the range.
+    """
+    number = NUMBERS[name]
+    if not number.accepts(value):
+        shown = repr(value) if isinstance(value, (int, float)) else type(value).__name__
+        raise ConfigurationError(
+            f"{where or name} must be {number.describe()}; got {shown}.", field=where or name
+        )

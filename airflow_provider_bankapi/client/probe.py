@@ -49,7 +49,6 @@ class ProbeReport:
         return f"{self.message} {self.hint}".strip()
 
 
-
 @dataclass(frozen=True)
 class TlsSessionInfo:
     """What the probe's handshake negotiated, for the connection test's message."""

@@ -27,6 +27,7 @@ from airflow_provider_bankapi.client.fields import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_TOTAL_WAIT,
+    DEFAULT_MAX_WORKERS,
     DEFAULT_POOL_MAXSIZE,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_REFRESH_MARGIN,
@@ -34,15 +35,14 @@ from airflow_provider_bankapi.client.fields import (
     FIELD,
     KEY_MATERIAL_FIELDS,
     MAX_WORKERS,
-    NUMBERS,
     PRODUCTION_BASE_URL,
     TOKEN_PATH,
+    check_range,
 )
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.errors import ConfigurationError
 
 #: Balance calls at once in a batch unless the caller says otherwise.
-DEFAULT_MAX_WORKERS = 4
 # C0 and C1 controls, DEL and spaces: none belongs in a URL, and layers below cut or send them apart.
 _CONTROL_CHARACTER = re.compile("[\x00-\x20\x7f-\x9f]")
 # An HTTP header name is an RFC 9110 token.
@@ -243,18 +243,6 @@ class ClientSettings:
     def token_url(self) -> str:
         """The absolute URL of the token endpoint (resolved once: the settings never change)."""
         return endpoint_url(self.base_url, self.auth_endpoint)
-
-
-def check_range(name: str, value: object, *, where: str | None = None) -> None:
-    """Refuse a number out of the range :data:`~.fields.NUMBERS` gives the setting ``name``, naming the field
-    (``where``, else ``name``) and the range.
-    """
-    number = NUMBERS[name]
-    if not number.accepts(value):
-        shown = repr(value) if isinstance(value, (int, float)) else type(value).__name__
-        raise ConfigurationError(
-            f"{where or name} must be {number.describe()}; got {shown}.", field=where or name
-        )
 
 
 __all__ = [

@@ -19,12 +19,12 @@ from airflow.sdk.serde import allow_class
 from airflow_provider_bankapi.airflow_version import require_supported_airflow
 from airflow_provider_bankapi.client.fields import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_WORKERS,
     EXTRA_FIELDS,
     EXTRA_KEYS,
     FIELD,
     NO_INTERACTION_ID,
 )
-from airflow_provider_bankapi.client.settings import DEFAULT_MAX_WORKERS, ClientSettings, TransportSettings
 from airflow_provider_bankapi.documents import BankDecimal
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.api import BankingApiClient
     from airflow_provider_bankapi.client.batch import BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription
+    from airflow_provider_bankapi.client.settings import ClientSettings
     from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 require_supported_airflow()
@@ -117,7 +118,9 @@ def settings_from_connection(
     Each field is read, and its size, type and range checked, once, by its row of the table of connection
     fields; an error names the field as the connection names it.
     """
+    # Here, not at the top: parsing a DAG file that names the hook never loads the client layer.
     from airflow_provider_bankapi.client.identity.material import IdentityMaterial
+    from airflow_provider_bankapi.client.settings import ClientSettings, TransportSettings
 
     host, login, password = (
         FIELD["host"].read(host),

@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bankapi.booking_window import BookingWindow as BookingWindow  # the operator's argument
-from airflow_provider_bankapi.client.settings import DEFAULT_MAX_WORKERS, MAX_WORKERS
+from airflow_provider_bankapi.client.fields import DEFAULT_MAX_WORKERS, MAX_WORKERS
 from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.base import BankingApiBaseOperator

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import AssetAlias, BaseOperator
 
-from airflow_provider_bankapi.client.settings import check_range
+from airflow_provider_bankapi.client.fields import check_range
 from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from airflow_provider_bankapi.operators.outputs import (
     PRIVATE_FILE_MODE,

@@ -251,9 +251,7 @@ class TokenCache:
             self._revealed[key] = token.access_token
         return token
 
-    def _get(
-        self, key: str, fetch: Callable[[], AccessToken], refused: AccessToken | None
-    ) -> AccessToken:
+    def _get(self, key: str, fetch: Callable[[], AccessToken], refused: AccessToken | None) -> AccessToken:
         failed: set[int] = set()  # positions of the stores that failed during this call
         token = self._lookup(key, failed, refused)
         if token is not None:

@@ -220,9 +220,7 @@ def scrub(text: str) -> str:
     return text
 
 
-def body_excerpt(
-    text: str, *, limit: int = EXCERPT_LIMIT, redact: Callable[[str], str] | None = None
-) -> str:
+def body_excerpt(text: str, *, limit: int = EXCERPT_LIMIT, redact: Callable[[str], str] | None = None) -> str:
     """A short, single-line, scrubbed excerpt of a body, for an error (HTML tags dropped, control
     characters escaped).
 

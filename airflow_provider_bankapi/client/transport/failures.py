@@ -286,4 +286,3 @@ def map_transport_error(exc: BaseException, *, method: str, path: str) -> Bankin
     if isinstance(exc, requests.RequestException):
         return failed(f"no answer from {where} ({type(exc).__name__})", request_sent=True)
     return BankingApiError(f"{during} failed: {type(exc).__name__}.")
-
