@@ -41,8 +41,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The suite on two workers (pytest-xdist), the cores CI has; PYTEST_WORKERS=1 runs it in one process.
+PYTEST_WORKERS ?= 2
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS))
 
 test: lint typecheck pytest
 
