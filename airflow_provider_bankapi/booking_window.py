@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_bankapi.documents import at_path, dumps
-from airflow_provider_bankapi.errors import BankingApiError, ConfigurationError
+from airflow_provider_bankapi.errors import HINT_SCHEDULE, BankingApiError, ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -34,13 +34,6 @@ if TYPE_CHECKING:
 #: The version of the remembered value's layout; another one is refused rather than misread.
 STATE_VERSION = 1
 _ONE_MICROSECOND = datetime.timedelta(microseconds=1)
-HINT_SCHEDULE = (
-    "Give the DAG a schedule whose runs cover an interval, e.g. CronTriggerTimetable('0 0 * * *', "
-    "timezone='America/Sao_Paulo', interval=timedelta(days=1)) or CronDataIntervalTimetable: Airflow 3's "
-    "plain cron schedules give runs an empty data interval. A run triggered by hand needs a logical date "
-    '(the trigger form\'s Logical date, or "logical_date" in the REST API): without one it has no data '
-    "interval at all."
-)
 
 
 class MissingRecordKeyError(BankingApiError):

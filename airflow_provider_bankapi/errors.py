@@ -138,6 +138,13 @@ HINT_ACCOUNT_ID = (
     "path /accounts/{id}/balance, never a path of its own."
 )
 HINT_SESSION_URL = "Build URLs with client.settings.url('/accounts/123/balance')."
+HINT_SCHEDULE = (
+    "Give the DAG a schedule whose runs cover an interval, e.g. CronTriggerTimetable('0 0 * * *', "
+    "timezone='America/Sao_Paulo', interval=timedelta(days=1)) or CronDataIntervalTimetable: Airflow 3's "
+    "plain cron schedules give runs an empty data interval. A run triggered by hand needs a logical date "
+    '(the trigger form\'s Logical date, or "logical_date" in the REST API): without one it has no data '
+    "interval at all."
+)
 
 
 def printable(text: str) -> str:

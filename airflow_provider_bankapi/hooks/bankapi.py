@@ -186,6 +186,11 @@ class BankingApiHook(BaseHook):
             self.get_connection(self.bankapi_conn_id), max_response_bytes=self.max_response_bytes
         )
 
+    @property
+    def base_url(self) -> str:
+        """The connection's Base URL, as the client calls it (read from the connection on first use)."""
+        return self.client.settings.base_url
+
     def get_conn(self) -> requests.Session:
         """A requests Session with the mTLS identity and the Bearer token on every request, renewed once
         after a 401 as for the hook's own calls.

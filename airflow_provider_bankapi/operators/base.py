@@ -84,8 +84,9 @@ class BankingApiBaseOperator(BaseOperator):
         """
         from airflow_provider_bankapi.operators.lineage import operator_lineage
 
-        base_url = self.hook.client.settings.base_url
-        return operator_lineage(base_url=base_url, endpoint=self.lineage_endpoint(), output=self._written)
+        return operator_lineage(
+            base_url=self.hook.base_url, endpoint=self.lineage_endpoint(), output=self._written
+        )
 
     def _announce(self, context: Context, path: ObjectStoragePath, extra: dict[str, Any]) -> None:
         """Announce a complete output file: to lineage, and as an asset event through the task's alias."""
