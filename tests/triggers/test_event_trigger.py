@@ -109,16 +109,20 @@ def test_polls_ask_the_asset_state_once_and_write_it_only_when_the_condition_cha
     assert state.writes == 1  # above; below was already what no state means
 
 
+def _after_restart(state, bank):
+    """The events of a trigger rebuilt as the triggerer rebuilds it after a restart (from the serialized
+    kwargs, with the asset's state), over three polls."""
+    prototype = BankingApiEventTrigger.for_balance(ACCOUNT, "1500.00", poke_interval=0.1)
+    trigger = BankingApiEventTrigger(**prototype.serialize()[1])
+    trigger.asset_state_store = state
+    return asyncio.run(_events_while(trigger, [(lambda: None, 3)], bank))
+
+
 def test_a_restarted_trigger_does_not_fire_again_for_a_balance_that_stayed_above(bank):
     state = AssetState()
     bank.set_available_balance(ACCOUNT, "2000.00")
-    first = BankingApiEventTrigger.for_balance(ACCOUNT, "1500.00", poke_interval=0.1)
-    first.asset_state_store = state
-    assert len(asyncio.run(_events_while(first, [(lambda: None, 3)], bank))) == 1
-
-    restarted = BankingApiEventTrigger(**first.serialize()[1])  # as the triggerer rebuilds it
-    restarted.asset_state_store = state
-    assert asyncio.run(_events_while(restarted, [(lambda: None, 3)], bank)) == []
+    assert len(_after_restart(state, bank)) == 1
+    assert _after_restart(state, bank) == []
 
 
 def test_a_trigger_restarted_below_the_threshold_fires_at_the_next_crossing(bank):
@@ -127,20 +131,11 @@ def test_a_trigger_restarted_below_the_threshold_fires_at_the_next_crossing(bank
     # the old one and stay silent.
     state = AssetState()
     bank.set_available_balance(ACCOUNT, "2000.00")
-    first = BankingApiEventTrigger.for_balance(ACCOUNT, "1500.00", poke_interval=0.1)
-    first.asset_state_store = state
-    assert len(asyncio.run(_events_while(first, [(lambda: None, 3)], bank))) == 1
-
+    assert len(_after_restart(state, bank)) == 1
     bank.set_available_balance(ACCOUNT, "100.00")
-    second = BankingApiEventTrigger(**first.serialize()[1])
-    second.asset_state_store = state
-    assert asyncio.run(_events_while(second, [(lambda: None, 3)], bank)) == []
-
-    bank.set_available_balance(ACCOUNT, "2000.00")  # the third's first answer: above, as after a restart
-    third = BankingApiEventTrigger(**first.serialize()[1])
-    third.asset_state_store = state
-    events = asyncio.run(_events_while(third, [(lambda: None, 3)], bank))
-    assert [event["value"] for event in events] == ["2000.00"]
+    assert _after_restart(state, bank) == []
+    bank.set_available_balance(ACCOUNT, "2000.00")  # the third's first answer: above
+    assert [event["value"] for event in _after_restart(state, bank)] == ["2000.00"]
 
 
 def test_a_refused_credential_is_not_polled_at_the_interval(bank, monkeypatch):
