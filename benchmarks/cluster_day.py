@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks._measure import machine
+from benchmarks._measure import hourly, machine
 from benchmarks._sandbox import serving
 
 if TYPE_CHECKING:
@@ -34,21 +34,25 @@ with the bank's one-hour tokens).
 Command: `.venv/bin/python -m benchmarks cluster_day` (`CLUSTER_DAY_HOUR`, `CLUSTER_DAY_RUNS`,
 `CLUSTER_DAY_PATTERNS`)
 
-A real Airflow: `airflow api-server` (the Execution API, through which tasks read and write Variables)
-and `dag.test(use_executor=True)`, which runs each task instance in a process of its own through the
-LocalExecutor, as the suite's token-sharing tests do. Each hourly run is one DAG run of
-`bankapi_cluster_hosts` (`tests/hooks/dags/token_sharing.py`) with two mapped task instances; each plays
-one worker host by setting its own `XDG_CACHE_HOME` (its own host token store), so the two hosts share
-only the Variable, and calls `BankingApiHook().get_balance(...)`. Staggered: the second host's task calls
-the bank once the first one's has. Simultaneous: both tasks wait at a file barrier and call the bank at
-the same instant. Each pattern starts cold: a new sandbox (a new credential, so a new Variable) and
-empty host stores.
+A real Airflow, the one `make e2e` starts (`tests/e2e/deployment.py`): `airflow api-server`, `scheduler`
+(LocalExecutor, each task instance in a process of its own), `dag-processor` and `triggerer`, on a SQLite
+metadata DB. Each hourly run is a DAG run of `bankapi_cluster_hosts` (`tests/hooks/dags/token_sharing.py`)
+triggered through the REST API, with two mapped task instances; each plays one worker host by setting its
+own `XDG_CACHE_HOME` (its own host token store), so the two share only the Variable, and calls
+`BankingApiHook().get_balance(...)`. Staggered: the second host's task calls the bank once the first one's
+has. Simultaneous: both tasks wait at a file barrier and call the bank at the same instant, every hour.
+Each pattern starts cold: a new sandbox (a new credential, so a new Variable) and empty host stores.
 
-Time is scaled: an hour lasts 15 s (long enough for a DAG run's scheduling, ~5 s here) and the sandbox
+Time is scaled: an hour lasts 15 s (a run takes ~5 s from its trigger to its end here) and the sandbox
 issues tokens for 15 s (`expires_in`), so every run finds the previous run's token expired, as a run an
-hour later finds a one-hour token. The refresh margin is a third of the lifetime (see "The token
-endpoint over a day"). Tokens are the sandbox's counter. A run starting late (its hour had passed when
-the previous run ended) shows in the last column.
+hour later finds a one-hour token; the refresh margin is a third of the lifetime (see "The token endpoint
+over a day"). Tokens are the sandbox's counter. A run that started late (the previous one overran its
+hour) shows in the last column.
+
+Reading it: the staggered hosts settle on one token per hour because the second finds the first's token
+in the Variable. Hosts that renew at the same instant would each fetch one (Variables have no
+compare-and-set: 2 per run, 2.00x, before renewal claims); with the claim (`bankapi_renewal_<hash>`), one
+host renews while the other waits for its token, so both patterns stay at one token per run.
 """
 
 HOUR = float(os.environ.get("CLUSTER_DAY_HOUR", "15"))
@@ -89,11 +93,8 @@ def _day(
     tokens: list[int] = []
     durations: list[float] = []
     late = 0
-    start = time.monotonic()
-    for run in range(RUNS_PER_DAY):
-        delay = start + run * HOUR - time.monotonic()
-        time.sleep(max(0.0, delay))
-        late += delay < -0.1
+    for run, started_late in hourly(RUNS_PER_DAY, HOUR):
+        late += started_late
         folder = scratch / pattern / f"run-{run}"
         folder.mkdir(parents=True)
         before = sandbox.counters()["tokens_issued"]
