@@ -24,6 +24,7 @@ ORDER = (
     "import_cost",
     "token_sharing",
     "token_day",
+    "cluster_day",
     "throughput",
     "triggerer_capacity",
     "triggerer_real",

@@ -11,6 +11,7 @@ import resource
 import ssl
 import statistics
 import tempfile
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
@@ -118,3 +119,15 @@ def fresh_host_cache() -> Iterator[str]:
                 del os.environ["XDG_CACHE_HOME"]
             else:
                 os.environ["XDG_CACHE_HOME"] = saved
+
+
+def hourly(runs: int, hour: float) -> Iterator[tuple[int, bool]]:
+    """Run numbers ``0 .. runs - 1``, each yielded ``hour`` seconds after the one before it (a scaled day's
+    hourly runs), with whether it started late: the previous run overran its hour, so this one begins at
+    once instead.
+    """
+    start = time.monotonic()
+    for run in range(runs):
+        delay = start + run * hour - time.monotonic()
+        time.sleep(max(0.0, delay))
+        yield run, delay < -0.1

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._measure import in_processes, machine
+from benchmarks._measure import hourly, in_processes, machine
 from benchmarks._sandbox import serving, use_connection
 
 TITLE = "The token endpoint over a day"
@@ -29,15 +29,15 @@ Time is scaled so the day takes minutes: an hour lasts 3 s and the sandbox issue
 (`expires_in`), the refresh margin is a third of it (the bank's 5 minutes would be 0.25 s, shorter than
 a task process's start, and would let a token fetched late in one run serve the next). Tokens are the
 sandbox's counter. `cluster` is not measured here: its Airflow Variable is only reachable from a running
-task, which needs Airflow's API server and executor; `tests/hooks/test_token_sharing_dags.py` measures it
-(one token for two hosts one after the other, one per host on a simultaneous cold start), so a day of
-runs whose hosts start together costs up to one token per host per run there too.
+task, which needs Airflow's API server and executor; "Cluster scope over a day: two worker hosts"
+(`benchmarks/cluster_day.py`) measures its day on a real Airflow, with the hosts starting one after the
+other and at the same instant.
 
 Reading it: with `host` each worker host fetches one token per hour and shares it among its task
 processes, so a day costs hosts x 24 (2.00x the limit with two hosts); a token per task, as the http
 provider's users do, costs tasks x 24. What closes the gap to the limit is `cluster` (one host's token
-reaches the others through the Variable): down to the limit when the hosts' tasks do not start at the
-same instant, and never worse than `host`.
+reaches the others through the Variable, and a renewal claim makes hosts that renew at the same instant
+wait for one host's token): down to the limit whether or not the hosts' tasks start together.
 """
 
 HOUR = float(os.environ.get("TOKEN_DAY_HOUR", "3"))
@@ -76,10 +76,8 @@ def _day(scope: str) -> tuple[list[int], int, float]:
         tokens: list[int] = []
         late = 0
         start = time.monotonic()
-        for run in range(RUNS_PER_DAY):
-            delay = start + run * HOUR - time.monotonic()
-            time.sleep(max(0.0, delay))
-            late += delay < -0.1
+        for run, started_late in hourly(RUNS_PER_DAY, HOUR):
+            late += started_late
             sandbox.reset_counters()
             fetched = in_processes(mapped_task, tasks, parallel=TASKS)
             if sum(fetched) != chunk * TASKS:

@@ -75,11 +75,13 @@ Airflow Variable.
 |---|---:|---|---:|
 | host (default) | 20 mapped + 5 in a second DAG run, 25 distinct PIDs | parallelism 4 | **1** |
 | cluster | 2 hosts, one DAG run each, one after the other | sequential | **1** |
-| cluster | 2 hosts x 2 task processes, released by a barrier on a cold cache | simultaneous | **2** |
+| cluster | 2 hosts x 2 task processes, released by a barrier on a cold cache | simultaneous | **1** |
 
 With `cluster`, the second host finds the token in the `bankapi_token_*` Variable: 1 token. On a
-simultaneous cold start each host's file lock still lets only one of its processes fetch, but
-Variables have no compare-and-set, so each host fetches its own: at most one token per host.
+simultaneous cold start each host's file lock lets only one of its processes renew, and of the two hosts
+one renews: Variables have no compare-and-set, so each host writes a renewal claim
+(`bankapi_renewal_*`), waits for a claim written at the same moment to land and reads it back; the host
+whose claim both read fetches, the other waits for its token (before claims: one token per host).
 
 ### Without Airflow: the figures of this run
 """

@@ -27,6 +27,7 @@ TINY = {
     "TOKEN_BENCH_CALLS": "3",
     "TOKEN_DAY_HOUR": "1",
     "TOKEN_DAY_RUNS": "2",
+    "CLUSTER_DAY_RUNS": "1",
     "THROUGHPUT_BENCH_ACCOUNTS": "16",
     "THROUGHPUT_BENCH_LATENCY": "0.001",
     "TRIGGERER_BENCH_SIZES": "3",
@@ -53,7 +54,7 @@ def test_every_benchmark_runs_on_tiny_sizes_and_writes_its_section(tmp_path):
         env={**os.environ, **TINY},
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=340,
         check=False,
     )
 

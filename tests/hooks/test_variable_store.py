@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_bankapi.client.tokens.values import AccessToken, token_record
-from airflow_provider_bankapi.hooks.variable_store import VariableTokenStore, cluster_store, variable_name
+from airflow_provider_bankapi.hooks.variable_store import (
+    CLAIM_SECONDS,
+    VariableTokenStore,
+    claim_name,
+    cluster_store,
+    variable_name,
+)
 
 KEY = "ab" * 32
 OTHER_KEY = KEY[:32] + "cd" * 16  # the same Variable name (its first 32 hex digits), another credential
@@ -136,3 +142,120 @@ def test_in_the_triggerer_the_cluster_store_is_the_variable_store(caplog):
         (store,) = cluster_store()
     assert isinstance(store, VariableTokenStore)
     assert cluster_store() == []  # the mark ends with the block
+
+
+# -- the renewal claim: one host renews, the others wait for its token ---------------------------------
+
+
+@pytest.fixture
+def quick_claims(monkeypatch):
+    """Claims without the pauses meant for a real API server (no test here waits for time to pass)."""
+    from airflow_provider_bankapi.hooks import variable_store
+
+    monkeypatch.setattr(variable_store, "CLAIM_SETTLE", 0.0)
+    monkeypatch.setattr(variable_store, "CLAIM_POLL", 0.0)
+
+
+def claim(until: object) -> str:
+    return json.dumps({"claimant": "another-host", "until": until})
+
+
+def test_a_renewal_claims_the_variable_while_it_runs_and_removes_its_claim_after(variables, quick_claims):
+    with VariableTokenStore().lock(KEY):
+        held = json.loads(variables[claim_name(KEY)])
+        assert NOW < held["until"] <= time.time() + CLAIM_SECONDS
+
+    assert claim_name(KEY) not in variables
+    assert "token" not in claim_name(KEY)  # Airflow would mask a claim named so in every log
+    assert claim_name(KEY) != claim_name("ef" * 32)
+
+
+def another_host_releases_after(variables, monkeypatch, reads: int, record: list[str]):
+    """Variable.get as before, except that another host's claim goes away after ``reads`` reads of it."""
+    from airflow.sdk import Variable
+
+    left = [reads]
+
+    def get(key, default=None):
+        value = variables.get(key, default)
+        if key == claim_name(KEY) and value is not None and "another-host" in value:
+            record.append("waited")
+            left[0] -= 1
+            if left[0] == 0:
+                del variables[key]  # the claimant saved its token and released its claim
+        return value
+
+    monkeypatch.setattr(Variable, "get", staticmethod(get))
+
+
+def test_a_host_finding_another_hosts_claim_waits_for_it_and_claims_nothing(
+    variables, quick_claims, monkeypatch
+):
+    variables[claim_name(KEY)] = claim(time.time() + CLAIM_SECONDS)
+    record: list[str] = []
+    another_host_releases_after(variables, monkeypatch, 3, record)
+
+    with VariableTokenStore().lock(KEY):
+        record.append("renewing")
+        assert claim_name(KEY) not in variables  # it renews (or finds the claimant's token) without a claim
+
+    assert record == ["waited", "waited", "waited", "renewing"]
+
+
+def test_of_two_hosts_claiming_at_the_same_moment_the_later_claim_renews(
+    variables, quick_claims, monkeypatch
+):
+    from airflow.sdk import Variable
+
+    record: list[str] = []
+    another_host_releases_after(variables, monkeypatch, 2, record)
+    own_set = Variable.set
+
+    def set_(key, value, description=None):
+        own_set(key, value, description)
+        variables[key] = claim(time.time() + CLAIM_SECONDS)  # the other host's claim lands just after
+
+    monkeypatch.setattr(Variable, "set", staticmethod(set_))
+
+    with VariableTokenStore().lock(KEY):
+        record.append("renewing")
+
+    # Read back: the other host's claim, so this host waited for it instead of renewing at the same time.
+    assert record == ["waited", "waited", "renewing"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(claim(NOW - 1), id="expired"),
+        pytest.param("not json", id="not-json"),
+        pytest.param(claim("soon"), id="until-not-a-time"),
+        pytest.param(claim(True), id="until-a-boolean"),
+        pytest.param(json.dumps({"claimant": "x"}), id="no-until"),
+    ],
+)
+def test_an_expired_or_unreadable_claim_is_replaced_by_this_hosts(variables, quick_claims, value):
+    variables[claim_name(KEY)] = value
+
+    with VariableTokenStore().lock(KEY):
+        assert json.loads(variables[claim_name(KEY)])["claimant"] != "another-host"
+
+    assert claim_name(KEY) not in variables
+
+
+def test_a_claim_that_never_ends_is_waited_for_at_most_claim_seconds(
+    variables, quick_claims, monkeypatch, caplog
+):
+    # A host died holding a claim dated far ahead (a clock ahead, an edit by hand): renewing here after
+    # CLAIM_SECONDS costs at most one more token, never a task stuck waiting.
+    from airflow_provider_bankapi.hooks import variable_store
+
+    monkeypatch.setattr(variable_store, "CLAIM_SECONDS", 0.01)
+    variables[claim_name(KEY)] = claim(time.time() + 10 * 365 * 86400)
+    caplog.set_level(logging.WARNING)
+
+    with VariableTokenStore().lock(KEY):
+        pass
+
+    assert "outlasted" in caplog.text
+    assert claim_name(KEY) in variables  # not this host's to remove

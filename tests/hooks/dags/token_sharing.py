@@ -1,7 +1,7 @@
 """DAGs whose tasks each call BankingApiHook in a process of their own (run with ``use_executor=True``).
 
-Used by tests/hooks/test_token_sharing_dags.py. The tasks also print the secrets they can reach, as a
-careless DAG author might: the test proves the task logs show ``***`` instead.
+Used by tests/hooks/test_token_sharing_dags.py and benchmarks/cluster_day.py. The tasks also print the
+secrets they can reach, as a careless DAG author might: the test proves the task logs show ``***`` instead.
 """
 
 from __future__ import annotations
@@ -55,6 +55,15 @@ def _wait_for_everyone(barrier: str, parties: int, me: int) -> None:
         time.sleep(0.005)
 
 
+def _wait_for_file(path: str) -> None:
+    """Another host's task touches ``path`` once it has called the bank: this one starts after it."""
+    deadline = time.monotonic() + 120
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear: the host before this one never called the bank")
+        time.sleep(0.01)
+
+
 with DAG("bankapi_cluster_hosts", schedule=None, start_date=START, catchup=False):
 
     @task
@@ -67,6 +76,11 @@ with DAG("bankapi_cluster_hosts", schedule=None, start_date=START, catchup=False
         os.environ["XDG_CACHE_HOME"] = host["cache_home"]
         if host.get("barrier"):
             _wait_for_everyone(host["barrier"], host["parties"], context["ti"].map_index)
-        return {**_call_the_bank(host["account_id"]), "cache_home": host["cache_home"]}
+        if host.get("after"):
+            _wait_for_file(host["after"])
+        called = _call_the_bank(host["account_id"])
+        if host.get("called"):
+            Path(host["called"]).touch()
+        return {**called, "cache_home": host["cache_home"]}
 
     on_host.expand(host=hosts())
