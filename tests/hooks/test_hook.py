@@ -458,6 +458,7 @@ def test_the_hook_makes_the_urls_of_its_sessions_and_refuses_the_token_endpoint(
     hook = connect()
     url = hook.url("/accounts/9/balance")
     assert url == bankapi_sandbox.base_url.rstrip("/") + "/accounts/9/balance"
+    assert hook.base_url.rstrip("/") == bankapi_sandbox.base_url.rstrip("/")
     assert hook.get_conn().get(url, timeout=10).json()["account_id"] == "9"
     with pytest.raises(ConfigurationError):
         hook.url(TOKEN_PATH)  # the token endpoint: never a protected call
