@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from airflow_provider_bankapi.client.auth import BankTokenAuth, TokenRequest, renewed_after_401
+from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
 from airflow_provider_bankapi.client.endpoints import checked_account_id
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.redaction import Redactor
@@ -22,6 +22,7 @@ from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, DEFAUL
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore
 from airflow_provider_bankapi.client.tokens.kept_key import kept_cache_key
+from airflow_provider_bankapi.client.tokens.request import TokenRequest
 from airflow_provider_bankapi.client.tokens.values import cache_key
 from airflow_provider_bankapi.client.transport.adapter import answer_of, make_session, send
 from airflow_provider_bankapi.client.transport.answers import json_body, raise_for_bank_status
