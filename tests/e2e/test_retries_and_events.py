@@ -5,6 +5,7 @@ trigger starting a DAG when a balance crosses a threshold.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -46,13 +47,17 @@ def dags_folder():
 def deployment(bank, dags_folder, request):
     started = time.monotonic()
     env = {
+        # From the start, in every component: the payout DAG's watcher trigger may be in the metadata DB
+        # (which the end-to-end modules share) from an earlier deployment, and starts with the triggerer,
+        # before a connection made through the API would exist; its shared client would then poll that
+        # deployment's bank, stopped since, until it reads the connection again (every 5 minutes).
+        "AIRFLOW_CONN_BANKAPI_DEFAULT": json.dumps(form_connection(bank)),
         "BANKAPI_PAYOUT_ACCOUNT": PAYOUT_ACCOUNT,
         "BANKAPI_PAYOUT_POKE_INTERVAL": "0.5",
         # Asset-triggered runs are made by the scheduler's job schedule; the DAGs here have no other.
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
     }
     with Deployment("machinery", dags_folder, env=env) as airflow:
-        airflow.create_connection("bankapi_default", form_connection(bank))
         wrong = form_connection(bank)
         wrong["password"] = "not-the-secret-0123456789"
         airflow.create_connection("bankapi_wrong_secret", wrong)
