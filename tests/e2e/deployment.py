@@ -275,14 +275,25 @@ class Deployment:
 
     def create_connection(self, conn_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /api/v2/connections``, replacing any of that id; ``fields`` as the form saves them."""
-        # SQLite serialises every writer of the deployment: a DELETE may time out on its lock while the
-        # scheduler writes, and is asked again rather than leave the old connection in place.
+        # SQLite serialises every writer of the deployment: a DELETE or the POST may time out on its lock
+        # while the scheduler and the tasks write (a 500, the write rolled back), and is asked again rather
+        # than leave the old connection in place or none at all.
         deadline = time.monotonic() + 60
-        while self.api.request("DELETE", f"/api/v2/connections/{conn_id}").status_code >= 500:
+        while True:
+            if self.api.request("DELETE", f"/api/v2/connections/{conn_id}").status_code < 500:
+                response = self.api.request(
+                    "POST", "/api/v2/connections", json={"connection_id": conn_id, **fields}
+                )
+                if response.status_code < 500:
+                    break
             if time.monotonic() > deadline:
-                raise AssertionError(f"DELETE of connection {conn_id} kept failing\n{self.where_logs_are()}")
+                raise AssertionError(f"replacing connection {conn_id} kept failing\n{self.where_logs_are()}")
             time.sleep(1)
-        return self.call("POST", "/api/v2/connections", 201, json={"connection_id": conn_id, **fields})
+        if response.status_code != 201:
+            raise AssertionError(
+                f"POST /api/v2/connections -> {response.status_code}: {response.text[:2000]}"
+            )
+        return dict(response.json())
 
     def test_on_worker(self, conn_id: str, fields: Mapping[str, Any], timeout: float = 120) -> dict[str, Any]:
         """``POST /api/v2/connections/enqueue-test``, then poll it as a script would until it ends: the
