@@ -73,8 +73,9 @@ class BankingApiClient:
     :param settings: where and who.
     :param token_stores: where tokens are cached, fastest first (default: the default cache scope's).
     :param clock: seconds since the epoch; injected so tests control time.
-    :param on_secret: called with every secret value as soon as it exists (client_secret, each token), so
-        that a host (Airflow's secret masker) can hide it from logs.
+    :param on_secret: called with each token as soon as the client has it (fetched, or loaded from a
+        store), so that a host (Airflow's secret masker) can hide it from logs; the host has the settings'
+        secrets already, having made them.
 
     :attr:`redactor` knows the same values, and the key, PKCS#12 and proxy passwords: every excerpt of an
     answer goes through it, so a bank that echoes a secret in any shape never puts it in an error.
@@ -90,8 +91,7 @@ class BankingApiClient:
     ) -> None:
         self.settings = settings
         self._clock = clock
-        self.redactor = Redactor(settings.secrets(), reveal=on_secret)
-        self.redactor.add(settings.client_secret)  # known to the redactor and to on_secret
+        self.redactor = Redactor([settings.client_secret, *settings.secrets()], reveal=on_secret)
         stores = list(token_stores) if token_stores is not None else stores_for(DEFAULT_CACHE_SCOPE)
         # The auth's alone (see :attr:`auth`); every token it hands out reaches the redactor and on_secret.
         self._tokens = TokenCache(

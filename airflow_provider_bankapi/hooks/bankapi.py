@@ -316,8 +316,9 @@ def client_from_connection(
     if max_response_bytes is not None:
         transport = replace(settings.transport, max_response_bytes=max_response_bytes)
         settings = replace(settings, transport=transport)
-    # The client_secret is the connection's password, which Airflow masks itself.
-    for secret in settings.secrets(key_material=True):
+    # Airflow masks the connection's password itself; masked here too, as every other secret, so that no
+    # path to the connection (a secrets backend, an environment variable) is left to that promise.
+    for secret in (settings.client_secret, *settings.secrets(key_material=True)):
         _mask(secret)
     # Every token the client's cache hands out reaches the masker, including one another task left in
     # a file or a Variable; the cluster store exists only inside a task.

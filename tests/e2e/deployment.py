@@ -264,6 +264,20 @@ class Deployment:
     def where_logs_are(self) -> str:
         return f"Logs of every component: {self.kept_logs} (written when the deployment stops)"
 
+    def explain(self, results: Iterable[DagRunResult], lines: int = 40) -> str:
+        """For each run that did not succeed: its task states and the last ``lines`` lines of every task
+        log it wrote (masked by Airflow), so that a failing assertion says why without the kept logs."""
+        parts = []
+        for result in results:
+            if result.state == "success":
+                continue
+            parts.append(f"== {result.dag_id} {result.run_id}: {result.state} {result.task_states}")
+            for host in self.hosts:
+                for path in host.task_logs(result.dag_id, result.run_id):
+                    tail = path.read_text(errors="replace").splitlines()[-lines:]
+                    parts.append(f"-- {host.name}: {path.name} ({path.parent.name})\n" + "\n".join(tail))
+        return "\n".join(parts + [self.where_logs_are()])
+
     # -- the REST API, as a user's UI or script uses it --------------------------------------------
 
     def call(self, method: str, path: str, expected: int = 200, **kwargs: Any) -> Any:

@@ -53,7 +53,7 @@ def run_on_new_hosts(celery, bank, cache_scope: str):
     bank.reset_counters()
     celery.create_connection("bankapi_default", form_connection(bank, cache_scope=cache_scope))
     result = celery.wait_for_run(DAG_ID, celery.trigger(DAG_ID))
-    assert result.state == "success", result.task_states
+    assert result.state == "success", celery.explain([result])
     assert result.task_states == {("fetch_balance", index): "success" for index in range(len(ACCOUNTS))}
     assert celery.xcom(result, "fetch_balance", map_index=7) == {ACCOUNTS[7]: data.balance(ACCOUNTS[7])}
     ran = {host.name: len(host.task_logs(DAG_ID, result.run_id)) for host in celery.worker_hosts}

@@ -79,7 +79,7 @@ def test_every_example_dag_succeeds_with_one_token(deployment, bank, output):
     results = {dag_id: deployment.wait_for_run(dag_id, run_id) for dag_id, run_id in run_ids.items()}
 
     states = {dag_id: result.state for dag_id, result in results.items()}
-    assert states == dict.fromkeys(EXAMPLE_DAGS, "success")
+    assert states == dict.fromkeys(EXAMPLE_DAGS, "success"), deployment.explain(results.values())
 
     xcom = deployment.xcom
     hourly = xcom(results["bankapi_hourly_balances"], "fetch_balances")

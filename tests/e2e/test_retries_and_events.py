@@ -152,7 +152,7 @@ def test_an_asset_watcher_starts_the_payout_when_the_balance_crosses_the_thresho
     assert runs, f"no run of {dag_id} after the balance crossed the threshold; {deployment.where_logs_are()}"
     result = deployment.wait_for_run(dag_id, runs[0]["dag_run_id"])
 
-    assert result.state == "success"
+    assert result.state == "success", deployment.explain([result])
     assert runs[0]["run_type"] == "asset_triggered"
     order = deployment.xcom(result, "payout")
     assert order["available_when_seen"] == "2000.00"
