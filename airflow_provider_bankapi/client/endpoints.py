@@ -47,10 +47,11 @@ def endpoint_url(base_url: str, endpoint: str, *, token_endpoint: str | None = N
 
     :param base_url: the connection's Base URL (already validated: https, no query or fragment).
     :param endpoint: the path relative to the Base URL, e.g. ``/accounts/123/balance``.
-    :param token_endpoint: for a protected call, the token path, which ``endpoint`` must not resolve to.
+    :param token_endpoint: for a protected call, the token path (normalised, as the settings keep it), which
+        ``endpoint`` must not resolve to.
     """
     path = normalise_endpoint(endpoint)
-    if token_endpoint is not None and _resource(path) == _resource(normalise_endpoint(token_endpoint)):
+    if token_endpoint is not None and _resource(path) == _resource(token_endpoint):
         raise ConfigurationError(
             f"The endpoint {_shown(endpoint)} resolves to the token endpoint. The token endpoint is not a "
             "resource: its answer is a token, which must never reach XCom or a file. Tokens are fetched "

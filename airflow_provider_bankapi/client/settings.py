@@ -183,7 +183,7 @@ class ClientSettings:
     :param client_id: the credential's client_id (connection login).
     :param client_secret: the credential's client_secret (connection password).
     :param identity: the mTLS material.
-    :param auth_endpoint: the token path under the base URL.
+    :param auth_endpoint: the token path under the base URL (kept normalised, see ``endpoints.py``).
     :param refresh_margin: seconds before expiry at which a token counts as stale (the bank: 5 minutes).
     :param transport: timeouts, retries, pool size, proxy.
     :param expiry_warning_days: warn when the client certificate expires within this many days.
@@ -212,7 +212,9 @@ class ClientSettings:
             raise ConfigurationError(
                 f"auth_endpoint must be a path such as {TOKEN_PATH}.", field="auth_endpoint"
             )
-        normalise_endpoint(self.auth_endpoint, field="auth_endpoint")
+        # Kept normalised: the token request, the token URL and the refusal of a call onto it use it as is.
+        token_path = normalise_endpoint(self.auth_endpoint, field="auth_endpoint")
+        object.__setattr__(self, "auth_endpoint", token_path)
         check_range("refresh_margin", self.refresh_margin)
         check_range("expiry_warning_days", self.expiry_warning_days)
 
@@ -242,7 +244,7 @@ class ClientSettings:
     @cached_property
     def token_url(self) -> str:
         """The absolute URL of the token endpoint (resolved once: the settings never change)."""
-        return endpoint_url(self.base_url, self.auth_endpoint)
+        return self.base_url.rstrip("/") + self.auth_endpoint
 
 
 __all__ = [

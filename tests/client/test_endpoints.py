@@ -102,6 +102,17 @@ def test_settings_url_applies_the_rule_and_token_url_is_the_token_endpoint():
         settings.url("/accounts/../auth/token-v2")
 
 
+def test_the_settings_keep_the_token_path_normalised_and_refuse_calls_onto_any_spelling_of_it():
+    settings = ClientSettings(
+        base_url=BASE, client_id="id", client_secret="secret", auth_endpoint="/auth/./x/..//%74oken-v2"
+    )
+    assert settings.auth_endpoint == TOKEN
+    assert settings.token_url == BASE + TOKEN
+    for spelling in ("/auth/token-v2", "/AUTH/Token-V2/", "/auth/%2e/token-v2"):
+        with pytest.raises(ConfigurationError, match="token endpoint"):
+            settings.url(spelling)
+
+
 def test_an_auth_endpoint_above_the_base_is_refused_naming_its_field():
     with pytest.raises(ConfigurationError) as refused:
         ClientSettings(base_url=BASE, client_id="id", client_secret="secret", auth_endpoint="/../auth")
