@@ -176,7 +176,7 @@ def test_defaults(key, default):
 
 
 def test_cache_scope_choices_are_the_clients():
-    from airflow_provider_bankapi.client.settings import CACHE_SCOPES
+    from airflow_provider_bankapi.client.fields import CACHE_SCOPES
 
     schema = connection_type()["conn-fields"]["cache_scope"]["schema"]
     assert schema["enum"] == ["host", "cluster", "process", "off"]

@@ -16,9 +16,9 @@ from urllib.parse import quote, urlsplit
 
 from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
 from airflow_provider_bankapi.client.endpoints import checked_account_id
+from airflow_provider_bankapi.client.fields import DEFAULT_CACHE_SCOPE, DEFAULT_MAX_WORKERS
 from airflow_provider_bankapi.client.identity.identity import load_identity
 from airflow_provider_bankapi.client.redaction import Redactor
-from airflow_provider_bankapi.client.settings import DEFAULT_CACHE_SCOPE, DEFAULT_MAX_WORKERS, ClientSettings
 from airflow_provider_bankapi.client.tokens.cache import TokenCache, TokenStore, stores_for
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore
 from airflow_provider_bankapi.client.tokens.kept_key import kept_cache_key
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from airflow_provider_bankapi.client.batch import BatchResult
     from airflow_provider_bankapi.client.identity.identity import CertificateDescription, ClientIdentity
     from airflow_provider_bankapi.client.probe import ProbeReport
+    from airflow_provider_bankapi.client.settings import ClientSettings
     from airflow_provider_bankapi.client.tokens.values import AccessToken
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bankapi.client.api import balance_path, unexpected_failure
 from airflow_provider_bankapi.client.endpoints import checked_account_id
-from airflow_provider_bankapi.client.settings import DEFAULT_MAX_WORKERS
+from airflow_provider_bankapi.client.fields import DEFAULT_MAX_WORKERS
 from airflow_provider_bankapi.errors import (
     ApiError,
     BankingApiError,

@@ -17,24 +17,20 @@ from urllib.parse import urlsplit
 
 from airflow_provider_bankapi.client.endpoints import endpoint_url, normalise_endpoint
 from airflow_provider_bankapi.client.fields import (
-    CACHE_SCOPES,
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
-    DEFAULT_CACHE_SCOPE,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_EXPIRY_WARNING_DAYS,
     DEFAULT_INTERACTION_ID_HEADER,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_TOTAL_WAIT,
-    DEFAULT_MAX_WORKERS,
     DEFAULT_POOL_MAXSIZE,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_REFRESH_MARGIN,
     EXTRA_FIELDS,
     FIELD,
     KEY_MATERIAL_FIELDS,
-    MAX_WORKERS,
     PRODUCTION_BASE_URL,
     TOKEN_PATH,
     check_range,
@@ -42,7 +38,6 @@ from airflow_provider_bankapi.client.fields import (
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
 from airflow_provider_bankapi.errors import ConfigurationError
 
-#: Balance calls at once in a batch unless the caller says otherwise.
 # C0 and C1 controls, DEL and spaces: none belongs in a URL, and layers below cut or send them apart.
 _CONTROL_CHARACTER = re.compile("[\x00-\x20\x7f-\x9f]")
 # An HTTP header name is an RFC 9110 token.
@@ -248,24 +243,10 @@ class ClientSettings:
 
 
 __all__ = [
-    # The defaults of the settings are defined in the table of connection fields; the client's modules
-    # read them here, with the settings they fill.
-    "CACHE_SCOPES",
-    "DEFAULT_BACKOFF_BASE",
-    "DEFAULT_BACKOFF_MAX",
-    "DEFAULT_CACHE_SCOPE",
-    "DEFAULT_MAX_RESPONSE_BYTES",
-    "DEFAULT_MAX_RETRIES",
-    "DEFAULT_MAX_TOTAL_WAIT",
-    "DEFAULT_MAX_WORKERS",
-    "DEFAULT_REFRESH_MARGIN",
-    "MAX_WORKERS",
     "TOKEN_ANSWER_LIMIT",
-    "TOKEN_PATH",
     "ClientSettings",
     "TransportSettings",
     "cache_scope",
     "check_base_url",
     "check_proxy",
-    "check_range",
 ]

@@ -13,13 +13,9 @@ import pytest
 from loopback_https import TOKEN, Answer, LoopbackHttps
 
 from airflow_provider_bankapi.client.api import BankingApiClient
+from airflow_provider_bankapi.client.fields import DEFAULT_MAX_RESPONSE_BYTES
 from airflow_provider_bankapi.client.identity.material import IdentityMaterial
-from airflow_provider_bankapi.client.settings import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    TOKEN_ANSWER_LIMIT,
-    ClientSettings,
-    TransportSettings,
-)
+from airflow_provider_bankapi.client.settings import TOKEN_ANSWER_LIMIT, ClientSettings, TransportSettings
 from airflow_provider_bankapi.errors import ResponseTooLargeError
 
 BALANCE = "/accounts/123/balance"

@@ -14,7 +14,7 @@ from bank_day import BankDay
 
 from airflow_provider_bankapi.client.api import BankingApiClient
 from airflow_provider_bankapi.client.batch import BatchResult
-from airflow_provider_bankapi.client.settings import TOKEN_PATH
+from airflow_provider_bankapi.client.fields import TOKEN_PATH
 from airflow_provider_bankapi.client.tokens.host import HostTokenStore, default_cache_dir
 from airflow_provider_bankapi.client.tokens.values import AccessToken
 from airflow_provider_bankapi.errors import ApiError, ConfigurationError

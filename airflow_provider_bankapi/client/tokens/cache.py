@@ -34,7 +34,8 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from airflow_provider_bankapi.client.settings import DEFAULT_REFRESH_MARGIN, cache_scope
+from airflow_provider_bankapi.client.fields import DEFAULT_REFRESH_MARGIN
+from airflow_provider_bankapi.client.settings import cache_scope
 from airflow_provider_bankapi.client.tokens.host import DEFAULT_LOCK_TIMEOUT, HostTokenStore
 from airflow_provider_bankapi.client.tokens.values import AccessToken
 from airflow_provider_bankapi.errors import BankingApiError, TokenResponseError

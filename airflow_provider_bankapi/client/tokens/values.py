@@ -20,7 +20,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from airflow_provider_bankapi.client.settings import DEFAULT_REFRESH_MARGIN, TOKEN_ANSWER_LIMIT, TOKEN_PATH
+from airflow_provider_bankapi.client.fields import DEFAULT_REFRESH_MARGIN, TOKEN_PATH
+from airflow_provider_bankapi.client.settings import TOKEN_ANSWER_LIMIT
 from airflow_provider_bankapi.errors import TokenResponseError
 
 #: A stated lifetime above a year is a unit error or a broken server, not generosity.

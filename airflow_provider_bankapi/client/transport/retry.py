@@ -46,7 +46,7 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 from urllib3.util.util import reraise
 
-from airflow_provider_bankapi.client.settings import (
+from airflow_provider_bankapi.client.fields import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
     DEFAULT_MAX_RETRIES,
