@@ -197,8 +197,9 @@ class BankingApiTrigger(BaseTrigger):
             polls += 1
             retry_after: float | None = None
             try:
-                # A connection changed in Airflow: the next polls use a client built from the new one.
-                shared = self._shared = await CLIENTS.renew(shared)
+                # A connection changed in Airflow: the next polls use a client built from the new one (looked
+                # for sooner while polls fail: the change may be the fix).
+                shared = self._shared = await CLIENTS.renew(shared, failing=wait_log.failures > 0)
                 # The deadline stops the waiting, not the thread: the transport's own timeouts end that.
                 poll = asyncio.to_thread(self._poll, shared.client, check)
                 outcome = await asyncio.wait_for(poll, remaining)

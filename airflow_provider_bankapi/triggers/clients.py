@@ -15,7 +15,10 @@ polls in flight at once, at most the event loop's worker threads).
 - A connection changed in Airflow is picked up within :data:`DEFAULT_RECHECK_INTERVAL` seconds: the
   connection is read again once per interval (by the first trigger to poll after it, for all), and when
   its content differs the following polls get a client built from the new content. Reading it at every
-  poll would cost a call to the triggerer's supervisor per poll.
+  poll would cost a call to the triggerer's supervisor per poll. While a trigger's polls fail (the bank
+  cannot be reached, or refuses), the interval is :data:`DEFAULT_FAILING_RECHECK_INTERVAL`: the fix is
+  most likely a corrected connection (its host, secret or certificate), and a wait should take it up in
+  seconds, not minutes.
 
 Keys are the connection id; the content is compared through a SHA-256 of its fields, kept in memory only.
 """
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds after which a shared client's connection is read again to see whether it changed.
 DEFAULT_RECHECK_INTERVAL = 300.0
+#: The same, for a client whose last poll failed: one read of the connection per half minute while it does.
+DEFAULT_FAILING_RECHECK_INTERVAL = 30.0
 
 
 def connection_fingerprint(connection: Connection) -> str:
@@ -96,6 +101,7 @@ class ClientRegistry:
     """The shared clients of this process, by connection id.
 
     :param recheck_interval: seconds after which a connection is read again (see the module's docstring).
+    :param failing_recheck_interval: the same, when the trigger asking had its last poll fail.
     :param read_connection: the connection of an id (Airflow's lookup; injected by tests).
     :param build: the client of a connection (the hook's; injected by tests).
     :param clock: monotonic seconds, injected so tests control time.
@@ -105,11 +111,13 @@ class ClientRegistry:
         self,
         *,
         recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
+        failing_recheck_interval: float = DEFAULT_FAILING_RECHECK_INTERVAL,
         read_connection: Callable[[str], Connection] = _read_connection,
         build: Callable[[Connection], BankingApiClient] = _build,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.recheck_interval = float(recheck_interval)
+        self.failing_recheck_interval = float(failing_recheck_interval)
         self._read_connection = read_connection
         self._build = build
         self._clock = clock
@@ -119,16 +127,17 @@ class ClientRegistry:
         self._pending: dict[str, asyncio.Task[SharedClient]] = {}
         self.builds = 0  # clients built by this registry, for tests and benchmarks
 
-    async def acquire(self, conn_id: str) -> SharedClient:
+    async def acquire(self, conn_id: str, *, failing: bool = False) -> SharedClient:
         """The current client of ``conn_id``, held until :meth:`release`; built (once) when there is none
         or when the connection changed.
 
+        :param failing: as for :meth:`renew`.
         :raises Exception: whatever reading the connection or loading the identity raised.
         """
         while True:
             with self._lock:
                 shared = self._current.get(conn_id)
-                if shared is not None and not self._due(shared):
+                if shared is not None and not self._due(shared, failing=failing):
                     shared.users += 1
                     return shared
             shared = await self._refreshed(conn_id, shared)
@@ -137,12 +146,16 @@ class ClientRegistry:
                     shared.users += 1
                     return shared
 
-    async def renew(self, shared: SharedClient) -> SharedClient:
-        """``shared``, or the client that replaced it when its connection changed (``shared`` released)."""
-        if shared.current and not self._due(shared):
+    async def renew(self, shared: SharedClient, *, failing: bool = False) -> SharedClient:
+        """``shared``, or the client that replaced it when its connection changed (``shared`` released).
+
+        :param failing: the caller's last poll failed: the connection is read again sooner (see the
+            module's docstring).
+        """
+        if shared.current and not self._due(shared, failing=failing):
             return shared
         try:
-            newer = await self.acquire(shared.conn_id)
+            newer = await self.acquire(shared.conn_id, failing=failing)
         except Exception as exc:  # the connection cannot be read now: keep the client that works
             with self._lock:
                 shared.checked_at = self._clock()
@@ -170,8 +183,11 @@ class ClientRegistry:
         if last:
             shared.client.close()  # closes idle sockets: no blocking I/O
 
-    def _due(self, shared: SharedClient) -> bool:
-        return self._clock() - shared.checked_at >= self.recheck_interval
+    def _due(self, shared: SharedClient, *, failing: bool = False) -> bool:
+        interval = self.recheck_interval
+        if failing:
+            interval = min(interval, self.failing_recheck_interval)
+        return self._clock() - shared.checked_at >= interval
 
     async def _refreshed(self, conn_id: str, seen: SharedClient | None) -> SharedClient:
         # One read (and build) per connection id at a time, in a task of its own: a trigger cancelled

@@ -185,7 +185,7 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
             while True:
                 retry_after: float | None = None
                 try:
-                    shared = await self._client(shared)
+                    shared = await self._client(shared, failing=failures > 0)
                     if not imported:
                         check, imported = await asyncio.to_thread(self._import_check), True
                     polls += 1
@@ -229,9 +229,13 @@ class BankingApiEventTrigger(BankingApiTrigger, BaseEventTrigger):
             if shared is not None:
                 CLIENTS.release(shared)
 
-    async def _client(self, shared: SharedClient | None) -> SharedClient:
-        """The connection's shared client: taken at the first poll, renewed when the connection changed."""
-        return await CLIENTS.acquire(self.bankapi_conn_id) if shared is None else await CLIENTS.renew(shared)
+    async def _client(self, shared: SharedClient | None, *, failing: bool) -> SharedClient:
+        """The connection's shared client: taken at the first poll, renewed when the connection changed
+        (looked for sooner while polls fail: the change may be the fix).
+        """
+        if shared is None:
+            return await CLIENTS.acquire(self.bankapi_conn_id)
+        return await CLIENTS.renew(shared, failing=failing)
 
     def _log_transient(self, polls: int, error: BankingApiError, failures: int) -> None:
         self.log.warning(

@@ -171,6 +171,35 @@ def test_a_refused_credential_is_not_polled_at_the_interval(bank, monkeypatch):
     assert refused() == 1
 
 
+def test_a_secret_corrected_in_the_connection_is_picked_up_at_the_next_poll_after_a_refusal(
+    bank, monkeypatch
+):
+    from airflow_provider_bankapi.triggers.clients import CLIENTS
+
+    good = bank.connection
+    wrong = {**good, "password": "not-the-secret-0123"}
+    monkeypatch.setenv("AIRFLOW_CONN_BANKAPI_DEFAULT", json.dumps(wrong))
+    monkeypatch.setattr(CLIENTS, "recheck_interval", 3600.0)  # only a failing poll reads it again here
+    monkeypatch.setattr(CLIENTS, "failing_recheck_interval", 0.0)
+    trigger = BankingApiEventTrigger.for_balance(ACCOUNT, "1.00", poke_interval=0.05, backoff_max=0.5)
+
+    async def run():
+        events = trigger.run()
+        first = asyncio.ensure_future(anext(events))
+        for _ in range(600):  # the first refusal, however loaded the machine (60 s at most)
+            if await asyncio.to_thread(lambda: sum(bank.counters()["token_refused"].values())):
+                break
+            await asyncio.sleep(0.1)
+        monkeypatch.setenv("AIRFLOW_CONN_BANKAPI_DEFAULT", json.dumps(good))
+        try:
+            return (await asyncio.wait_for(first, 20)).payload
+        finally:
+            await events.aclose()
+
+    assert asyncio.run(run())["status"] == "met"
+    assert sum(bank.counters()["token_refused"].values()) == 1
+
+
 def test_the_trigger_is_an_asset_watchers_and_its_kwargs_hold_no_secret(bank):
     trigger = BankingApiEventTrigger.for_balance(ACCOUNT, 1500, poke_interval=60)
     asset = Asset("bankapi_funds", watchers=[AssetWatcher(name="funds", trigger=trigger)])

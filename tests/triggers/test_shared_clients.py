@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 
 import pytest
 
@@ -109,6 +110,63 @@ def test_a_connection_changed_in_airflow_gets_a_new_client_for_the_next_polls(
     assert first._all_sessions == []
     assert last._all_sessions == []
     assert CLIENTS.snapshot() == {}
+
+
+def test_a_wait_on_an_unreachable_bank_picks_up_the_corrected_connection_without_the_full_interval(
+    bankapi_sandbox, connection, monkeypatch
+):
+    # A connection saved with the wrong port: nothing listens there, every poll is refused (transient).
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    wrong = {
+        **connection,
+        "host": connection["host"].replace(f":{connection['port']}/", f":{port}/"),
+        "port": port,
+        "extra": {**connection["extra"], "max_retries": 0},  # each poll one refused attempt
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_BANKAPI_DEFAULT", json.dumps(wrong))
+    # The full interval stays far beyond the test; only failing polls may read the connection again.
+    monkeypatch.setattr(CLIENTS, "recheck_interval", 3600.0)
+    monkeypatch.setattr(CLIENTS, "failing_recheck_interval", 0.0)
+    def correct_it_after_two_refused_polls(calls):
+        if calls == 3:  # this poll still goes out on the client it already has
+            os.environ["AIRFLOW_CONN_BANKAPI_DEFAULT"] = json.dumps(connection)
+
+    trigger = CountedPolls(polls=1, backoff_max=0.2, on_poll=correct_it_after_two_refused_polls)
+    builds = CLIENTS.builds
+
+    (event,) = asyncio.run(asyncio.wait_for(_all_events([trigger]), 20))
+
+    assert event.payload["status"] == "success", event.payload
+    assert trigger.calls == 4
+    assert CLIENTS.builds - builds == 2
+    assert trigger.clients[-1].settings.base_url == connection["host"]
+
+
+def test_failing_polls_read_the_connection_again_after_the_shorter_interval_only():
+    connections, now = Connections(), [0.0]
+    registry = ClientRegistry(
+        recheck_interval=300,
+        failing_recheck_interval=30,
+        read_connection=connections.read,
+        build=lambda connection: FakeClient(connection.host),
+        clock=lambda: now[0],
+    )
+
+    async def scenario():
+        held = await registry.acquire("bank")
+        connections.content["bank"] = "v2"
+        now[0] = 29
+        assert await registry.renew(held, failing=True) is held
+        now[0] = 31
+        assert await registry.renew(held) is held  # the polls answer: the full interval holds
+        newer = await registry.renew(held, failing=True)
+        assert newer.client.name == "v2"
+        assert held.client.closed
+        registry.release(newer)
+
+    asyncio.run(scenario())
 
 
 class FakeClient:
