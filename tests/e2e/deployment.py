@@ -272,6 +272,13 @@ class Deployment:
             if result.state == "success":
                 continue
             parts.append(f"== {result.dag_id} {result.run_id}: {result.state} {result.task_states}")
+            # The scheduler's own word on the run: a task it failed itself (a state mismatch) has no
+            # error in the task's log.
+            for service in self.services:
+                if service.name.startswith("scheduler") and service.log_path.exists():
+                    text = service.log_path.read_text(errors="replace").splitlines()
+                    said = [line for line in text if result.run_id in line and "[error" in line]
+                    parts.extend(f"-- {service.name}: {line[:1500]}" for line in said[-5:])
             for host in self.hosts:
                 for path in host.task_logs(result.dag_id, result.run_id):
                     tail = path.read_text(errors="replace").splitlines()[-lines:]
