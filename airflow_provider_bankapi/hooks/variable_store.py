@@ -150,6 +150,8 @@ class VariableTokenStore:
         try:
             yield
         finally:
+            # Read once more: a host that saw no claim just before mine landed may have claimed over it,
+            # and deleting its claim would free the renewal for a third host.
             if mine is not None and Variable.get(name, default=None) == mine:
                 Variable.delete(name)
 
