@@ -4,8 +4,8 @@ A thousand deferred sensors on one connection would otherwise load the client id
 and keep a thousand ``SSLContext`` objects, Sessions and TLS connections, with the memory and the
 garbage-collection pauses that come with them. Here the triggers of one connection share one
 :class:`~airflow_provider_bankapi.client.api.BankingApiClient`: one identity load, one token, and a few
-kept-alive TLS connections (the client lends a Session to one thread at a time, so there are as many as
-polls in flight at once, at most the event loop's worker threads).
+kept-alive TLS connections (the client's one Session keeps one per poll in flight, so at most as many as
+the event loop's worker threads).
 
 - The client is built in a worker thread (reading the connection, loading the identity and deriving the
   token cache key block), once: triggers of the same connection that start while it is being built
