@@ -7,6 +7,7 @@ Imported by the triggerer's runner (the benchmark puts the repository on its ``P
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,25 @@ TICK = 0.1
 FLUSH = 1.0
 
 
+def record_collections(pauses: list[str]) -> None:
+    """Append ``<monotonic time> <generation> <pause>`` to ``pauses`` for every garbage collection of this
+    process from now on (``gc.callbacks``): a collection holds the GIL, so its pause is the event loop's.
+    """
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        now = time.monotonic()
+        if phase == "start":
+            started[:] = [now]
+        elif started:
+            pauses.append(f"{now:.4f} {info['generation']} {now - started.pop():.4f}\n")
+
+    gc.callbacks.append(callback)
+
+
 class LagProbe(BaseEventTrigger):
-    """Sleeps ``TICK`` seconds again and again; appends ``<monotonic time> <overshoot>`` lines to ``path``.
+    """Sleeps ``TICK`` seconds again and again; appends ``<monotonic time> <overshoot>`` lines to ``path``,
+    and the runner's garbage collections (:func:`record_collections`) to ``path`` + ``.gc``.
 
     ``time.monotonic`` is the machine's clock (CLOCK_MONOTONIC), so the benchmark picks the lines of its
     window by time. Never fires an event.
@@ -39,6 +57,8 @@ class LagProbe(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         ticks: list[str] = []
+        collections: list[str] = []
+        record_collections(collections)
         flushed = time.monotonic()
         while True:
             before = time.monotonic()
@@ -49,7 +69,10 @@ class LagProbe(BaseEventTrigger):
                 # A few hundred bytes once a second: no measurable stall of the loop it measures.
                 with open(self.path, "a") as lines:
                     lines.writelines(ticks)
+                with open(self.path + ".gc", "a") as lines:
+                    lines.writelines(collections)
                 ticks.clear()
+                collections.clear()
                 flushed = now
         yield  # pragma: no cover - makes this an async generator, as the triggerer expects
 

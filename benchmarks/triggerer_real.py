@@ -62,7 +62,9 @@ Measured over the window, which starts one poke interval after the runner has st
 "trigger ID <n> starting" lines; "start s" is the time from launching the processes to then): loop lag
 from the probe (a trigger that sleeps 100 ms again and again, as the runner's watchdog does, and writes
 its overshoots), p50/p99/max; the runner's "async thread was blocked" warnings (above 0.2 s) in the
-triggerer's log; CPU time of the supervisor and of the runner (`/proc/<pid>/stat`) over wall time, 100 % =
+triggerer's log; the runner's full (generation 2) garbage collections and its longest collection pause, of
+any generation (the probe's `gc.callbacks` in the runner: a collection holds the event loop); CPU time of
+the supervisor and of the runner (`/proc/<pid>/stat`) over wall time, 100 % =
 one core (the supervisor's also over the window's last interval alone: what is left once start-up
 requests have drained); the runner's RSS at the end; the triggerer's log bytes per second; TLS
 connections accepted by the server over the whole run (start-up included); polls per interval: requests
@@ -283,6 +285,18 @@ def _lags(probe: Path, start: float, end: float) -> list[float]:
     return lags
 
 
+def _collections(probe: Path, start: float, end: float) -> tuple[int, float]:
+    """The runner's full (generation 2) collections in the window, and its longest collection pause."""
+    path = Path(f"{probe}.gc")
+    full, longest = 0, 0.0
+    for line in path.read_text().splitlines() if path.exists() else ():
+        at, generation, pause = line.split()
+        if start <= float(at) <= end:
+            full += generation == "2"
+            longest = max(longest, float(pause))
+    return full, longest
+
+
 def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: Any) -> dict[str, Any]:
     """One triggerer carrying ``size`` triggers of ``kind``; ``counters()`` -> (TLS connections, requests)."""
     with tempfile.TemporaryDirectory(prefix="bankapi-bench-triggerer-") as directory:
@@ -337,6 +351,7 @@ def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: An
             log_text = log_path.read_text(errors="replace")
             result = {
                 "lags": _lags(probe, start, start + wall),
+                "collections": _collections(probe, start, start + wall),
                 "blocked": log_text.count(BLOCKED) - blocked_start,
                 "supervisor_cpu": (cpu_end[0] - cpu_start[0]) / wall,
                 "supervisor_last": supervisor_by_interval[-1],
@@ -380,9 +395,11 @@ def _row(kind: str, size: int, r: dict[str, Any]) -> str:
     figures = (percentile(lags, 50), percentile(lags, 99), max(lags)) if lags else ()
     lag = " | ".join(f"{seconds * 1000:.0f}" for seconds in figures) or "- | - | -"
     polls = r["polls"] or [0]
+    full, longest = r["collections"]
     return (
         f"| {kind} | {size:,} | {lag} | "
-        f"{r['blocked']} | {r['supervisor_cpu']:.1%} / {r['supervisor_last']:.1%} | "
+        f"{r['blocked']} | {full} / {longest * 1000:.0f} | "
+        f"{r['supervisor_cpu']:.1%} / {r['supervisor_last']:.1%} | "
         f"{r['runner_cpu']:.0%} | {r['runner_rss']:.0f} | "
         f"{r['tls']:,} | {r['first_interval']:,} | {sorted(polls)[len(polls) // 2]:,} / {min(polls):,} | "
         f"{r['log_rate'] / 1024:.1f} | {r['start_seconds']:.0f} | {r['load']:.1f} |"
@@ -398,11 +415,11 @@ def main() -> None:
     )
     print(
         '| triggers | N | loop lag p50 ms | p99 ms | max ms | "blocked" warnings | '
-        "supervisor CPU (window / last interval) | "
+        "full GCs / longest GC pause ms | supervisor CPU (window / last interval) | "
         "runner CPU | runner RSS MiB | TLS connections | polls in the first interval | "
         "polls per interval (median / least) | log KiB/s | start s | load average |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with serving() as sandbox, tempfile.TemporaryDirectory(prefix="bankapi-bench-") as scratch:
         template = _migrated(Path(scratch))
         bank = sandbox.connection
