@@ -231,7 +231,7 @@ class Deployment:
             self.redis.stop()
         self._keep_logs()
         shutil.rmtree(self._scratch, ignore_errors=True)
-        _pause_every_dag()
+        _leave_the_db_clean()
 
     def __enter__(self) -> Deployment:
         self.start()
@@ -460,13 +460,28 @@ def report_deployment(request: pytest.FixtureRequest, deployment: Deployment, st
                     f"{deployment.startup_seconds or 0:.0f} s; logs kept in {deployment.kept_logs}")
 
 
-def _pause_every_dag() -> None:
-    """Pause the DAGs a deployment unpaused: they stay in the session's metadata DB, and the next
-    deployment's scheduler (with its job schedule on) would start their scheduled runs at once, all
-    competing for SQLite with the runs that deployment's tests make."""
-    from airflow.models.dag import DagModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import update
+def _leave_the_db_clean() -> None:
+    """What a deployment leaves in the session's metadata DB, undone for the next module's deployment.
 
+    - Its DAGs paused: the next deployment's scheduler (with its job schedule on) would start their
+      scheduled runs at once, all competing for SQLite with the runs that deployment's tests make.
+    - Its runs (their task instances go with them), triggers, asset events and queued asset-triggered runs
+      deleted: the next deployment would run a queued run, start an earlier trigger in its triggerer, or
+      count an earlier watcher's run as its own. Its dag-processor registers its DAGs' watchers again.
+
+    Through fresh connections: this process's pooled SQLite connections may still see the DB as it was
+    when they last ran, and a clean-up through them left the previous module's queued run in place.
+    """
+    from airflow import settings
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete, update
+
+    settings.engine.dispose()
     with create_session() as session:
         session.execute(update(DagModel).values(is_paused=True).execution_options(synchronize_session=False))
+        for model in (AssetDagRunQueue, AssetEvent, DagRun, Trigger):
+            session.execute(delete(model).execution_options(synchronize_session=False))
