@@ -78,8 +78,9 @@ class BankingApiClient:
         store), so that a host (Airflow's secret masker) can hide it from logs; the host has the settings'
         secrets already, having made them.
 
-    :attr:`redactor` knows the same values, and the key, PKCS#12 and proxy passwords: every excerpt of an
-    answer goes through it, so a bank that echoes a secret in any shape never puts it in an error.
+    :attr:`redactor` knows the same tokens, the client_secret, and the key, PKCS#12 and proxy passwords:
+    every excerpt of an answer goes through it, so a bank that echoes a secret in any shape never puts it in
+    an error.
     """
 
     def __init__(

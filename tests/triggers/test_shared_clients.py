@@ -129,6 +129,7 @@ def test_a_wait_on_an_unreachable_bank_picks_up_the_corrected_connection_without
     # The full interval stays far beyond the test; only failing polls may read the connection again.
     monkeypatch.setattr(CLIENTS, "recheck_interval", 3600.0)
     monkeypatch.setattr(CLIENTS, "failing_recheck_interval", 0.0)
+
     def correct_it_after_two_refused_polls(calls):
         if calls == 3:  # this poll still goes out on the client it already has
             os.environ["AIRFLOW_CONN_BANKAPI_DEFAULT"] = json.dumps(connection)
