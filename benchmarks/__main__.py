@@ -8,13 +8,14 @@ import importlib
 import logging
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import benchmarks
-from benchmarks._measure import RUNS, machine
+from benchmarks._measure import RUNS
 
 # The order of BENCHMARKS.md: the sandbox's own capacity first (later figures are only meaningful
 # below it), then the comparisons and the limits; a new module not listed here comes last.
@@ -39,13 +40,13 @@ HEADER = """# Benchmarks
 
 Measurements, not tests. This file is generated: `make bench` runs every module of `benchmarks/`
 against the sandbox bank (a real mTLS server on loopback, in its own process) and writes it
-(`python -m benchmarks --write BENCHMARKS.md`); one section alone: `.venv/bin/python -m benchmarks NAME`.
-Timings are medians of {runs} runs (`BENCH_RUNS`) unless a section says otherwise; a comparison is a
-ratio of two figures measured in the same run, never across sections or days.
-
-This run: {date}, {machine} at the start; {elapsed:.0f} s for all sections. A load average above
-the CPU count means other work shared the machine: absolute timings then drift between runs, the
-ratios much less, and counts (tokens, TLS connections) not at all.
+(`python -m benchmarks --write BENCHMARKS.md`); one section alone: `.venv/bin/python -m benchmarks NAME`,
+and `--write BENCHMARKS.md NAME` measures that section again and replaces it here, keeping the others.
+Each section says when it was measured and on what machine. Timings are medians of {runs} runs
+(`BENCH_RUNS`) unless a section says otherwise; a comparison is a ratio of two figures measured in the
+same run, never across sections or days. A load average above the CPU count means other work shared
+the machine: absolute timings then drift between runs, the ratios much less, and counts (tokens, TLS
+connections) not at all.
 """
 
 
@@ -87,6 +88,7 @@ def run(name: str) -> str:
     imported, no token another one cached, no environment another one changed).
     """
     title, about = section(name)
+    started = time.monotonic()
     print(f"## {title}\n", flush=True)
     lines = []
     command = [sys.executable, "-m", "benchmarks", "--figures", name]
@@ -97,7 +99,34 @@ def run(name: str) -> str:
             lines.append(line)
     if child.returncode != 0:
         raise SystemExit(f"benchmark {name} failed (exit status {child.returncode})")
-    return f"## {title}\n\n{about.strip()}\n\n{''.join(lines).strip()}\n"
+    measured = f"Measured {now()}, in {time.monotonic() - started:.0f} s."
+    return f"## {title}\n\n{about.strip()}\n\n{measured}\n\n{''.join(lines).strip()}\n"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def sections_of(text: str) -> dict[str, str]:
+    """The sections of a written file by title (the text after the file's header)."""
+    parts = re.split(r"(?m)^(?=## )", text)[1:]
+    return {part.partition("\n")[0].removeprefix("## ").strip(): part.rstrip() + "\n" for part in parts}
+
+
+def write(path: Path, sections: list[str]) -> None:
+    """Write ``sections`` to the file at ``path``, keeping the file's sections of the benchmarks not run
+    this time, in the order of :func:`available`; atomically, so a run killed midway leaves the last file.
+    """
+    kept = sections_of(path.read_text()) if path.exists() else {}
+    kept.update(sections_of("\n".join(sections)))
+    titles = [section(name)[0] for name in available()]
+    dropped = sorted(set(kept) - set(titles))
+    if dropped:
+        print(f"Dropped from {path}, as no benchmark has their title: {', '.join(dropped)}.")
+    body = "\n".join(kept[title] for title in titles if title in kept)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(HEADER.format(runs=RUNS) + "\n" + body)
+    os.replace(temporary, path)
 
 
 def main(argv: list[str]) -> int:
@@ -113,14 +142,11 @@ def main(argv: list[str]) -> int:
     unknown = sorted(set(names) - set(available()))
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available())}")
-    started, at_start = time.monotonic(), machine()
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = time.monotonic()
     sections = [run(name) for name in names]
-    elapsed = time.monotonic() - started
-    print(f"All {len(names)} benchmark(s) took {elapsed:.0f} s.", flush=True)
+    print(f"All {len(names)} benchmark(s) took {time.monotonic() - started:.0f} s.", flush=True)
     if args.write:
-        header = HEADER.format(runs=RUNS, date=date, machine=at_start, elapsed=elapsed)
-        Path(args.write).write_text(header + "\n" + "\n".join(sections))
+        write(Path(args.write), sections)
         print(f"Wrote {os.path.abspath(args.write)}.")
     return 0
 

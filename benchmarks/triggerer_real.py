@@ -1,9 +1,10 @@
 """A real ``airflow triggerer`` carrying N of the provider's event triggers, next to N of the http
 provider's ``HttpEventTrigger``: loop lag, supervisor and runner CPU, runner RSS, TLS connections, polls.
 
-Run: ``python -m benchmarks triggerer_real`` (``TRIGGERER_REAL_SIZES``, default 200,1000,5000;
-``TRIGGERER_REAL_INTERVAL``, default 5 s; ``TRIGGERER_REAL_SECONDS``, the measured window, default 60 s,
-long enough to see past the start-up requests).
+Run: ``python -m benchmarks triggerer_real``: the runs of :data:`PLANS`, or one run of the environment's
+(``TRIGGERER_REAL_SIZES``, default 200,1000,5000; ``TRIGGERER_REAL_INTERVAL``, default 5 s;
+``TRIGGERER_REAL_SECONDS``, the measured window, default 60 s, long enough to see past the start-up
+requests).
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ carrying N triggers of one kind for a fixed window: N `BankingApiEventTrigger`s 
 polling the sandbox bank (mTLS), then, in a triggerer of its own, N of the http provider's
 `HttpEventTrigger` polling a server-TLS endpoint (it cannot present a client certificate).
 
-Command: `.venv/bin/python -m benchmarks triggerer_real` (`TRIGGERER_REAL_SIZES`, `TRIGGERER_REAL_INTERVAL`,
-`TRIGGERER_REAL_SECONDS`; the http provider comes with the `bench` extra)
+Command: `.venv/bin/python -m benchmarks triggerer_real` (the http provider comes with the `bench` extra).
+Two tables: 200, 1,000 and 5,000 triggers polling every 5 s over a 60 s window, then 5,000 polling every
+30 s (a deployment's pace) over 180 s; `TRIGGERER_REAL_SIZES`, `TRIGGERER_REAL_INTERVAL` and
+`TRIGGERER_REAL_SECONDS` make one table of their own instead.
 
 How the triggers get there: one DAG file with N assets, each with an `AssetWatcher` whose trigger polls
 one account's balance with a threshold never met (every trigger polls until the end), plus one asset
@@ -72,11 +75,41 @@ the server answered in each poke interval of the window (median and least), and 
 after all triggers started.
 The load average is the machine's at the end of each run (2 cores shared with other work: above 2, other
 work took CPU time).
+
+Reading it: the TLS connections show the shared client: the provider's triggers of one connection poll
+through one client and its few kept-alive connections whatever N, where the http provider's open one per
+poll. The supervisor's CPU over the window holds the start-up: each watcher reads its asset state once, a
+request to the supervisor, and the triggers take turns (one read at a time, off their poll loops) so that
+their polls and the triggerer's own requests never wait behind thousands of reads; the last interval's
+figure is what is left once they are done, and "polls in the first interval" says whether every trigger
+polled on time meanwhile. Read the "blocked" warnings against the full collections of the same row: where
+the two are equal, each warning was one pause of the runner's garbage collector, whose longest pause is
+then the loop's longest lag. A full collection walks every object the runner holds, whichever provider's
+triggers made them, and it comes once enough new objects have survived since the last one, so a busier
+loop (more polls a second, or its own work, such as a TLS handshake per poll) meets it sooner and pays
+more for it. The second table is the largest size at a deployment's pace: what is left of the start-up
+and of the pauses when the polls are six times rarer.
 """
 
-SIZES = tuple(int(n) for n in os.environ.get("TRIGGERER_REAL_SIZES", "200,1000,5000").split(","))
-INTERVAL = float(os.environ.get("TRIGGERER_REAL_INTERVAL", "5"))
-SECONDS = float(os.environ.get("TRIGGERER_REAL_SECONDS", "60"))
+Plan = tuple[tuple[int, ...], float, float]  # trigger counts, poke interval s, window s
+#: The runs by default: a fast poll at three sizes, then the largest at a deployment's pace (30 s) over a
+#: longer window.
+PLANS: tuple[Plan, ...] = (((200, 1000, 5000), 5.0, 60.0), ((5000,), 30.0, 180.0))
+
+
+def plans() -> tuple[Plan, ...]:
+    """The runs to make: :data:`PLANS`, or one plan of the environment's when any of its variables is set
+    (``TRIGGERER_REAL_SIZES``, ``..._INTERVAL``, ``..._SECONDS``; unset ones take the first plan's values).
+    """
+    sizes, interval, seconds = PLANS[0]
+    given = {name: os.environ.get(f"TRIGGERER_REAL_{name}") for name in ("SIZES", "INTERVAL", "SECONDS")}
+    if not any(given.values()):
+        return PLANS
+    if given["SIZES"]:
+        sizes = tuple(int(n) for n in given["SIZES"].split(","))
+    return ((sizes, float(given["INTERVAL"] or interval), float(given["SECONDS"] or seconds)),)
+
+
 #: A folder to keep each run's Airflow logs in (``<kind>-<N>/triggerer.log``...), for reading them after.
 KEEP_LOGS = os.environ.get("TRIGGERER_REAL_LOGS")
 NEVER = "1000000000000"  # a threshold no balance meets: the triggers poll until stopped
@@ -297,8 +330,12 @@ def _collections(probe: Path, start: float, end: float) -> tuple[int, float]:
     return full, longest
 
 
-def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: Any) -> dict[str, Any]:
-    """One triggerer carrying ``size`` triggers of ``kind``; ``counters()`` -> (TLS connections, requests)."""
+def _run(
+    template: Path, kind: str, size: int, interval: float, seconds: float, env: dict[str, str], counters: Any
+) -> dict[str, Any]:
+    """One triggerer carrying ``size`` triggers of ``kind`` polling every ``interval`` s, measured over a
+    window of ``seconds``; ``counters()`` -> (TLS connections, requests).
+    """
     with tempfile.TemporaryDirectory(prefix="bankapi-bench-triggerer-") as directory:
         home = Path(directory)
         (home / "dags").mkdir()
@@ -307,7 +344,7 @@ def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: An
         text = DAG_FILE.format(
             kind=kind,
             size=size,
-            interval=INTERVAL,
+            interval=interval,
             never=NEVER,
             probe=str(probe),
             bank_conn=BANK_CONN,
@@ -328,7 +365,7 @@ def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: An
             _wait(home, triggerer, "triggerer", lambda: _started(home), size + 1)
             started_at = time.monotonic()
             _, requests = counters()
-            time.sleep(INTERVAL)
+            time.sleep(interval)
             first_interval = counters()[1] - requests
             supervisor = triggerer.pid
             runner = max(_children(supervisor), key=_rss_mib)
@@ -338,9 +375,9 @@ def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: An
             cpu_start = (cpu_seconds(supervisor), cpu_seconds(runner))
             start = time.monotonic()
             polls, supervisor_by_interval = [], []
-            while time.monotonic() - start < SECONDS - INTERVAL / 2:
+            while time.monotonic() - start < seconds - interval / 2:
                 before, cpu_before, at = counters()[1], cpu_seconds(supervisor), time.monotonic()
-                time.sleep(INTERVAL)
+                time.sleep(interval)
                 polls.append(counters()[1] - before)
                 supervisor_by_interval.append(
                     (cpu_seconds(supervisor) - cpu_before) / (time.monotonic() - at)
@@ -369,7 +406,7 @@ def _run(template: Path, kind: str, size: int, env: dict[str, str], counters: An
             if triggerer is not None:
                 _stop(triggerer)
             if KEEP_LOGS:
-                kept = Path(KEEP_LOGS, f"{kind}-{size}")
+                kept = Path(KEEP_LOGS, f"{kind}-{size}-{interval:g}s")
                 kept.mkdir(parents=True, exist_ok=True)
                 for path in home.glob("*.log"):
                     path.replace(kept / path.name)
@@ -406,11 +443,9 @@ def _row(kind: str, size: int, r: dict[str, Any]) -> str:
     )
 
 
-def main() -> None:
-    from bankapi_sandbox import Sandbox
-
+def _table(interval: float, seconds: float) -> None:
     print(
-        f"{machine()}; poke interval {INTERVAL:g} s, a window of {SECONDS:g} s per run, "
+        f"{machine()}; poke interval {interval:g} s, a window of {seconds:g} s per run, "
         f"each run a triggerer of its own.\n"
     )
     print(
@@ -420,6 +455,11 @@ def main() -> None:
         "polls per interval (median / least) | log KiB/s | start s | load average |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def main() -> None:
+    from bankapi_sandbox import Sandbox
+
     with serving() as sandbox, tempfile.TemporaryDirectory(prefix="bankapi-bench-") as scratch:
         template = _migrated(Path(scratch))
         bank = sandbox.connection
@@ -435,8 +475,14 @@ def main() -> None:
                 f"AIRFLOW_CONN_{HTTP_CONN.upper()}": json.dumps(http),
                 "SSL_CERT_FILE": str(sandbox.ca_cert),
             }
-            for size in SIZES:
-                ours = _run(template, "bankapi", size, bank_env, bank_counters)
-                print(_row("BankingApiEventTrigger (mTLS, sandbox)", size, ours), flush=True)
-                theirs = _run(template, "http", size, http_env, lambda: (counts[0], counts[1]))
-                print(_row("HttpEventTrigger (server TLS)", size, theirs), flush=True)
+            for number, (sizes, interval, seconds) in enumerate(plans()):
+                if number:
+                    print()
+                _table(interval, seconds)
+                for size in sizes:
+                    ours = _run(template, "bankapi", size, interval, seconds, bank_env, bank_counters)
+                    print(_row("BankingApiEventTrigger (mTLS, sandbox)", size, ours), flush=True)
+                    theirs = _run(
+                        template, "http", size, interval, seconds, http_env, lambda: (counts[0], counts[1])
+                    )
+                    print(_row("HttpEventTrigger (server TLS)", size, theirs), flush=True)
