@@ -128,8 +128,11 @@ def _execute(block: Block) -> dict[str, Any]:
     """Run the block in a DAG of its own (unless it makes one), then build the DAGs its ``@dag``s declare."""
     tree = ast.parse(block.source)
     functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
-    calls = {node.func.id for node in ast.walk(tree)
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    calls = {
+        node.func.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
     makes_a_dag = "DAG" in calls or any(_decorated(function, "dag") for function in functions)
     namespace = _namespace(block)
     with nullcontext() if makes_a_dag else DAG(dag_id=block.id, schedule=None):
@@ -180,8 +183,11 @@ def test_every_listed_block_is_in_the_docs_and_its_test_exists():
 
 @pytest.mark.parametrize("block", [pytest.param(block, id=block.id) for block in EXECUTED_HERE])
 def test_builds_its_dag_objects(block):
-    tests = [node.name for node in ast.parse(block.source).body
-             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
+    tests = [
+        node.name
+        for node in ast.parse(block.source).body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    ]
     assert not tests, f"{block.filename} defines {tests}: run them against the sandbox (AGAINST_THE_SANDBOX)"
     _execute(block)
 
