@@ -63,7 +63,7 @@ day: install
 e2e: install
 	$(BIN)/pytest -m e2e tests/e2e
 
-# Every benchmark against the sandbox; regenerates BENCHMARKS.md (~35 min on 2 cores: a third the cluster day, a third the real triggerer).
+# Every benchmark against the sandbox; regenerates BENCHMARKS.md (~45 min on 2 cores: half of it the real triggerer, a quarter the cluster day).
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks --write BENCHMARKS.md
 
