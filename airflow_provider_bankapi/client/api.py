@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from airflow_provider_bankapi.client.auth import BankTokenAuth, renewed_after_401
 from airflow_provider_bankapi.client.endpoints import checked_account_id
@@ -282,14 +282,11 @@ class BankingApiClient:
             identity = self.identity
             description = identity.describe()
             step = "TLS handshake"
-            proxy = self.settings.transport.proxy
             tls = probe_tls(
                 identity.ssl_context(),
                 self.settings.base_url,
                 timeout=self.settings.transport.connect_timeout,
-                # The tasks' route: through the egress proxy. An https:// proxy would need TLS inside TLS,
-                # which a raw socket cannot do: the probe then goes straight to the bank, as it always did.
-                proxy=proxy if proxy and urlsplit(proxy).scheme == "http" else None,
+                proxy=self.settings.transport.proxy,  # the tasks' route
                 answer_timeout=self.settings.transport.read_timeout,
             )
             step = "token"

@@ -14,9 +14,11 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 from urllib3.util import make_headers
+from urllib3.util.ssltransport import SSLTransport
 
 from airflow_provider_bankapi.client.transport.answers import error_for_status
 from airflow_provider_bankapi.client.transport.deadline import AnswerDeadlineExceeded, time_left
@@ -73,7 +75,7 @@ def probe_tls(
     :param ssl_context: the client identity's context.
     :param base_url: the Banking API base URL (https).
     :param timeout: seconds for each step (connect, handshake, read).
-    :param proxy: an http:// egress proxy to tunnel through (CONNECT), if any.
+    :param proxy: an http:// or https:// egress proxy to tunnel through (CONNECT), if any.
     :param answer_timeout: seconds for the whole answer once the request is sent, however slowly it
         trickles in (``timeout`` when None).
     :returns: the negotiated TLS version and cipher.
@@ -92,7 +94,11 @@ def probe_tls(
     raw = _connect(host, port, timeout=timeout, proxy=proxy, during=during)
     try:
         try:
-            tls = ssl_context.wrap_socket(raw, server_hostname=host)
+            tls: ssl.SSLSocket | SSLTransport
+            if isinstance(raw, ssl.SSLSocket):  # through an https:// proxy: the bank's TLS inside the proxy's
+                tls = SSLTransport(raw, ssl_context, server_hostname=host)
+            else:
+                tls = ssl_context.wrap_socket(raw, server_hostname=host)
         except (ssl.SSLError, OSError) as exc:
             raise _tls_failure(exc, during) from exc
         with tls:
@@ -105,44 +111,56 @@ def probe_tls(
 
 
 def _connect(host: str, port: int, *, timeout: float, proxy: str | None, during: str) -> socket.socket:
+    """A socket to the bank: straight, or through the egress proxy's CONNECT tunnel, as urllib3 opens them
+    for the calls (the same route as the tasks). Through an https:// proxy it is the proxy's TLS socket,
+    which the bank's TLS then runs inside.
+    """
+    via = None if proxy is None else urlsplit(proxy)
+    if via is not None and (via.scheme not in ("http", "https") or not via.hostname):
+        raise ConfigurationError(
+            "The egress proxy must be an http:// or https:// URL.", field="proxy", hint=HINT_PROXY
+        )
     target = (host, port)
-    connection: http.client.HTTPConnection | None = None
-    if proxy is not None:
-        proxy_parts = urlsplit(proxy)
-        if proxy_parts.scheme != "http" or not proxy_parts.hostname:
-            raise ConfigurationError(
-                "The probe tunnels through http:// proxies only.", field="proxy", hint=HINT_PROXY
-            )
-        target = (proxy_parts.hostname, proxy_parts.port or 80)
-        # http.client's own CONNECT tunnel, as urllib3 opens it for the calls: the same route as the tasks.
-        connection = http.client.HTTPConnection(*target, timeout=timeout)
-        credentials = None
-        if proxy_parts.username is not None:
-            credentials = f"{unquote(proxy_parts.username)}:{unquote(proxy_parts.password or '')}"
-        connection.set_tunnel(host, port, headers=make_headers(proxy_basic_auth=credentials))
+    credentials = None
+    if via is not None:
+        assert via.hostname is not None
+        target = (via.hostname, via.port or (443 if via.scheme == "https" else 80))
+        if via.username is not None:
+            credentials = f"{unquote(via.username)}:{unquote(via.password or '')}"
+    tunnel: socket.socket | http.client.HTTPConnection | None = None
     try:
-        if connection is None:
+        if via is None or via.scheme == "https":
             sock = socket.create_connection(target, timeout=timeout)
-        else:
-            connection.connect()
-            sock = connection.sock
-            connection.sock = None  # the socket is the probe's from here: closing the connection keeps it
+        if via is not None and via.scheme == "https":
+            tunnel = sock = _proxy_tls(sock, target, during)
+            _tunnel(sock, host, port, credentials)
+        elif via is not None:
+            # http.client's own CONNECT tunnel, as urllib3 opens it for the calls.
+            tunnel = http.client.HTTPConnection(*target, timeout=timeout)
+            tunnel.set_tunnel(host, port, headers=make_headers(proxy_basic_auth=credentials))
+            tunnel.connect()
+            sock, tunnel.sock = (
+                tunnel.sock,
+                None,
+            )  # the socket is the probe's: closing the connection keeps it
     except socket.gaierror as exc:
         raise ConnectionFailedError(
             f"{during} failed: the host name {target[0]} could not be resolved.", hint=HINT_CONNECTION_FAILED
         ) from exc
     except TimeoutError as exc:
-        if connection is not None:
-            connection.close()  # a tunnel that timed out leaves its socket open
+        if tunnel is not None:
+            tunnel.close()  # a tunnel that timed out leaves its socket open
         raise ConnectionFailedError(
             f"{during} failed: connecting to {target[0]}:{target[1]} timed out.",
-            hint=HINT_PROXY if connection is not None else HINT_CONNECTION_FAILED,
+            hint=HINT_PROXY if via is not None else HINT_CONNECTION_FAILED,
             timed_out=True,
         ) from exc
     except OSError as exc:
-        if connection is not None and exc.errno is None:
-            # http.client refuses a tunnel with a bare OSError (the proxy's status in its text); a socket
-            # failure always carries an errno.
+        if tunnel is not None:
+            tunnel.close()
+        if via is not None and exc.errno is None:
+            # A refused tunnel is a bare OSError (the proxy's status in its text), as http.client raises
+            # it; a socket failure always carries an errno.
             refusal = printable(str(exc))[:200]
             raise ConnectionFailedError(
                 f"{during} failed: the egress proxy refused or dropped the tunnel ({refusal}).",
@@ -151,10 +169,45 @@ def _connect(host: str, port: int, *, timeout: float, proxy: str | None, during:
         raise ConnectionFailedError(
             f"{during} failed: could not connect to {target[0]}:{target[1]} "
             f"({(exc.strerror or type(exc).__name__).lower()}).",
-            hint=HINT_PROXY if proxy else HINT_CONNECTION_FAILED,
+            hint=HINT_PROXY if via is not None else HINT_CONNECTION_FAILED,
         ) from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def _proxy_tls(sock: socket.socket, proxy: tuple[str, int], during: str) -> ssl.SSLSocket:
+    """The https:// proxy's own TLS, trusted as urllib3 trusts it for the calls: the system's CAs (or
+    OpenSSL's ``SSL_CERT_FILE``/``SSL_CERT_DIR``), never the client certificate, which is the bank's alone.
+    """
+    try:
+        return ssl.create_default_context().wrap_socket(sock, server_hostname=proxy[0])
+    except ssl.SSLError as exc:
+        sock.close()
+        reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or type(exc).__name__
+        raise ConnectionFailedError(
+            f"{during} failed: TLS with the egress proxy {proxy[0]}:{proxy[1]} failed "
+            f"({printable(str(reason))}).",
+            hint=HINT_PROXY,
+        ) from exc
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _tunnel(sock: ssl.SSLSocket, host: str, port: int, credentials: str | None) -> None:
+    """``CONNECT host:port`` over the proxy's TLS, as http.client's ``set_tunnel`` sends it over TCP."""
+    headers = {"Host": f"{host}:{port}", **make_headers(proxy_basic_auth=credentials)}
+    lines = [f"CONNECT {host}:{port} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items())]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    answer = http.client.HTTPResponse(sock, method="CONNECT")
+    try:
+        answer.begin()
+    except http.client.HTTPException as exc:
+        raise OSError(f"Tunnel connection failed: {type(exc).__name__}") from exc
+    finally:
+        answer.close()  # its file only: the socket carries the tunnel
+    if answer.status != 200:
+        raise OSError(f"Tunnel connection failed: {answer.status} {answer.reason}")
 
 
 def _tls_failure(exc: BaseException, during: str) -> TlsHandshakeError | ConnectionFailedError:
@@ -174,7 +227,7 @@ def _tls_failure(exc: BaseException, during: str) -> TlsHandshakeError | Connect
 
 
 def _exchange(
-    tls: ssl.SSLSocket, host: str, port: int, path: str, during: str, answer_timeout: float
+    tls: ssl.SSLSocket | SSLTransport, host: str, port: int, path: str, during: str, answer_timeout: float
 ) -> bytes:
     # GET on the base path: no token, nothing happens at the bank, and any HTTP answer proves the
     # bank accepted the TLS session (401/404/405 are all fine here). GET rather than HEAD: a TLS
@@ -198,7 +251,7 @@ def _exchange(
     try:
         while len(answer) < PROBE_READ_LIMIT:
             tls.settimeout(time_left(deadline, answer_timeout))
-            chunk = tls.recv(4096)
+            chunk = cast("bytes", tls.recv(4096))  # SSLTransport's annotation allows an int (recv_into's)
             if not chunk:
                 break
             answer += chunk

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -279,8 +280,11 @@ def test_529_site_overloaded_is_retried_like_503_honouring_retry_after(session, 
 
 @pytest.mark.parametrize(
     ("kind", "error_type"),
-    [pytest.param("429", RateLimitedError, id="429"), pytest.param("503", ServerError, id="503"),
-     pytest.param("529", ServerError, id="529")],
+    [
+        pytest.param("429", RateLimitedError, id="429"),
+        pytest.param("503", ServerError, id="503"),
+        pytest.param("529", ServerError, id="529"),
+    ],
 )
 def test_retries_exhausted(session, bank, bearer, kind, error_type):
     bank.inject_fault(BALANCE, kind, count=FAST.max_retries + 5, retry_after=0)
@@ -443,6 +447,7 @@ class ConnectProxy(socketserver.ThreadingTCPServer):
         super().__init__(("127.0.0.1", 0), _TunnelHandler)
         self.targets = []
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.refusal = None  # an answer to CONNECT instead of the tunnel (bytes)
 
 
 class _TunnelHandler(socketserver.BaseRequestHandler):
@@ -455,6 +460,9 @@ class _TunnelHandler(socketserver.BaseRequestHandler):
             head += chunk
         method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
         self.server.targets.append((method, target))
+        if self.server.refusal is not None:
+            self.request.sendall(self.server.refusal)
+            return
         host, port = target.rsplit(":", 1)
         with socket.create_connection((host, int(port))) as upstream:
             self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -464,10 +472,20 @@ class _TunnelHandler(socketserver.BaseRequestHandler):
                 if not readable:
                     return
                 for source in readable:
-                    data = source.recv(65536)
+                    try:
+                        data = source.recv(65536)
+                    except OSError:  # a reset: the tunnel is over
+                        return
                     if not data:
                         return
-                    (upstream if source is self.request else self.request).sendall(data)
+                    try:
+                        (upstream if source is self.request else self.request).sendall(data)
+                    except OSError:
+                        if source is not self.request:
+                            return
+                        # The bank closed (a TLS alert, then a reset): what it sent before still goes to
+                        # the client, as a proxy relays a server's last words.
+                        sockets = [upstream]
 
 
 @pytest.fixture
@@ -541,6 +559,107 @@ def test_the_connection_test_takes_the_tasks_route_through_the_proxy(bank, proxy
     assert report.ok, report
     # The handshake step and the token step each through the proxy: none went straight to the bank.
     assert proxy.targets == [("CONNECT", bank.base_url.split("/")[2])] * 2
+
+
+class TlsConnectProxy(ConnectProxy):
+    """The same proxy behind TLS of its own (an https:// proxy), with the sandbox's server certificate."""
+
+    def __init__(self, certificate, key):
+        super().__init__()
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(str(certificate), str(key))
+        self.url = f"https://127.0.0.1:{self.server_address[1]}"
+
+    def get_request(self):
+        sock, address = super().get_request()
+        return self.context.wrap_socket(sock, server_side=True), address  # an OSError here drops it
+
+
+@contextlib.contextmanager
+def serving_tls_proxy(bank, monkeypatch):
+    """An https:// CONNECT proxy on loopback, its certificate signed by the sandbox's CA."""
+    # The proxy's TLS is trusted as the system's CAs are (the client certificate is the bank's alone):
+    # OpenSSL's SSL_CERT_FILE names the sandbox CA, which also signed the proxy's certificate.
+    monkeypatch.setenv("SSL_CERT_FILE", str(bank.ca_cert))
+    server = TlsConnectProxy(bank.layout.server_cert, bank.layout.server_key)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def tls_proxy(bank, monkeypatch):
+    with serving_tls_proxy(bank, monkeypatch) as server:
+        yield server
+
+
+def test_probe_tunnels_through_an_https_proxy(bank, context, tls_proxy):
+    from airflow_provider_bankapi.client.probe import probe_tls
+
+    info = probe_tls(context, bank.base_url, timeout=5, proxy=tls_proxy.url)
+    assert info.version.startswith("TLSv1.")
+    assert tls_proxy.targets == [("CONNECT", bank.base_url.split("/")[2])]
+    assert bank.counters()["tls_connections"] == 1  # the bank's TLS, inside the proxy's
+
+
+def test_the_connection_test_takes_the_tasks_route_through_an_https_proxy(bank, tls_proxy):
+    from test_api import settings_for
+
+    from airflow_provider_bankapi.client.api import BankingApiClient
+    from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
+
+    transport = TransportSettings(connect_timeout=5, read_timeout=5, proxy=tls_proxy.url)
+    settings = settings_for(bank, transport=transport)
+    with BankingApiClient(settings, token_stores=[MemoryTokenStore()]) as client:
+        report = client.probe()
+        assert report.ok, report
+        assert client.get_balance("123")["account_id"] == "123"
+    # The handshake step through a tunnel of its own, the token step and the call through one kept-alive
+    # tunnel (they share the calls' adapter): none went straight to the bank.
+    assert tls_proxy.targets == [("CONNECT", bank.base_url.split("/")[2])] * 2
+
+
+def test_an_https_proxy_that_is_not_trusted_fails_the_probe_naming_the_proxy(
+    bank, context, tls_proxy, tmp_path, monkeypatch
+):
+    from airflow_provider_bankapi.client.probe import probe_tls
+    from airflow_provider_bankapi.errors import HINT_PROXY
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-bundle.pem"))  # the sandbox CA not trusted
+
+    with pytest.raises(ConnectionFailedError) as caught:
+        probe_tls(context, bank.base_url, timeout=5, proxy=tls_proxy.url)
+
+    assert f"TLS with the egress proxy 127.0.0.1:{tls_proxy.server_address[1]} failed" in caught.value.message
+    assert "certificate" in caught.value.message
+    assert caught.value.hint == HINT_PROXY
+    assert tls_proxy.targets == []
+    assert bank.counters()["tls_connections"] == 0
+
+
+def test_an_https_proxy_refusing_the_probes_tunnel_is_a_connection_failure_naming_the_proxy(
+    bank, context, tls_proxy
+):
+    from airflow_provider_bankapi.client.probe import probe_tls
+    from airflow_provider_bankapi.errors import HINT_PROXY
+
+    tls_proxy.refusal = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"
+
+    with pytest.raises(ConnectionFailedError) as caught:
+        probe_tls(context, bank.base_url, timeout=5, proxy=tls_proxy.url.replace("https://", "https://u:pw@"))
+
+    assert (
+        "the egress proxy refused or dropped the tunnel (Tunnel connection failed: 407"
+        in caught.value.message
+    )
+    assert "pw" not in caught.value.message
+    assert caught.value.hint == HINT_PROXY
+    assert bank.counters()["tls_connections"] == 0
 
 
 class _RefusingHandler(socketserver.BaseRequestHandler):

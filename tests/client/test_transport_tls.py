@@ -132,6 +132,22 @@ def test_probe_recovers_the_real_alert(bank, foreign, kind):
         assert caught.value.client_certificate_rejected
 
 
+@pytest.mark.parametrize("kind", REJECTIONS)
+def test_probe_recovers_the_real_alert_through_an_https_proxy(bank, foreign, kind, monkeypatch):
+    # The bank's TLS inside the proxy's (urllib3's SSLTransport): the alert is read as on a plain socket.
+    from test_transport_io import serving_tls_proxy
+
+    context = rejected_context(bank, foreign, kind)
+    expected = EXPECTED_ALERTS[(kind, bank.tls_version)]
+    with serving_tls_proxy(bank, monkeypatch) as proxy:
+        for _ in range(TRIES):
+            with pytest.raises(TlsHandshakeError) as caught:
+                probe_tls(context, bank.base_url, timeout=5, proxy=proxy.url)
+            assert caught.value.reason == expected
+            assert caught.value.client_certificate_rejected
+    assert len(proxy.targets) == TRIES
+
+
 def test_probe_reports_the_negotiated_session(bank):
     info = probe_tls(make_context(bank.ca_cert, bank.client_cert, bank.client_key), bank.base_url, timeout=5)
     assert info.version == {"1.2": "TLSv1.2", "1.3": "TLSv1.3"}[bank.tls_version]
