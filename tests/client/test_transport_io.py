@@ -538,29 +538,6 @@ def test_settings_are_validated(options, field):
     assert "proxy.example" not in str(caught.value)
 
 
-def test_probe_tunnels_through_the_proxy(bank, context, proxy):
-    from airflow_provider_bankapi.client.probe import probe_tls
-
-    info = probe_tls(context, bank.base_url, timeout=5, proxy=proxy.url)
-    assert info.version.startswith("TLSv1.")
-    assert proxy.targets == [("CONNECT", bank.base_url.split("/")[2])]
-
-
-def test_the_connection_test_takes_the_tasks_route_through_the_proxy(bank, proxy):
-    from test_api import settings_for
-
-    from airflow_provider_bankapi.client.api import BankingApiClient
-    from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
-
-    transport = TransportSettings(connect_timeout=5, read_timeout=5, proxy=proxy.url)
-    settings = settings_for(bank, transport=transport)
-    with BankingApiClient(settings, token_stores=[MemoryTokenStore()]) as client:
-        report = client.probe()
-    assert report.ok, report
-    # The handshake step and the token step each through the proxy: none went straight to the bank.
-    assert proxy.targets == [("CONNECT", bank.base_url.split("/")[2])] * 2
-
-
 class TlsConnectProxy(ConnectProxy):
     """The same proxy behind TLS of its own (an https:// proxy), with the sandbox's server certificate."""
 
@@ -598,22 +575,31 @@ def tls_proxy(bank, monkeypatch):
         yield server
 
 
-def test_probe_tunnels_through_an_https_proxy(bank, context, tls_proxy):
+@pytest.fixture(params=[pytest.param("http", id="http-proxy"), pytest.param("https", id="https-proxy")])
+def egress_proxy(request, bank, monkeypatch):
+    if request.param == "http":
+        yield request.getfixturevalue("proxy")
+    else:
+        with serving_tls_proxy(bank, monkeypatch) as server:
+            yield server
+
+
+def test_probe_tunnels_through_the_proxy(bank, context, egress_proxy):
     from airflow_provider_bankapi.client.probe import probe_tls
 
-    info = probe_tls(context, bank.base_url, timeout=5, proxy=tls_proxy.url)
+    info = probe_tls(context, bank.base_url, timeout=5, proxy=egress_proxy.url)
     assert info.version.startswith("TLSv1.")
-    assert tls_proxy.targets == [("CONNECT", bank.base_url.split("/")[2])]
-    assert bank.counters()["tls_connections"] == 1  # the bank's TLS, inside the proxy's
+    assert egress_proxy.targets == [("CONNECT", bank.base_url.split("/")[2])]
+    assert bank.counters()["tls_connections"] == 1  # the bank's TLS end to end, inside the tunnel
 
 
-def test_the_connection_test_takes_the_tasks_route_through_an_https_proxy(bank, tls_proxy):
+def test_the_connection_test_takes_the_tasks_route_through_the_proxy(bank, egress_proxy):
     from test_api import settings_for
 
     from airflow_provider_bankapi.client.api import BankingApiClient
     from airflow_provider_bankapi.client.tokens.cache import MemoryTokenStore
 
-    transport = TransportSettings(connect_timeout=5, read_timeout=5, proxy=tls_proxy.url)
+    transport = TransportSettings(connect_timeout=5, read_timeout=5, proxy=egress_proxy.url)
     settings = settings_for(bank, transport=transport)
     with BankingApiClient(settings, token_stores=[MemoryTokenStore()]) as client:
         report = client.probe()
@@ -621,7 +607,7 @@ def test_the_connection_test_takes_the_tasks_route_through_an_https_proxy(bank, 
         assert client.get_balance("123")["account_id"] == "123"
     # The handshake step through a tunnel of its own, the token step and the call through one kept-alive
     # tunnel (they share the calls' adapter): none went straight to the bank.
-    assert tls_proxy.targets == [("CONNECT", bank.base_url.split("/")[2])] * 2
+    assert egress_proxy.targets == [("CONNECT", bank.base_url.split("/")[2])] * 2
 
 
 def test_an_https_proxy_that_is_not_trusted_fails_the_probe_naming_the_proxy(
