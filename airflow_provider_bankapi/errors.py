@@ -93,7 +93,9 @@ HINT_DROPPED = (
     "refusing the client certificate: run the connection test."
 )
 HINT_PROXY = (
-    "Check the egress proxy setting (URL, port, credentials) and that the proxy allows CONNECT to the bank."
+    "Check the egress proxy setting (URL, port, credentials) and that the proxy allows CONNECT to the bank; "
+    "for an https:// proxy, that its certificate is trusted by the system's CAs (or by OpenSSL's "
+    "SSL_CERT_FILE on the worker)."
 )
 HINT_BAD_URL = "Set the connection's Base URL to https://HOST[:PORT]/public/gw_banking/v1."
 HINT_HEADERS_TOO_LARGE = (
