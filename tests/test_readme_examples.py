@@ -10,6 +10,9 @@ Blocks that need a bank are listed in ``AGAINST_THE_SANDBOX`` and run for real a
 the slow tests at the end; a block that needs ``dag.test()`` is listed in ``RUN_ELSEWHERE`` with the test
 that runs it as the README tells a user to. Every other block is executed in the fast lane, so a new
 block cannot go unchecked, and a test function a block defines must be listed to be called at all.
+
+The ``export AIRFLOW_CONN_...='{...}'`` lines of the connection setup are connections a user copies: each
+is defined as it is written, its values replaced by the sandbox's for the same keys, and calls the bank.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
 import linecache
 import re
 from contextlib import nullcontext
@@ -27,6 +31,7 @@ from typing import Any
 import pytest
 from airflow.sdk import DAG
 
+from airflow_provider_bankapi.hooks.bankapi import BankingApiHook
 from bankapi_sandbox.runner import running
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,3 +242,45 @@ def test_the_sandbox_fixtures_test_functions_pass(monkeypatch, token_cache):
         with running(**(marks[0] if marks else {})) as sandbox, monkeypatch.context() as patch:
             fixtures = {"bankapi_sandbox": sandbox, "monkeypatch": patch}
             test(**{name: fixtures[name] for name in inspect.signature(test).parameters})
+
+
+# -- the AIRFLOW_CONN_* exports of the connection setup ------------------------------------------------------
+
+EXPORTS = [
+    (name, value)
+    for document in DOCUMENTS
+    for name, value in re.findall(
+        r"export (AIRFLOW_CONN_\w+)='(.*?)'", (ROOT / document).read_text(), re.DOTALL
+    )
+]
+
+
+def test_the_readme_shows_a_pem_and_a_pkcs12_connection_export():
+    kinds = {frozenset(json.loads(value)["extra"]) for _, value in EXPORTS}
+    assert {"client_cert", "client_private_key"} <= set().union(*kinds)
+    assert {"client_pfx_secret", "client_pfx_password"} <= set().union(*kinds)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [pytest.param(*export, id=f"export-{i}") for i, export in enumerate(EXPORTS)]
+)
+def test_each_connection_export_works_once_its_values_are_the_sandboxs(
+    bankapi_sandbox, monkeypatch, token_cache, name, value
+):
+    # The README's keys as a user copies them, each value replaced by the sandbox's for the same key: a key
+    # renamed or missing in the README fails here, as it would fail the user's connection.
+    connection = json.loads(value)
+    sandbox = (
+        bankapi_sandbox.connection_pfx
+        if "client_pfx_secret" in connection["extra"]
+        else bankapi_sandbox.connection
+    )
+    assert connection["conn_type"] == sandbox["conn_type"] == "bankapi"
+    assert set(connection) <= set(sandbox), set(connection) - set(sandbox)
+    assert set(connection["extra"]) == set(sandbox["extra"])
+    real = {**{key: sandbox[key] for key in connection}, "extra": sandbox["extra"]}
+    monkeypatch.setenv(name, json.dumps(real))
+
+    hook = BankingApiHook(bankapi_conn_id=name.removeprefix("AIRFLOW_CONN_").lower())
+
+    assert hook.get_balance("123")["account_id"] == "123"
