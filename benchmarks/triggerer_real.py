@@ -2,9 +2,7 @@
 provider's ``HttpEventTrigger``: loop lag, supervisor and runner CPU, runner RSS, TLS connections, polls.
 
 Run: ``python -m benchmarks triggerer_real``: the runs of :data:`PLANS`, or one run of the environment's
-(``TRIGGERER_REAL_SIZES``, default 200,1000,5000; ``TRIGGERER_REAL_INTERVAL``, default 5 s;
-``TRIGGERER_REAL_SECONDS``, the measured window, default 60 s, long enough to see past the start-up
-requests).
+(see :func:`plans`).
 """
 
 from __future__ import annotations

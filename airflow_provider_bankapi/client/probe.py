@@ -116,33 +116,30 @@ def _connect(host: str, port: int, *, timeout: float, proxy: str | None, during:
     which the bank's TLS then runs inside.
     """
     via = None if proxy is None else urlsplit(proxy)
-    if via is not None and (via.scheme not in ("http", "https") or not via.hostname):
-        raise ConfigurationError(
-            "The egress proxy must be an http:// or https:// URL.", field="proxy", hint=HINT_PROXY
-        )
     target = (host, port)
     credentials = None
     if via is not None:
-        assert via.hostname is not None
+        if via.scheme not in ("http", "https") or not via.hostname:
+            raise ConfigurationError(
+                "The egress proxy must be an http:// or https:// URL.", field="proxy", hint=HINT_PROXY
+            )
         target = (via.hostname, via.port or (443 if via.scheme == "https" else 80))
         if via.username is not None:
             credentials = f"{unquote(via.username)}:{unquote(via.password or '')}"
     tunnel: socket.socket | http.client.HTTPConnection | None = None
     try:
-        if via is None or via.scheme == "https":
+        if via is None:
             sock = socket.create_connection(target, timeout=timeout)
-        if via is not None and via.scheme == "https":
-            tunnel = sock = _proxy_tls(sock, target, during)
+        elif via.scheme == "https":
+            tunnel = sock = _proxy_tls(socket.create_connection(target, timeout=timeout), target, during)
             _tunnel(sock, host, port, credentials)
-        elif via is not None:
+        else:
             # http.client's own CONNECT tunnel, as urllib3 opens it for the calls.
             tunnel = http.client.HTTPConnection(*target, timeout=timeout)
             tunnel.set_tunnel(host, port, headers=make_headers(proxy_basic_auth=credentials))
             tunnel.connect()
-            sock, tunnel.sock = (
-                tunnel.sock,
-                None,
-            )  # the socket is the probe's: closing the connection keeps it
+            sock = tunnel.sock
+            tunnel.sock = None  # the socket is the probe's from here: closing the connection keeps it
     except socket.gaierror as exc:
         raise ConnectionFailedError(
             f"{during} failed: the host name {target[0]} could not be resolved.", hint=HINT_CONNECTION_FAILED

@@ -576,12 +576,8 @@ def tls_proxy(bank, monkeypatch):
 
 
 @pytest.fixture(params=[pytest.param("http", id="http-proxy"), pytest.param("https", id="https-proxy")])
-def egress_proxy(request, bank, monkeypatch):
-    if request.param == "http":
-        yield request.getfixturevalue("proxy")
-    else:
-        with serving_tls_proxy(bank, monkeypatch) as server:
-            yield server
+def egress_proxy(request):
+    return request.getfixturevalue("proxy" if request.param == "http" else "tls_proxy")
 
 
 def test_probe_tunnels_through_the_proxy(bank, context, egress_proxy):
